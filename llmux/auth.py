@@ -1,0 +1,48 @@
+"""Bearer API keys from ``api_keys.yaml``, compared in constant time.
+
+Every configured key is compared on every request (no early exit), so the time taken does not
+tell which key, or how much of one, matched. Keys are never logged; the client's *name* is.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from llmux.errors import Forbidden, Unauthorized
+from llmux.registry import ApiKey, ApiKeysFile
+
+
+class KeyRing:
+    def __init__(self, keys: ApiKeysFile) -> None:
+        self._keys = [(k, k.key.encode()) for k in keys.keys]
+
+    def identify(self, authorization: str | None) -> ApiKey | None:
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        presented = token.strip().encode()
+        found: ApiKey | None = None
+        for entry, secret in self._keys:
+            if hmac.compare_digest(presented, secret):
+                found = entry
+        return found
+
+
+def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard for /v1 routes; handlers with ``opt={"public": True}`` are open (Open WebUI reads
+    the audio model and voice lists without a key)."""
+    if handler.opt.get("public"):
+        return
+    ring: KeyRing = connection.app.state.keys
+    client = ring.identify(connection.headers.get("authorization"))
+    if client is None:
+        raise Unauthorized("Missing or invalid API key. Send 'Authorization: Bearer <key>'.")
+    connection.state.client = client.name
+    if handler.opt.get("admin") and client.role != "admin":
+        raise Forbidden("This endpoint needs an admin key.")

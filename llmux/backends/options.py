@@ -1,0 +1,60 @@
+"""Per-backend ``options:`` Structs, keyed by the ``backend:`` name in models.yaml.
+
+Kept free of runtime imports so that ``llmux check`` validates a config without torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from llmux.registry.config import Strict
+
+Threads = Annotated[int, msgspec.Meta(ge=1, le=512)]
+
+
+class TransformersOptions(Strict):
+    device: str = "cuda"
+    """``cuda``, ``cuda:1`` or ``cpu``; ``cuda`` falls back to cpu when no GPU is present."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_context: Annotated[int, msgspec.Meta(ge=256)] | None = None
+    """Cap on prompt + completion tokens; defaults to the model's own limit."""
+    threads: Threads | None = None
+
+
+class LlamaCppOptions(Strict):
+    mmproj: str | None = None
+    """Vision encoder GGUF, relative to ``models_dir`` or absolute."""
+    n_gpu_layers: int = -1
+    """-1 offloads every layer; 0 runs on the CPU."""
+    n_ctx: Annotated[int, msgspec.Meta(ge=256)] = 16384
+    threads: Threads | None = None
+    chat_template: str | None = None
+    """Override the template stored in the GGUF (a Jinja string)."""
+
+
+class ChatterboxOptions(Strict):
+    variant: Literal["standard", "turbo", "multilingual"] = "standard"
+    device: str = "cuda"
+
+
+class FasterWhisperOptions(Strict):
+    device: str = "auto"
+    compute_type: str = "default"
+    threads: Threads | None = None
+
+
+class HibariOptions(Strict):
+    threads: Threads | None = None
+
+
+BACKEND_OPTIONS: dict[str, type[Strict]] = {
+    "transformers": TransformersOptions,
+    "llamacpp": LlamaCppOptions,
+    "chatterbox": ChatterboxOptions,
+    "faster-whisper": FasterWhisperOptions,
+    "hibari": HibariOptions,
+}
+"""Every backend name models.yaml may use. A backend's runtime registers its factory in
+``llmux.backends.factory``; this table only validates configuration."""

@@ -1,0 +1,117 @@
+"""The shapes of ``models.yaml`` and ``api_keys.yaml``: strict, frozen msgspec Structs.
+
+Strict on config: unknown fields are errors, so a typo never silently falls back to a default.
+Per-backend ``options`` are validated against the Struct each backend registers
+(``llmux.backends.options``), so this module stays free of runtime imports.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Base of every config Struct (options are inherited by subclasses)."""
+
+
+PositiveGB = Annotated[float, msgspec.Meta(gt=0)]
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")]
+
+
+class ModelType(str, enum.Enum):
+    """What a physical model does. The value order is not the eviction order: see ``priority``."""
+
+    LLM = "llm"
+    ASR = "asr"
+    TTS = "tts"
+
+    @property
+    def priority(self) -> int:
+        """Eviction priority (LLMUX-VRAM-002): lower is evicted first."""
+        return _PRIORITY[self]
+
+
+_PRIORITY = {ModelType.LLM: 0, ModelType.TTS: 1, ModelType.ASR: 2}
+
+ChatFamily = Literal["qwen3.5", "gpt-oss", "chatml"]
+
+
+class PhysicalModel(Strict):
+    """One set of weights that occupies VRAM when loaded."""
+
+    type: ModelType
+    backend: Identifier
+    weights: str
+    """A directory or file, absolute or relative to ``models_dir``."""
+    vram_gb: PositiveGB
+    """Estimated footprint; replaced by the measured one after the first load."""
+    vision: bool = False
+    tools: bool = False
+    family: ChatFamily | None = None
+    """Chat template / output parser family for LLMs."""
+    hf_repo: str | None = None
+    """Where ``llmux download`` fetches the weights from."""
+    hf_files: tuple[str, ...] = ()
+    """Download only these files of ``hf_repo`` (GGUF repositories hold many quantisations)."""
+    options: dict[str, Any] = {}
+    """Backend-specific settings, checked against the backend's options Struct."""
+    id: str = ""
+    """Filled from the key under ``physical:``."""
+
+
+class Behaviour(Strict):
+    """How a virtual model changes the request before it reaches the physical model."""
+
+    thinking: bool | None = None
+    """Qwen3.5: render the chat template with ``enable_thinking`` set to this."""
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    """gpt-oss: prepend ``Reasoning: <level>`` to the system prompt."""
+    language: str | None = None
+    """TTS/ASR: default language."""
+    voice: str | None = None
+    """TTS: default voice."""
+
+
+class VirtualModel(Strict):
+    """A name clients use; maps to one physical model plus a behaviour."""
+
+    physical: Identifier
+    behaviour: Behaviour = Behaviour()
+    description: str = ""
+    id: str = ""
+    """Filled from the key under ``virtual:``."""
+
+
+class Limits(Strict):
+    max_request_mb: PositiveGB = 10.0
+    """Largest JSON request body (chat with inline images)."""
+    max_audio_mb: PositiveGB = 25.0
+    """Largest transcription upload."""
+    remote_images: bool = False
+    """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+
+
+class ModelsFile(Strict):
+    """``models.yaml``."""
+
+    budget_gb: PositiveGB = 16.0
+    models_dir: str = "/models"
+    voices_dir: str | None = None
+    limits: Limits = Limits()
+    physical: dict[str, dict[str, Any]] = {}
+    virtual: dict[str, dict[str, Any]] = {}
+
+
+class ApiKey(Strict):
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    key: Annotated[str, msgspec.Meta(min_length=16)]
+    role: Literal["user", "admin"] = "user"
+
+
+class ApiKeysFile(Strict):
+    """``api_keys.yaml``: one key per client."""
+
+    keys: tuple[ApiKey, ...]

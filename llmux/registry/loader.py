@@ -1,0 +1,170 @@
+"""Read ``models.yaml`` / ``api_keys.yaml`` into a checked, frozen ``Registry``.
+
+Every error names the path and the bad value, e.g.
+``$.physical.qwen3.5-4b.vram_gb: expected a number > 0, got "four"``.
+Field checks live in the Structs; cross-record checks (a virtual model naming a missing
+physical one) live here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import yaml
+
+from llmux.backends.options import BACKEND_OPTIONS
+from llmux.errors import ConfigError
+from llmux.registry.config import (
+    ApiKeysFile,
+    ModelsFile,
+    ModelType,
+    PhysicalModel,
+    VirtualModel,
+)
+from llmux.registry.registry import Registry
+
+T = TypeVar("T")
+
+_WORDS = {
+    "`float`": "a number",
+    "`int`": "an integer",
+    "`str`": "a string",
+    "`bool`": "a boolean",
+    "`object`": "a mapping",
+    "`array`": "a list",
+    "`null`": "null",
+}
+_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _lookup(data: Any, path: str) -> tuple[bool, Any]:
+    """Follow a msgspec path (``$.a.b[2]``) through plain data; (found, value)."""
+    node = data
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path[1:]):
+        try:
+            node = node[int(index)] if index else node[name]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, node
+
+
+def _explain(exc: msgspec.ValidationError, data: Any, prefix: str) -> str:
+    """Turn msgspec's message into ``<path>: expected ..., got <value>``."""
+    message = str(exc)
+    match = _PATH.search(message)
+    local = match.group(1) if match else "$"
+    message = _PATH.sub("", message)
+    message = re.sub(r", got `\w+`$", "", message)
+    for word, plain in _WORDS.items():
+        message = message.replace(word, plain)
+    message = re.sub(r"(\d+)\.0\b", r"\1", message)
+    message = message[0].lower() + message[1:]
+    found, value = _lookup(data, local)
+    where = prefix + local[1:]
+    if found and message.startswith("expected"):
+        message += f", got {json.dumps(value, default=str)}"
+    return f"{where}: {message}"
+
+
+def _convert(data: Any, type_: type[T], prefix: str) -> T:
+    try:
+        return msgspec.convert(data, type_, str_keys=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc, data, prefix)) from None
+
+
+def _physical(key: str, raw: Any) -> PhysicalModel:
+    where = f"$.physical.{key}"
+    if isinstance(raw, dict) and "id" in raw:
+        raise ConfigError(f"{where}.id: the id is the key under physical:, remove this field")
+    spec = _convert(raw, PhysicalModel, where)
+    options_type = BACKEND_OPTIONS.get(spec.backend)
+    if options_type is None:
+        known = ", ".join(sorted(BACKEND_OPTIONS))
+        raise ConfigError(f"{where}.backend: unknown backend {spec.backend!r} (known: {known})")
+    _convert(spec.options, options_type, f"{where}.options")
+    if spec.type is not ModelType.LLM and (spec.vision or spec.tools or spec.family):
+        raise ConfigError(f"{where}: vision, tools and family apply to llm models only")
+    return msgspec.structs.replace(spec, id=key)
+
+
+def _virtual(key: str, raw: Any, physical: dict[str, PhysicalModel]) -> VirtualModel:
+    where = f"$.virtual.{key}"
+    if isinstance(raw, dict) and "id" in raw:
+        raise ConfigError(f"{where}.id: the id is the key under virtual:, remove this field")
+    spec = _convert(raw, VirtualModel, where)
+    target = physical.get(spec.physical)
+    if target is None:
+        raise ConfigError(f"{where}.physical: no physical model named {spec.physical!r}")
+    b = spec.behaviour
+    if b.thinking is not None and target.family != "qwen3.5":
+        raise ConfigError(f"{where}.behaviour.thinking: only qwen3.5 models have a thinking switch")
+    if b.reasoning_effort is not None and target.family != "gpt-oss":
+        raise ConfigError(f"{where}.behaviour.reasoning_effort: only gpt-oss models take a reasoning level")
+    return msgspec.structs.replace(spec, id=key)
+
+
+def load_models(path: Path) -> Registry:
+    """Decode and cross-check ``models.yaml``."""
+    data = _read_yaml(path)
+    if data is None:
+        data = {}
+    top = _convert(data, ModelsFile, "$")
+    physical = {key: _physical(str(key), raw) for key, raw in top.physical.items()}
+    virtual = {key: _virtual(str(key), raw, physical) for key, raw in top.virtual.items()}
+    lowered: dict[str, str] = {}
+    for name in virtual:
+        if name.lower() in lowered:
+            raise ConfigError(f"$.virtual.{name}: differs from {lowered[name.lower()]!r} only in case")
+        lowered[name.lower()] = name
+    for spec in physical.values():
+        if spec.vram_gb > top.budget_gb:
+            # Not an error: `llmux check` warns and requests get a clear refusal.
+            pass
+    base = path.parent
+    models_dir = Path(top.models_dir)
+    if not models_dir.is_absolute():
+        models_dir = (base / models_dir).resolve()
+    voices_dir = None
+    if top.voices_dir is not None:
+        voices_dir = Path(top.voices_dir)
+        if not voices_dir.is_absolute():
+            voices_dir = (base / voices_dir).resolve()
+    return Registry(
+        budget_gb=top.budget_gb,
+        models_dir=models_dir,
+        voices_dir=voices_dir,
+        limits=top.limits,
+        physical=physical,
+        virtual=virtual,
+    )
+
+
+def load_keys(path: Path) -> ApiKeysFile:
+    """Decode ``api_keys.yaml``; names and keys must be unique."""
+    keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    seen_names: set[str] = set()
+    seen_keys: set[str] = set()
+    for i, entry in enumerate(keys.keys):
+        if entry.name in seen_names:
+            raise ConfigError(f"$.keys[{i}].name: duplicate name {entry.name!r}")
+        if entry.key in seen_keys:
+            raise ConfigError(f"$.keys[{i}].key: the same key is listed twice (one key per client)")
+        seen_names.add(entry.name)
+        seen_keys.add(entry.key)
+    return keys

@@ -1,0 +1,43 @@
+"""The resolved model registry: virtual name -> (physical model, behaviour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmux.errors import ModelNotFound
+from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    budget_gb: float
+    models_dir: Path
+    voices_dir: Path | None
+    limits: Limits
+    physical: dict[str, PhysicalModel]
+    virtual: dict[str, VirtualModel]
+
+    def resolve(self, name: str, *, expect: ModelType | None = None) -> tuple[VirtualModel, PhysicalModel]:
+        """The virtual model a client named and the physical model behind it.
+
+        ``expect`` rejects e.g. a TTS model sent to the chat endpoint with a 404 naming both.
+        """
+        virtual = self.virtual.get(name)
+        if virtual is None:
+            raise ModelNotFound(f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model")
+        physical = self.physical[virtual.physical]
+        if expect is not None and physical.type is not expect:
+            raise ModelNotFound(
+                f"The model {name!r} is a {physical.type.value} model, not a {expect.value} model.",
+                param="model",
+            )
+        return virtual, physical
+
+    def weights_path(self, spec: PhysicalModel, relative: str | None = None) -> Path:
+        """Absolute path of the weights (or of another file named relative to ``models_dir``)."""
+        path = Path(relative if relative is not None else spec.weights).expanduser()
+        return path if path.is_absolute() else self.models_dir / path
+
+    def virtual_of(self, physical_id: str) -> list[str]:
+        return [name for name, v in self.virtual.items() if v.physical == physical_id]

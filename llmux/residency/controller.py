@@ -1,0 +1,380 @@
+"""The one owner of residency state: leases, the wait queue, loads and evictions.
+
+Every decision is made in a synchronous method on the event loop (``_pump``), so no decision
+is ever taken from a read that an ``await`` made stale. The only awaits are in the swap task,
+which performs one plan at a time: drain the victims, unload them, load the target.
+
+Fairness. Waiters are considered in arrival order. A waiter whose model is resident gets its
+lease at once, unless that model is draining for an earlier waiter's swap; the earliest waiter
+whose model is not resident starts the next swap. So a steady stream of requests for the
+resident model cannot starve a request that needs a swap: the swap waits only for the leases
+held when it was planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from llmux.backends.base import Backend
+from llmux.errors import ModelCannotFit, ModelLoadFailed, ModelNotFound, ServiceUnavailable
+from llmux.registry import PhysicalModel, Registry
+from llmux.residency import planner
+from llmux.residency.lifecycle import ModelLifecycle
+from llmux.residency.memory import measure
+
+log = structlog.get_logger("llmux.residency")
+
+BackendFactory = Callable[[PhysicalModel, Registry], Backend]
+
+
+@dataclass(eq=False)
+class _Slot:
+    spec: PhysicalModel
+    machine: ModelLifecycle
+    footprint_gb: float
+    measured: bool = False
+    draining: bool = False
+    pinned: bool = False
+    last_used: float = 0.0
+    backend: Backend | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    loads: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
+
+    @property
+    def leases(self) -> int:
+        return self.machine.leases
+
+
+@dataclass(eq=False)
+class _Waiter:
+    model: str
+    future: asyncio.Future[None]
+    since: float
+    granted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Permission to run inference on ``backend``; while held, the model cannot be evicted."""
+
+    model: str
+    backend: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """A read-only picture of one physical model, for /health and the admin API."""
+
+    model: str
+    type: str
+    backend: str
+    state: str
+    vram_gb: float
+    measured: bool
+    leases: int
+    waiting: int
+    pinned: bool
+    loads: int
+    last_error: str | None
+
+
+class ResidencyController:
+    """Decides which physical models are resident and hands out leases on them."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        factory: BackendFactory,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.budget_gb = registry.budget_gb
+        self._factory = factory
+        self._clock = clock
+        self._slots = {
+            mid: _Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
+            for mid, spec in registry.physical.items()
+        }
+        self._queue: list[_Waiter] = []
+        self._swap: asyncio.Task[None] | None = None
+        self._closing = False
+        self.swaps = 0
+
+    # ---- public API -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, model_id: str) -> AsyncIterator[Lease]:
+        """Wait until ``model_id`` is resident and hold it for the body of the ``async with``.
+
+        Raises ``ModelCannotFit`` / ``ModelLoadFailed`` when it cannot be loaded; a caller that
+        is cancelled while waiting leaves the queue without a trace.
+        """
+        slot = self._slot(model_id)
+        if self._closing:
+            raise ServiceUnavailable("llmux is shutting down", code="shutting_down")
+        waiter = _Waiter(model_id, asyncio.get_running_loop().create_future(), self._clock())
+        self._queue.append(waiter)
+        self._pump()
+        try:
+            await waiter.future
+        except BaseException:
+            if waiter.granted:
+                self._release(slot)
+            elif waiter in self._queue:
+                self._queue.remove(waiter)
+                log.info("lease.abandoned", model=model_id, waited_s=round(self._clock() - waiter.since, 3))
+            self._pump()
+            raise
+        try:
+            yield Lease(model_id, slot.backend)
+        finally:
+            self._release(slot)
+
+    async def load(self, model_id: str) -> None:
+        """Make a model resident (admin); returns once it is ready."""
+        async with self.lease(model_id):
+            pass
+
+    async def unload(self, model_id: str) -> None:
+        """Evict a model (admin) once its leases drain; no-op if it is not resident."""
+        slot = self._slot(model_id)
+        while self._swap is not None:
+            await asyncio.shield(self._swap)
+        if slot.state in ("ready", "serving") and not slot.draining:
+            slot.draining = True
+            self._start(self._run_swap(None, ((slot.id, "admin"),)))
+        while self._swap is not None:
+            await asyncio.shield(self._swap)
+
+    def pin(self, model_id: str, pinned: bool = True) -> None:
+        """A pinned model is never chosen as an eviction victim."""
+        self._slot(model_id).pinned = pinned
+        log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
+
+    def snapshot(self) -> list[SlotView]:
+        waiting: dict[str, int] = {}
+        for w in self._queue:
+            waiting[w.model] = waiting.get(w.model, 0) + 1
+        return [
+            SlotView(
+                model=s.id,
+                type=s.spec.type.value,
+                backend=s.spec.backend,
+                state=s.state,
+                vram_gb=round(s.footprint_gb, 3),
+                measured=s.measured,
+                leases=s.leases,
+                waiting=waiting.get(s.id, 0),
+                pinned=s.pinned,
+                loads=s.loads,
+                last_error=s.last_error,
+            )
+            for s in self._slots.values()
+        ]
+
+    @property
+    def used_gb(self) -> float:
+        return planner.used_gb(self._residents())
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def shutdown(self, grace_s: float = 30.0) -> None:
+        """Refuse new leases, let held ones finish (up to ``grace_s``), unload everything."""
+        self._closing = True
+        for w in list(self._queue):
+            if not w.future.done():
+                w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
+        self._queue.clear()
+        if self._swap is not None:
+            await asyncio.wait({self._swap}, timeout=grace_s)
+        busy = [s.idle.wait() for s in self._slots.values() if s.leases]
+        if busy:
+            await asyncio.wait([asyncio.ensure_future(b) for b in busy], timeout=grace_s)
+        for slot in self._slots.values():
+            if slot.state == "ready":
+                await self._evict(slot, "shutdown")
+
+    # ---- decisions (synchronous: never across an await) -------------------------------------
+
+    def _slot(self, model_id: str) -> _Slot:
+        slot = self._slots.get(model_id)
+        if slot is None:
+            raise ModelNotFound(f"no physical model {model_id!r}", param="model")
+        return slot
+
+    def _residents(self) -> list[planner.Resident]:
+        return [
+            planner.Resident(
+                id=s.id,
+                type=s.spec.type,
+                footprint_gb=s.footprint_gb,
+                busy=s.leases > 0,
+                last_used=s.last_used,
+                pinned=s.pinned,
+            )
+            for s in self._slots.values()
+            if s.machine.resident
+        ]
+
+    def _pump(self) -> None:
+        """Grant what can be granted, in arrival order, and start at most one swap."""
+        swap_claimed = self._swap is not None
+        for waiter in list(self._queue):
+            if waiter.future.done():
+                self._queue.remove(waiter)
+                continue
+            slot = self._slots[waiter.model]
+            if slot.state in ("ready", "serving") and not slot.draining:
+                self._grant(waiter, slot)
+                continue
+            if slot.state != "unloaded" or swap_claimed:
+                continue  # loading, draining or evicting, or another swap goes first
+            swap_claimed = True
+            self._plan_swap(waiter, slot)
+
+    def _plan_swap(self, waiter: _Waiter, slot: _Slot) -> None:
+        target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
+        decision = planner.plan(target, self._residents(), self.budget_gb)
+        if isinstance(decision, planner.Infeasible):
+            log.warning("model.refused", model=slot.id, reason=decision.message)
+            self._fail_waiters(slot.id, ModelCannotFit(decision.message, param="model"))
+            return
+        for victim in decision.evict:
+            self._slots[victim].draining = True
+        self._start(self._run_swap(slot, tuple((v, decision.reason[v]) for v in decision.evict)))
+
+    def _start(self, coro: Any) -> None:
+        self._swap = asyncio.get_running_loop().create_task(coro)
+        self.swaps += 1
+
+    def _grant(self, waiter: _Waiter, slot: _Slot) -> None:
+        self._queue.remove(waiter)
+        slot.machine.send("acquire")
+        slot.idle.clear()
+        slot.last_used = self._clock()
+        waiter.granted = True
+        waiter.future.set_result(None)
+        waited = self._clock() - waiter.since
+        if waited > 0.001:
+            log.info("lease.granted", model=slot.id, waited_s=round(waited, 3))
+
+    def _release(self, slot: _Slot) -> None:
+        slot.machine.send("release")
+        slot.last_used = self._clock()
+        if slot.leases == 0:
+            slot.idle.set()
+        self._pump()
+
+    def _fail_waiters(self, model_id: str, error: Exception) -> None:
+        for w in list(self._queue):
+            if w.model == model_id:
+                self._queue.remove(w)
+                if not w.future.done():
+                    w.future.set_exception(error)
+
+    # ---- the swap task: the only place that awaits loads and unloads -------------------------
+
+    async def _run_swap(self, target: _Slot | None, victims: tuple[tuple[str, str], ...]) -> None:
+        try:
+            for victim_id, reason in victims:
+                victim = self._slots[victim_id]
+                await victim.idle.wait()
+                await self._evict(victim, reason, for_=target.id if target else None)
+            if target is not None:
+                await self._load(target)
+        finally:
+            self._swap = None
+            self._pump()
+
+    async def _evict(self, slot: _Slot, reason: str, for_: str | None = None) -> None:
+        slot.machine.send("evict")
+        started = self._clock()
+        backend, slot.backend = slot.backend, None
+        try:
+            if backend is not None:
+                await asyncio.to_thread(backend.unload)
+        except Exception as exc:  # the weights are dropped either way; say so loudly
+            log.error("model.unload_failed", model=slot.id, error=repr(exc))
+        finally:
+            slot.machine.send("evicted")
+            slot.draining = False
+        log.info(
+            "model.evicted",
+            model=slot.id,
+            freed_gb=round(slot.footprint_gb, 3),
+            reason=reason,
+            for_=for_,
+            duration_s=round(self._clock() - started, 3),
+        )
+
+    async def _load(self, slot: _Slot) -> None:
+        slot.machine.send("load")
+        started = self._clock()
+        log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb)
+        try:
+            backend = slot.backend or self._factory(slot.spec, self.registry)
+            reported, probed = await asyncio.to_thread(measure, backend.load)
+        except Exception as exc:
+            slot.machine.send("load_failed")
+            slot.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("model.load_failed", model=slot.id, error=slot.last_error, duration_s=round(self._clock() - started, 3))
+            self._fail_waiters(slot.id, ModelLoadFailed(f"loading model {slot.id!r} failed: {slot.last_error}"))
+            return
+        slot.backend = backend
+        slot.machine.send("loaded")
+        slot.loads += 1
+        slot.last_error = None
+        footprint = reported if reported is not None else probed
+        if footprint is not None and footprint > 0:
+            slot.footprint_gb, slot.measured = footprint, True
+        log.info(
+            "model.loaded",
+            model=slot.id,
+            footprint_gb=round(slot.footprint_gb, 3),
+            measured=slot.measured,
+            estimate_gb=slot.spec.vram_gb,
+            duration_s=round(self._clock() - started, 3),
+            used_gb=round(self.used_gb, 3),
+        )
+        await self._fit_after_measurement(slot)
+
+    async def _fit_after_measurement(self, slot: _Slot) -> None:
+        """A load that measured larger than estimated may push usage over the budget: evict
+        lower-priority models (rule 5 order) until it fits, or give the load back."""
+        decision = planner.overflow(self._residents(), self.budget_gb, keep=slot.id)
+        if isinstance(decision, planner.Infeasible) or slot.footprint_gb > self.budget_gb:
+            message = (
+                f"model {slot.id!r} measured {slot.footprint_gb:g} GB, more than fits in the "
+                f"{self.budget_gb:g} GB VRAM budget"
+            )
+            self._fail_waiters(slot.id, ModelCannotFit(message, param="model"))
+            await self._evict(slot, "over_budget")
+            return
+        for victim_id in decision:
+            self._slots[victim_id].draining = True
+        for victim_id in decision:
+            victim = self._slots[victim_id]
+            await victim.idle.wait()
+            await self._evict(victim, "over_budget", for_=slot.id)
