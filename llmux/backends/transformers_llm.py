@@ -29,6 +29,7 @@ from transformers.generation.streamers import BaseStreamer
 from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import TransformersOptions
 from llmux.chat import generation
+from llmux.chat.messages import to_pil
 from llmux.chat.parsers import parser_for
 from llmux.chat.prompt import prompt_input
 from llmux.errors import InvalidRequest, ModelLoadFailed
@@ -160,7 +161,7 @@ class TransformersLLM:
             raise ModelLoadFailed(f"{self.spec.id}: the checkpoint has no chat template")
         return source
 
-    def render(self, job: ChatJob) -> tuple[str, list[Any]]:
+    def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
         """The prompt text exactly as the model sees it, and the decoded images."""
         source = self.template_source()
         made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source)
@@ -175,9 +176,10 @@ class TransformersLLM:
             raise InvalidRequest(f"the model's chat template cannot render these messages: {exc}", param="messages") from None
         return prompt, made.images
 
-    def _inputs(self, prompt: str, images: list[Any]) -> dict[str, Any]:
+    def _inputs(self, prompt: str, images: list[bytes]) -> dict[str, Any]:
         if images:
-            encoded = self.processor(text=[prompt], images=images, return_tensors="pt")
+            pictures = [to_pil(raw) for raw in images]
+            encoded = self.processor(text=[prompt], images=pictures, return_tensors="pt")
         else:
             encoded = self.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")
         return {k: v.to(self.model.device) for k, v in encoded.items()}

@@ -24,8 +24,8 @@ from llmux.errors import InvalidRequest
 @dataclass
 class TemplateInput:
     messages: list[dict[str, Any]]
-    images: list[Any] = field(default_factory=list)
-    """Decoded images (PIL), in the order their ``{"type": "image"}`` parts appear."""
+    images: list[bytes] = field(default_factory=list)
+    """Encoded image files (PNG, JPEG, ...), in the order their parts appear."""
 
 
 def _arguments(raw: Any) -> Any:
@@ -42,24 +42,29 @@ def _text_of(parts: list[dict[str, Any]]) -> str:
     return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
 
 
-def decode_image(url: str) -> Any:
-    """A ``data:`` URL -> PIL image. Remote URLs never reach a backend (the service refuses
-    them unless ``limits.remote_images``); fetching them is the service's job, not ours."""
-    from PIL import Image
-
+def image_bytes(url: str) -> bytes:
+    """The file inside a ``data:`` URL, checked to be an image. Remote URLs are never fetched
+    here: the service refuses them unless ``limits.remote_images`` is on."""
     if not url.startswith("data:"):
-        raise InvalidRequest("only data: image URLs can be decoded here", param="image_url")
+        raise InvalidRequest("only data: image URLs are accepted", param="image_url", code="invalid_image_url")
     _, _, payload = url.partition(",")
     try:
         raw = base64.b64decode(payload, validate=False)
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        to_pil(raw)
     except (binascii.Error, OSError, ValueError) as exc:
-        raise InvalidRequest(f"the image could not be decoded: {exc}", param="image_url") from None
+        raise InvalidRequest(f"the image could not be decoded: {exc}", param="image_url", code="invalid_image") from None
+    return raw
+
+
+def to_pil(raw: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(raw))
+    image.load()
     return image.convert("RGB")
 
 
-def _content(content: Any, images: list[Any], vision: bool) -> Any:
+def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[str, Any]) -> Any:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -71,16 +76,23 @@ def _content(content: Any, images: list[Any], vision: bool) -> Any:
         if part.get("type") == "text":
             parts.append({"type": "text", "text": part.get("text", "")})
         elif part.get("type") == "image_url":
-            images.append(decode_image(part["image_url"]["url"]))
-            parts.append({"type": "image"})
+            images.append(image_bytes(part["image_url"]["url"]))
+            parts.append(dict(placeholder))
     return parts
 
 
-def template_input(messages: list[dict[str, Any]], *, family: str | None, vision: bool) -> TemplateInput:
+IMAGE_PART = {"type": "image"}
+
+
+def template_input(
+    messages: list[dict[str, Any]], *, family: str | None, vision: bool, image_part: dict[str, Any] = IMAGE_PART
+) -> TemplateInput:
+    """``image_part`` replaces each image: transformers processors expand ``{"type": "image"}``,
+    llama.cpp's multimodal tokenizer looks for its media marker in the text."""
     out = TemplateInput(messages=[])
     for raw in messages:
         message = {k: v for k, v in raw.items() if v is not None}
-        message["content"] = _content(raw.get("content"), out.images, vision)
+        message["content"] = _content(raw.get("content"), out.images, vision, image_part)
         if raw.get("tool_calls"):
             message["tool_calls"] = [
                 {**call, "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments"))}}
