@@ -51,6 +51,10 @@ def check(args: argparse.Namespace) -> int:
         if not path.exists():
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
+    for key in keys.keys:
+        if key.key.startswith("CHANGE-ME"):
+            print(f"  api key {key.name!r} is the shipped placeholder: generate a real one")
+            problems += 1
     if problems:
         print(f"{problems} problem(s)", file=sys.stderr)
     return 1 if problems else 0

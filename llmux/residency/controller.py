@@ -256,8 +256,9 @@ class ResidencyController:
         """Grant what can be granted, in arrival order, and start at most one swap."""
         swap_claimed = self._swap is not None
         for waiter in list(self._queue):
-            if waiter.future.done():
-                self._queue.remove(waiter)
+            if waiter.future.done():  # cancelled, or failed earlier in this very pass
+                if waiter in self._queue:
+                    self._queue.remove(waiter)
                 continue
             slot = self._slots[waiter.model]
             if slot.state in ("ready", "serving") and not slot.draining:
@@ -318,9 +319,13 @@ class ResidencyController:
                 await self._evict(victim, reason, for_=target.id if target else None)
             if target is not None:
                 await self._load(target)
-        finally:
+        except GeneratorExit:  # the event loop is being torn down: decide nothing more
             self._swap = None
-            self._pump()
+            raise
+        finally:
+            if self._swap is not None:
+                self._swap = None
+                self._pump()
 
     async def _evict(self, slot: _Slot, reason: str, for_: str | None = None) -> None:
         slot.machine.send("evict")
