@@ -22,6 +22,7 @@ import structlog
 from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import LlamaCppOptions
 from llmux.chat import generation
+from llmux.chat.messages import ImagePolicy, has_images
 from llmux.chat.parsers import parser_for
 from llmux.chat.prompt import prompt_input
 from llmux.chat.template import render
@@ -40,6 +41,8 @@ class LlamaCppLLM:
         self.path = registry.weights_path(spec)
         self.mmproj = registry.weights_path(spec, options.mmproj) if options.mmproj else None
         self.options = options
+        self.images = ImagePolicy(remote=registry.limits.remote_images,
+                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
         self.llm: Any = None
         self.vision: Any = None  # llmux.backends.llamacpp_vision.VisionEncoder when mmproj is set
         self._template = ""
@@ -61,7 +64,11 @@ class LlamaCppLLM:
         if self.mmproj is not None:
             from llmux.backends.llamacpp_vision import VisionEncoder
 
-            self.vision = VisionEncoder(self.mmproj, self.llm, use_gpu=self.options.n_gpu_layers != 0)
+            try:
+                self.vision = VisionEncoder(self.mmproj, self.llm, use_gpu=self.options.n_gpu_layers != 0)
+            except BaseException:
+                self.unload()  # a failed load leaves nothing allocated
+                raise
         log.info("model.weights_loaded", model=self.spec.id, context=self.llm.n_ctx(),
                  gpu_layers=self.options.n_gpu_layers, seconds=round(time.perf_counter() - started, 3), gb=footprint)
         return footprint
@@ -96,9 +103,12 @@ class LlamaCppLLM:
 
     def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
         """The prompt text exactly as the model sees it, and the images it refers to."""
-        marker = {"type": "text", "text": self.vision.marker} if self.vision is not None else {"type": "text", "text": ""}
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision and self.vision is not None,
-                            template_source=self._template, image_part=marker)
+        if self.vision is None and has_images(job.messages):
+            raise InvalidRequest(f"{self.spec.id} has no vision encoder configured (options.mmproj)",
+                                 param="messages", code="vision_not_supported")
+        marker = {"type": "text", "text": self.vision.marker if self.vision is not None else ""}
+        made = prompt_input(job, family=self.spec.family, vision=self.vision is not None,
+                            template_source=self._template, image_part=marker, policy=self.images)
         try:
             prompt = render(self._template, made.messages, tools=made.tools, **self._specials, **made.kwargs)
         except InvalidRequest:

@@ -29,7 +29,7 @@ from transformers.generation.streamers import BaseStreamer
 from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import TransformersOptions
 from llmux.chat import generation
-from llmux.chat.messages import to_pil
+from llmux.chat.messages import ImagePolicy, to_pil
 from llmux.chat.parsers import parser_for
 from llmux.chat.prompt import prompt_input
 from llmux.errors import InvalidRequest, ModelLoadFailed
@@ -107,6 +107,8 @@ class TransformersLLM:
         self.spec = spec
         self.path = registry.weights_path(spec)
         self.options = options
+        self.images = ImagePolicy(remote=registry.limits.remote_images,
+                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
         self.device = _device(options.device)
         self.model: Any = None
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
@@ -164,7 +166,8 @@ class TransformersLLM:
     def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
         """The prompt text exactly as the model sees it, and the decoded images."""
         source = self.template_source()
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source)
+        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source,
+                            policy=self.images)
         try:
             prompt = self.tokenizer.apply_chat_template(
                 made.messages, tools=made.tools, chat_template=source, tokenize=False,

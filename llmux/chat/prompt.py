@@ -7,7 +7,7 @@ from typing import Any
 
 from llmux.backends.base import ChatJob
 from llmux.chat.behaviour import apply_to_messages, template_kwargs
-from llmux.chat.messages import IMAGE_PART, template_input
+from llmux.chat.messages import IMAGE_PART, ImagePolicy, template_input
 
 
 @dataclass
@@ -20,9 +20,15 @@ class PromptInput:
 
 
 def prompt_input(
-    job: ChatJob, *, family: str | None, vision: bool, template_source: str, image_part: dict[str, Any] = IMAGE_PART
+    job: ChatJob,
+    *,
+    family: str | None,
+    vision: bool,
+    template_source: str,
+    image_part: dict[str, Any] = IMAGE_PART,
+    policy: ImagePolicy = ImagePolicy(),
 ) -> PromptInput:
-    converted = template_input(job.messages, family=family, vision=vision, image_part=image_part)
+    converted = template_input(job.messages, family=family, vision=vision, image_part=image_part, policy=policy)
     messages = apply_to_messages(family, job.behaviour, template_source, converted.messages)
     kwargs = template_kwargs(family, job.behaviour, template_source)
     return PromptInput(messages=messages, tools=job.tools or None, kwargs=kwargs, images=converted.images)

@@ -200,3 +200,24 @@ def test_broken_image_is_a_400(qwen_tf: Any) -> None:
 def test_no_tool_call_events_from_plain_output(gpt_oss_tf: Any) -> None:
     events = drain(gpt_oss_tf, job(max_tokens=8, seed=4))
     assert not [e for e in events if isinstance(e, ToolCallStart)]
+
+
+def test_gguf_without_mmproj_refuses_images(qwen_gguf: Any) -> None:
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}}]}]
+    with pytest.raises(InvalidRequest) as info:
+        qwen_gguf.chat(job(messages), threading.Event())
+    assert info.value.code == "vision_not_supported"
+
+
+def test_a_file_that_is_not_an_mmproj_fails_the_load_cleanly(tiny_dir: Any) -> None:  # noqa: F811
+    from llmux.backends.factory import create_backend
+    from llmux.errors import ModelLoadFailed
+    from tests.fixtures.tiny_models import build_gguf, physical
+
+    weights = build_gguf(tiny_dir / "mm-main.gguf")
+    registry, spec = physical(weights, backend="llamacpp", family="qwen3.5", vision=True, n_gpu_layers=0,
+                              threads=1, n_ctx=256, mmproj=str(build_gguf(tiny_dir / "not-an-mmproj.gguf")))
+    backend = create_backend(spec, registry)
+    with pytest.raises(ModelLoadFailed):
+        backend.load()
+    assert backend.llm is None and backend.vision is None
