@@ -13,7 +13,7 @@ import pytest
 from llmux.backends.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams, ToolCallStart
 from llmux.errors import InvalidRequest
 from llmux.registry.config import Behaviour
-from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir  # noqa: F401
+from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir, vision_gguf  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +221,18 @@ def test_a_file_that_is_not_an_mmproj_fails_the_load_cleanly(tiny_dir: Any) -> N
     with pytest.raises(ModelLoadFailed):
         backend.load()
     assert backend.llm is None and backend.vision is None
+
+
+def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "what colour?"},
+        {"type": "image_url", "image_url": {"url": png_data_url((50, 30))}},
+    ]}]
+    prompt, images = vision_gguf.render(job(messages))
+    assert vision_gguf.vision.marker in prompt and len(images) == 1
+    with_image = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
+    text_only = drain(vision_gguf, job([{"role": "user", "content": "what colour?"}], max_tokens=6, seed=1))
+    # 32x32 pixels in 8x8 patches: the image took 16 positions in the context.
+    assert with_image[-1].usage.prompt_tokens == text_only[-1].usage.prompt_tokens + 16
+    again = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
+    assert text_of(again) == text_of(with_image)  # no stale image positions reused from the cache
