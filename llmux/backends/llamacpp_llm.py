@@ -11,6 +11,7 @@ next turn of a conversation only evaluate the new messages.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -47,6 +48,7 @@ class LlamaCppLLM:
         self.vision: Any = None  # llmux.backends.llamacpp_vision.VisionEncoder when mmproj is set
         self._template = ""
         self._specials: dict[str, str] = {}
+        self._pieces_cache: dict[int, bytes] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -86,7 +88,22 @@ class LlamaCppLLM:
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._token_bytes(token).decode("utf-8", errors="replace")
+
+    def _token_bytes(self, token: int) -> bytes:
+        """One token's bytes, special tokens included. Not ``Llama.detokenize``: it uses a
+        32-byte buffer and silently drops longer tokens (long runs of spaces in code vocabularies)."""
+        piece = self._pieces_cache.get(token)
+        if piece is None:
+            size = 64
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, size, 0, True)
+                if n >= 0:
+                    break
+                size = -n
+            piece = self._pieces_cache[token] = buffer.raw[:n]
+        return piece
 
     def unload(self) -> None:
         if self.vision is not None:
@@ -95,6 +112,7 @@ class LlamaCppLLM:
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+        self._pieces_cache = {}
 
     # ---- prompt -------------------------------------------------------------------------------
 
@@ -152,7 +170,7 @@ class LlamaCppLLM:
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return
-                yield decoder.decode(llm.detokenize([token], special=True))
+                yield decoder.decode(self._token_bytes(token))
         finally:
             if not reuse_cache:
                 # Image positions hold no token ids: never let the next prompt "match" them.
