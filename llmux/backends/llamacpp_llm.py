@@ -24,8 +24,7 @@ from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import LlamaCppOptions
 from llmux.chat import generation
 from llmux.chat.messages import ImagePolicy, has_images
-from llmux.chat.parsers import parser_for
-from llmux.chat.prompt import prompt_input
+from llmux.chat.prompt import output_setup, prompt_input
 from llmux.chat.template import render
 from llmux.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
@@ -141,15 +140,17 @@ class LlamaCppLLM:
         if self.llm is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
-        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
+        setup = output_setup(self.spec.family, job, prompt)
+        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
         if images:
-            tokens = self.vision.evaluate(prompt, images)
+            tokens = self.vision.evaluate(setup.prompt, images)
         else:
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            tokens = self.llm.tokenize(setup.prompt.encode("utf-8"), add_bos=False, special=True)
         budget = generation.completion_budget(job.params.max_tokens, len(tokens), self.llm.n_ctx())
         return generation.run(
             self._pieces(tokens, job.params, reuse_cache=not images),
-            parser=parser_for(self.spec.family, prompt=prompt, tools=job.tools),
+            parser=setup.parser,
+            preamble=setup.preamble,
             stops=job.params.stop,
             prompt_tokens=len(tokens),
             max_tokens=budget,

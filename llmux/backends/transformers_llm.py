@@ -30,8 +30,7 @@ from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import TransformersOptions
 from llmux.chat import generation
 from llmux.chat.messages import ImagePolicy, to_pil
-from llmux.chat.parsers import parser_for
-from llmux.chat.prompt import prompt_input
+from llmux.chat.prompt import output_setup, prompt_input
 from llmux.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 
@@ -193,13 +192,15 @@ class TransformersLLM:
         if self.model is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
-        inputs = self._inputs(prompt, images)
-        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
+        setup = output_setup(self.spec.family, job, prompt)
+        inputs = self._inputs(setup.prompt, images)
+        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
         return generation.run(
             self._pieces(inputs, budget, job.params),
-            parser=parser_for(self.spec.family, prompt=prompt, tools=job.tools),
+            parser=setup.parser,
+            preamble=setup.preamble,
             stops=job.params.stop,
             prompt_tokens=prompt_tokens,
             max_tokens=budget,

@@ -45,10 +45,14 @@ def run(
     max_tokens: int,
     cancel: threading.Event,
     model: str,
+    preamble: list[ChatEvent] = (),  # type: ignore[assignment]
 ) -> Iterator[ChatEvent]:
+    """``preamble``: events the parser made from text pre-filled into the prompt (a forced
+    tool call's start); they go out first."""
     stats = _Stats()
     scanner = StopScanner(stops)
     try:
+        yield from preamble
         try:
             for piece in pieces:
                 stats.token()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmux.backends.base import ChatJob
+from llmux.backends.base import ChatEvent, ChatJob
 from llmux.chat.behaviour import apply_to_messages, template_kwargs
 from llmux.chat.messages import IMAGE_PART, ImagePolicy, template_input
+from llmux.chat.parsers import OutputParser, parser_for
+from llmux.chat.tool_choice import forced_prefix
 
 
 @dataclass
@@ -32,3 +34,20 @@ def prompt_input(
     messages = apply_to_messages(family, job.behaviour, template_source, converted.messages)
     kwargs = template_kwargs(family, job.behaviour, template_source)
     return PromptInput(messages=messages, tools=job.tools or None, kwargs=kwargs, images=converted.images)
+
+
+@dataclass
+class OutputSetup:
+    prompt: str
+    """The rendered prompt plus any pre-filled start of the answer: what the model sees."""
+    parser: OutputParser
+    preamble: list[ChatEvent]
+    """Events the pre-fill already implies (a forced tool call's start)."""
+
+
+def output_setup(family: str | None, job: ChatJob, prompt: str) -> OutputSetup:
+    """The parser for this turn, with a forced tool call (``tool_choice``) pre-filled."""
+    prefill = forced_prefix(family, job.tool_choice, prompt, bool(job.tools))
+    parser = parser_for(family, prompt=prompt, tools=job.tools)
+    preamble = parser.feed(prefill) if prefill else []
+    return OutputSetup(prompt=prompt + prefill, parser=parser, preamble=preamble)

@@ -4,6 +4,7 @@ rendering with behaviours, the event contract, usage, max_tokens capping, stop, 
 from __future__ import annotations
 
 import base64
+import json
 import io
 import threading
 from typing import Any
@@ -116,9 +117,13 @@ def test_max_tokens_is_capped_to_the_context(qwen_gguf: Any) -> None:
 
 
 def test_max_tokens_capped_on_transformers(gpt_oss_tf: Any) -> None:
-    events = drain(gpt_oss_tf, job(max_tokens=32000, seed=5))
+    long = [{"role": "user", "content": "hello the weather " * 40}]  # leaves little room in 384
+    prompt_tokens = len(gpt_oss_tf.tokenizer(gpt_oss_tf.render(job(long))[0], add_special_tokens=False).input_ids)
+    assert 250 < prompt_tokens < 384
+    events = drain(gpt_oss_tf, job(long, max_tokens=32000, seed=5))
     usage = events[-1].usage
-    assert usage.prompt_tokens + usage.completion_tokens <= 256
+    assert usage.prompt_tokens == prompt_tokens
+    assert usage.prompt_tokens + usage.completion_tokens <= 384
 
 
 def test_prompt_longer_than_context_is_a_clear_400(gpt_oss_tf: Any) -> None:
@@ -236,3 +241,15 @@ def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
     assert with_image[-1].usage.prompt_tokens == text_only[-1].usage.prompt_tokens + 16
     again = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
     assert text_of(again) == text_of(with_image)  # no stale image positions reused from the cache
+
+
+@pytest.mark.parametrize("name", ["qwen_gguf", "qwen_tf", "gpt_oss_tf"])
+def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name: str) -> None:
+    backend = request.getfixturevalue(name)
+    forced = ChatJob(messages=HELLO, tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                     params=SamplingParams(max_tokens=6, seed=1), behaviour=Behaviour())
+    events = drain(backend, forced)
+    assert events[0] == ToolCallStart(index=0, id=events[0].id, name="get_weather")
+    assert events[-1].reason == "tool_calls"
+    args = "".join(e.text for e in events if type(e).__name__ == "ToolCallArgs")
+    assert isinstance(json.loads(args), dict)  # whatever a random model wrote, valid JSON arguments

@@ -151,3 +151,15 @@ def test_remote_images_are_fetched_only_when_enabled() -> None:
             image_bytes(url, ImagePolicy(remote=True, max_bytes=10))
     finally:
         server.shutdown()
+
+
+def test_forced_tool_call_prefixes() -> None:
+    from llmux.chat.tool_choice import forced_prefix
+
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert forced_prefix("qwen3.5", "auto", "p", True) == ""
+    assert forced_prefix("qwen3.5", named, "p", False) == ""
+    assert forced_prefix("qwen3.5", named, "...assistant\n", True) == "<tool_call>\n<function=get_weather>\n"
+    assert forced_prefix("qwen3.5", "required", "...assistant\n<think>\n", True) == "\n</think>\n\n<tool_call>\n<function="
+    assert forced_prefix("gpt-oss", named, "", True) == "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+    assert forced_prefix("chatml", named, "", True) == ""
