@@ -59,7 +59,7 @@ def test_smollm2_answers_through_the_demo_config(demo_server: str) -> None:
         model="smollm2", temperature=0, max_tokens=24,
         messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
     )
-    assert reply.choices[0].message.content.strip()
+    assert "paris" in reply.choices[0].message.content.lower()  # greedy: "The capital of France is Paris."
     assert reply.usage.completion_tokens > 0
     stream = client.chat.completions.create(model="smollm2", max_tokens=12, stream=True,
                                             messages=[{"role": "user", "content": "Say hello."}])
