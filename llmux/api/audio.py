@@ -119,16 +119,19 @@ async def speech(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/audio/voices", opt={"public": True})
-async def voices(request: Request[Any, Any, Any], model: str | None = None) -> VoiceList:
+async def voices(request: Request[Any, Any, Any]) -> VoiceList:
+    model = request.query_params.get("model")
     return VoiceList([VoiceOut(v.id, v.name) for v in _service(request).voices(model)])
 
 
 @get("/audio/models", opt={"public": True})
-async def audio_models(request: Request[Any, Any, Any], type: str = "tts") -> AudioModelList:
-    if type not in ("tts", "asr"):
+async def audio_models(request: Request[Any, Any, Any]) -> AudioModelList:
+    """TTS models by default (Open WebUI fills its TTS model menu from this); ``?type=asr``."""
+    kind = request.query_params.get("type", "tts")
+    if kind not in ("tts", "asr"):
         raise InvalidRequest("type must be 'tts' or 'asr'.", param="type")
-    kind = ModelType(type)
-    return AudioModelList([AudioModelOut(id=name, type=type) for name in _service(request).models(kind)])
+    names = _service(request).models(ModelType(kind))
+    return AudioModelList([AudioModelOut(id=name, type=kind) for name in names])
 
 
 HANDLERS = [transcriptions, speech, voices, audio_models]

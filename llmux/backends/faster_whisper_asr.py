@@ -58,9 +58,9 @@ class FasterWhisperASR:
         )
         segments: list[Segment] = []
         for piece in pieces:  # a generator: decoding happens as it is consumed
-            words = tuple(Word(w.start, w.end, w.word) for w in piece.words or ())
-            segments.append(Segment(start=piece.start, end=piece.end, text=piece.text.strip(), words=words))
+            words = tuple(Word(float(w.start), float(w.end), w.word) for w in piece.words or ())
+            segments.append(Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words))
             if cancel.is_set():
                 break
         text = " ".join(s.text for s in segments).strip()
-        return Transcript(text=text, language=info.language, duration=info.duration, segments=tuple(segments))
+        return Transcript(text=text, language=info.language, duration=float(info.duration), segments=tuple(segments))
