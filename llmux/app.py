@@ -26,7 +26,9 @@ MB = 1024 * 1024
 
 def extra_routers(registry: Registry) -> list[Router]:
     """Routers of the optional feature modules (audio, admin, metrics), each guarded as needed."""
-    return []
+    from llmux.api import audio
+
+    return [audio.router(registry, [require_key])]
 
 
 def create_app(
