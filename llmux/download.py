@@ -258,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     parser = argparse.ArgumentParser(prog="llmux")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["download", *(sys.argv[1:] if argv is None else argv)])
+    rest = list(sys.argv[1:] if argv is None else argv)
+    if rest[:1] == ["download"]:  # `python -m llmux.download download ...` reads like `llmux download`
+        rest = rest[1:]
+    args = parser.parse_args(["download", *rest])
     return int(args.func(args))
 
 
