@@ -39,7 +39,7 @@ def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     the audio model and voice lists without a key)."""
     if handler.opt.get("public"):
         return
-    ring: KeyRing = connection.app.state.keys
+    ring: KeyRing = connection.app.state.keyring
     client = ring.identify(connection.headers.get("authorization"))
     if client is None:
         raise Unauthorized("Missing or invalid API key. Send 'Authorization: Bearer <key>'.")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,9 @@ from llmux.residency.memory import measure
 log = structlog.get_logger("llmux.residency")
 
 BackendFactory = Callable[[PhysicalModel, Registry], Backend]
+Offload = Callable[..., Awaitable[Any]]
+"""Runs a blocking call off the event loop: ``asyncio.to_thread`` in production; tests pass
+one that waits on a gate they control, so load times are decided by the test, not a clock."""
 
 
 @dataclass(eq=False)
@@ -106,11 +109,13 @@ class ResidencyController:
         factory: BackendFactory,
         *,
         clock: Callable[[], float] = time.monotonic,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
         self._factory = factory
         self._clock = clock
+        self._offload = offload
         self._slots = {
             mid: _Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
@@ -122,9 +127,8 @@ class ResidencyController:
 
     # ---- public API -------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def lease(self, model_id: str) -> AsyncIterator[Lease]:
-        """Wait until ``model_id`` is resident and hold it for the body of the ``async with``.
+    async def acquire(self, model_id: str) -> Lease:
+        """Wait until ``model_id`` is resident and take a lease on it; ``release`` gives it back.
 
         Raises ``ModelCannotFit`` / ``ModelLoadFailed`` when it cannot be loaded; a caller that
         is cancelled while waiting leaves the queue without a trace.
@@ -145,10 +149,20 @@ class ResidencyController:
                 log.info("lease.abandoned", model=model_id, waited_s=round(self._clock() - waiter.since, 3))
             self._pump()
             raise
+        return Lease(model_id, slot.backend)
+
+    def release(self, lease: Lease) -> None:
+        """Give a lease back; each lease exactly once."""
+        self._release(self._slot(lease.model))
+
+    @asynccontextmanager
+    async def lease(self, model_id: str) -> AsyncIterator[Lease]:
+        """``acquire`` and ``release`` around the body of an ``async with``."""
+        held = await self.acquire(model_id)
         try:
-            yield Lease(model_id, slot.backend)
+            yield held
         finally:
-            self._release(slot)
+            self.release(held)
 
     async def load(self, model_id: str) -> None:
         """Make a model resident (admin); returns once it is ready."""
@@ -242,8 +256,9 @@ class ResidencyController:
         """Grant what can be granted, in arrival order, and start at most one swap."""
         swap_claimed = self._swap is not None
         for waiter in list(self._queue):
-            if waiter.future.done():
-                self._queue.remove(waiter)
+            if waiter.future.done():  # cancelled, or failed earlier in this very pass
+                if waiter in self._queue:
+                    self._queue.remove(waiter)
                 continue
             slot = self._slots[waiter.model]
             if slot.state in ("ready", "serving") and not slot.draining:
@@ -304,9 +319,13 @@ class ResidencyController:
                 await self._evict(victim, reason, for_=target.id if target else None)
             if target is not None:
                 await self._load(target)
-        finally:
+        except GeneratorExit:  # the event loop is being torn down: decide nothing more
             self._swap = None
-            self._pump()
+            raise
+        finally:
+            if self._swap is not None:
+                self._swap = None
+                self._pump()
 
     async def _evict(self, slot: _Slot, reason: str, for_: str | None = None) -> None:
         slot.machine.send("evict")
@@ -314,7 +333,7 @@ class ResidencyController:
         backend, slot.backend = slot.backend, None
         try:
             if backend is not None:
-                await asyncio.to_thread(backend.unload)
+                await self._offload(backend.unload)
         except Exception as exc:  # the weights are dropped either way; say so loudly
             log.error("model.unload_failed", model=slot.id, error=repr(exc))
         finally:
@@ -335,7 +354,7 @@ class ResidencyController:
         log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb)
         try:
             backend = slot.backend or self._factory(slot.spec, self.registry)
-            reported, probed = await asyncio.to_thread(measure, backend.load)
+            reported, probed = await self._offload(measure, backend.load)
         except Exception as exc:
             slot.machine.send("load_failed")
             slot.last_error = f"{type(exc).__name__}: {exc}"

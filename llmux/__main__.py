@@ -1,0 +1,90 @@
+"""The ``llmux`` command: serve, check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llmux.errors import ConfigError
+
+
+def _load(config_dir: Path):  # type: ignore[no-untyped-def]
+    from llmux.registry import load_keys, load_models
+
+    return load_models(config_dir / "models.yaml"), load_keys(config_dir / "api_keys.yaml")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llmux.app import create_app
+    from llmux.logging import configure
+
+    configure(args.log_level, json=args.log_json)
+    registry, keys = _load(args.config)
+    app = create_app(registry, keys, shutdown_grace_s=args.grace)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=args.grace,
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate both files and report weights missing on disk; non-zero on any problem."""
+    registry, keys = _load(args.config)
+    problems = 0
+    print(f"config {args.config}: {len(registry.physical)} physical, {len(registry.virtual)} virtual models, "
+          f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB")
+    for spec in registry.physical.values():
+        path = registry.weights_path(spec)
+        status = "ok" if path.exists() else "MISSING"
+        if spec.vram_gb > registry.budget_gb:
+            status += f" (estimate {spec.vram_gb:g} GB exceeds the budget: it will be refused)"
+            problems += 1
+        if not path.exists():
+            problems += 1
+        print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
+    for key in keys.keys:
+        if key.key.startswith("CHANGE-ME"):
+            print(f"  api key {key.name!r} is the shipped placeholder: generate a real one")
+            problems += 1
+    if problems:
+        print(f"{problems} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmux", description="Several AI models on one GPU behind one OpenAI-compatible API.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the API server")
+    p.add_argument("--config", type=Path, required=True, help="directory with models.yaml and api_keys.yaml")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=None, help="JSON logs (default: when not a terminal)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests get on shutdown")
+    p.set_defaults(run=serve)
+    c = sub.add_parser("check", help="validate the config and report missing weights")
+    c.add_argument("--config", type=Path, required=True)
+    c.set_defaults(run=check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"llmux: config error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
