@@ -28,7 +28,9 @@ MB = 1024 * 1024
 
 def extra_routers(registry: Registry) -> list[Router]:
     """Routers of the optional feature modules (audio, admin, metrics), each guarded as needed."""
-    return [admin.router()]
+    from llmux.api import audio
+
+    return [audio.router(registry, [require_key]), admin.router()]
 
 
 def create_app(

@@ -151,6 +151,19 @@ class ResidencyController:
             raise
         return Lease(model_id, slot.backend)
 
+    def try_acquire(self, model_id: str) -> Lease | None:
+        """A lease at once if the model is resident, not draining and nobody waits; else None.
+
+        The fast path for the common case (the model is already there): no task, no future.
+        """
+        slot = self._slot(model_id)
+        if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
+            return None
+        slot.machine.send("acquire")
+        slot.idle.clear()
+        slot.last_used = self._clock()
+        return Lease(model_id, slot.backend)
+
     def release(self, lease: Lease) -> None:
         """Give a lease back; each lease exactly once."""
         self._release(self._slot(lease.model))
