@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,8 @@ class ChatService:
         self.controller = controller
         self.keepalive_s = keepalive_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self.observers: list[Callable[..., None]] = []
+        """Called with the fields of every ``chat.completed`` event (metrics count tokens there)."""
 
     # ---- holding a model: lease, then the model's FIFO turn ----------------------------------
 
@@ -258,14 +260,16 @@ class ChatService:
 
     def _log(self, chat: PreparedChat, finish: Finish | None, started: float, ttft: float | None) -> None:
         usage = finish.usage if finish else None
-        log.info(
-            "chat.completed",
-            model=chat.model,
-            physical=chat.physical,
-            stream=chat.stream,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            finish_reason=finish.reason if finish else None,
-            ttft_s=round(ttft, 4) if ttft is not None else None,
-            duration_s=round(time.perf_counter() - started, 4),
-        )
+        fields: dict[str, Any] = {
+            "model": chat.model,
+            "physical": chat.physical,
+            "stream": chat.stream,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "finish_reason": finish.reason if finish else None,
+            "ttft_s": round(ttft, 4) if ttft is not None else None,
+            "duration_s": round(time.perf_counter() - started, 4),
+        }
+        log.info("chat.completed", **fields)
+        for observe in self.observers:
+            observe(**fields)

@@ -198,6 +198,12 @@ class ResidencyController:
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
 
+    def add_listener(self, listener: object) -> None:
+        """Attach a python-statemachine listener to every model's lifecycle machine (metrics,
+        tracing): it sees each transition, with ``machine.name`` as the model id."""
+        for slot in self._slots.values():
+            slot.machine.add_listener(listener)
+
     def snapshot(self) -> list[SlotView]:
         waiting: dict[str, int] = {}
         for w in self._queue:
