@@ -113,6 +113,7 @@ class LlamaCppLLM:
         if self.llm is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
+        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
         if images:
             tokens = self.vision.evaluate(prompt, images)
         else:

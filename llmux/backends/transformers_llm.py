@@ -191,6 +191,7 @@ class TransformersLLM:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
         inputs = self._inputs(prompt, images)
+        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
         return generation.run(
