@@ -96,3 +96,78 @@ class ChatBackend(Backend, Protocol):
     def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
         """Generate, yielding events as they are produced; stop soon after ``cancel`` is set."""
         ...
+
+
+# ---- speech to text (ASR) -----------------------------------------------------------------
+# Audio crosses this boundary as numpy float32 arrays. numpy is not imported here (the core
+# installs without it): arrays are typed ``Any``.
+
+ASR_SAMPLE_RATE = 16_000
+"""What ``SpeechToText.transcribe`` receives: mono float32 at this rate."""
+
+
+class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
+    language: str = "en"
+    prompt: str | None = None
+    """Text that conditions the decoder (names, spelling); backends without prompting ignore it."""
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+class Word(msgspec.Struct, frozen=True):
+    start: float
+    end: float
+    word: str
+
+
+class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+class Transcript(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    language: str
+    duration: float
+    """Seconds of audio transcribed."""
+    segments: tuple[Segment, ...] = ()
+
+
+@runtime_checkable
+class SpeechToText(Backend, Protocol):
+    def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
+        """Transcribe mono float32 audio at ``ASR_SAMPLE_RATE``; may be called from several
+        threads at once (concurrent requests share one loaded model)."""
+        ...
+
+
+# ---- text to speech (TTS) -----------------------------------------------------------------
+
+
+class Voice(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+
+
+class SpeakOptions(msgspec.Struct, frozen=True, kw_only=True):
+    speed: float = 1.0
+    language: str | None = None
+    """For multilingual models; None means the model's default."""
+
+
+@runtime_checkable
+class TextToSpeech(Backend, Protocol):
+    sample_rate: int
+
+    def voices(self) -> list[Voice]:
+        """The voices a request may name. Works before ``load`` (listing never loads a model)."""
+        ...
+
+    def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
+        """Yield mono float32 arrays at ``sample_rate``, one per piece of text, as each is ready.
+
+        ``voice`` is an id from ``voices()`` (the API checks it); ``text`` is already split at
+        sentence boundaries by the caller, but may still hold several sentences."""
+        ...

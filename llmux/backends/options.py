@@ -43,6 +43,9 @@ class FasterWhisperOptions(Strict):
     device: str = "auto"
     compute_type: str = "default"
     threads: Threads | None = None
+    workers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
+    """Transcriptions CTranslate2 runs at once; more requests queue inside it."""
+    beam_size: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 
 
 class HibariOptions(Strict):

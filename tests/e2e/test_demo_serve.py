@@ -54,7 +54,7 @@ def demo_key() -> str:
 
 def test_smollm2_answers_through_the_demo_config(demo_server: str) -> None:
     client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
-    assert [m.id for m in client.models.list()] == ["smollm2"]
+    assert {"smollm2", "whisper-tiny-en", "hibari"} <= {m.id for m in client.models.list()}
     reply = client.chat.completions.create(
         model="smollm2", temperature=0, max_tokens=24,
         messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],

