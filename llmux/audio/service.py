@@ -120,8 +120,13 @@ class AudioService:
         """1. a listed voice id is used as is; 2. no voice, or an OpenAI voice name that is not
         configured, means the model's default (first listed); 3. anything else is a 400 naming
         the voices — a request can only pick from the list, never name a file."""
-        voices = self.voices_of(physical)
-        ids = [v.id for v in voices]
+        ids = [v.id for v in self.voices_of(physical)]
+        if not ids:
+            raise InvalidRequest(
+                f"The model {physical.id!r} has no voice: add a reference recording to the voices directory.",
+                param="voice",
+                code="voice_not_found",
+            )
         if wanted in ids:  # 1
             return wanted
         if wanted is None or wanted.lower() in OPENAI_VOICES:  # 2
