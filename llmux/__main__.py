@@ -16,23 +16,15 @@ def _load(config_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from llmux.app import create_app
     from llmux.logging import configure
+    from llmux.server import run
 
     configure(args.log_level, json=args.log_json)
     registry, keys = _load(args.config)
-    app = create_app(registry, keys, shutdown_grace_s=args.grace)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=args.grace,
-        timeout_keep_alive=30,
-    )
+    if any(k.key.startswith("CHANGE-ME") for k in keys.keys):
+        print("llmux: warning: api_keys.yaml still holds the shipped placeholder keys", file=sys.stderr)
+    run(create_app(registry, keys, shutdown_grace_s=args.grace), host=args.host, port=args.port, grace_s=args.grace)
     return 0
 
 
@@ -51,6 +43,10 @@ def check(args: argparse.Namespace) -> int:
         if not path.exists():
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
+    for key in keys.keys:
+        if key.key.startswith("CHANGE-ME"):
+            print(f"  api key {key.name!r} is the shipped placeholder: generate a real one")
+            problems += 1
     if problems:
         print(f"{problems} problem(s)", file=sys.stderr)
     return 1 if problems else 0

@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,13 +132,32 @@ class ChatService:
         self.controller = controller
         self.keepalive_s = keepalive_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self.observers: list[Callable[..., None]] = []
+        """Called with the fields of every ``chat.completed`` event (metrics count tokens there)."""
 
     # ---- holding a model: lease, then the model's FIFO turn ----------------------------------
 
+    async def _enter_now(self, physical: str) -> Lease | None:
+        """Lease and turn at once when both are free (the common case), else None.
+
+        Neither step suspends: ``try_acquire`` is synchronous and a free ``asyncio.Lock``
+        is taken without yielding to the loop.
+        """
+        lock = self._locks.setdefault(physical, asyncio.Lock())
+        if lock.locked():
+            return None
+        lease = self.controller.try_acquire(physical)
+        if lease is not None:
+            await lock.acquire()
+        return lease
+
     async def _enter(self, physical: str) -> Lease:
+        lease = await self._enter_now(physical)
+        if lease is not None:
+            return lease
         lease = await self.controller.acquire(physical)
         try:
-            await self._locks.setdefault(physical, asyncio.Lock()).acquire()
+            await self._locks[physical].acquire()
         except BaseException:
             self.controller.release(lease)
             raise
@@ -178,6 +197,8 @@ class ChatService:
                         if events:
                             yield events
                         return
+                    if isinstance(item, LlmuxError):
+                        raise item  # the backend's own verdict (a prompt over the context is a 400)
                     if isinstance(item, BaseException):
                         log.error("chat.backend_failed", error=repr(item))
                         raise GenerationFailed(f"generation failed: {type(item).__name__}: {item}") from item
@@ -208,22 +229,23 @@ class ChatService:
         """SSE bytes. Keep-alive comments flow while the model loads or the request queues."""
         started = time.perf_counter()
         encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
-        entering = asyncio.ensure_future(self._enter(chat.physical))
-        lease: Lease | None = None
-        try:
-            while not entering.done():
-                await asyncio.wait({entering}, timeout=self.keepalive_s)
+        lease = await self._enter_now(chat.physical)
+        if lease is None:
+            entering = asyncio.ensure_future(self._enter(chat.physical))
+            try:
+                while not entering.done():
+                    await asyncio.wait({entering}, timeout=self.keepalive_s)
+                    if not entering.done():
+                        yield KEEPALIVE
+                lease = entering.result()
+            except LlmuxError as exc:
+                yield sse(error_body(exc)) + DONE
+                return
+            finally:
                 if not entering.done():
-                    yield KEEPALIVE
-            lease = entering.result()
-        except LlmuxError as exc:
-            yield sse(error_body(exc)) + DONE
-            return
-        finally:
-            if not entering.done():
-                entering.cancel()
-            elif lease is None and not entering.cancelled() and entering.exception() is None:
-                self._exit(entering.result())  # the client left just as the model became ready
+                    entering.cancel()
+                elif lease is None and not entering.cancelled() and entering.exception() is None:
+                    self._exit(entering.result())  # the client left just as the model became ready
         first_token: float | None = None
         try:
             yield encoder.start()
@@ -240,14 +262,16 @@ class ChatService:
 
     def _log(self, chat: PreparedChat, finish: Finish | None, started: float, ttft: float | None) -> None:
         usage = finish.usage if finish else None
-        log.info(
-            "chat.completed",
-            model=chat.model,
-            physical=chat.physical,
-            stream=chat.stream,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            finish_reason=finish.reason if finish else None,
-            ttft_s=round(ttft, 4) if ttft is not None else None,
-            duration_s=round(time.perf_counter() - started, 4),
-        )
+        fields: dict[str, Any] = {
+            "model": chat.model,
+            "physical": chat.physical,
+            "stream": chat.stream,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "finish_reason": finish.reason if finish else None,
+            "ttft_s": round(ttft, 4) if ttft is not None else None,
+            "duration_s": round(time.perf_counter() - started, 4),
+        }
+        log.info("chat.completed", **fields)
+        for observe in self.observers:
+            observe(**fields)

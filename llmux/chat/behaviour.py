@@ -1,0 +1,37 @@
+"""Virtual-model behaviours, applied when the prompt is rendered (zero VRAM cost).
+
+1. Qwen3.5: ``thinking`` is passed to the template as ``enable_thinking``; Instruct variants
+   render the empty ``<think>\\n\\n</think>`` block, Thinking variants an open ``<think>``.
+2. gpt-oss: the reasoning level is passed as ``reasoning_effort``; the gpt-oss template writes
+   it as ``Reasoning: <level>`` into the harmony system message. A template that does not know
+   the variable (a fine-tune's own) gets ``Reasoning: <level>`` prepended to the system prompt
+   instead, so the behaviour never silently disappears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmux.registry.config import Behaviour
+
+
+def template_kwargs(family: str | None, behaviour: Behaviour, template_source: str) -> dict[str, Any]:
+    if family == "qwen3.5" and behaviour.thinking is not None:  # 1
+        return {"enable_thinking": behaviour.thinking}
+    if family == "gpt-oss" and behaviour.reasoning_effort and "reasoning_effort" in template_source:  # 2
+        return {"reasoning_effort": behaviour.reasoning_effort}
+    return {}
+
+
+def apply_to_messages(
+    family: str | None, behaviour: Behaviour, template_source: str, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    level = behaviour.reasoning_effort
+    if family != "gpt-oss" or not level or "reasoning_effort" in template_source:
+        return messages
+    line = f"Reasoning: {level}"  # 2, fallback
+    if messages and messages[0].get("role") in ("system", "developer"):
+        first = dict(messages[0])
+        first["content"] = f"{line}\n\n{first.get('content') or ''}".rstrip()
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": line}, *messages]

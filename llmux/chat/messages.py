@@ -1,0 +1,105 @@
+"""OpenAI request messages -> the message dicts chat templates expect.
+
+Templates are written against transformers' conventions, not OpenAI's wire format:
+tool-call arguments are mappings (Qwen3.5 iterates ``arguments|items``; gpt-oss applies
+``tojson`` and would double-encode a string), content is a string (images are
+``{"type": "image"}`` parts, the pixels travel separately), and gpt-oss reads an earlier
+turn's reasoning from ``thinking`` where OpenAI clients send ``reasoning_content``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import json_repair
+
+from llmux.errors import InvalidRequest
+
+
+@dataclass
+class TemplateInput:
+    messages: list[dict[str, Any]]
+    images: list[bytes] = field(default_factory=list)
+    """Encoded image files (PNG, JPEG, ...), in the order their parts appear."""
+
+
+def _arguments(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw if raw is not None else {}
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        value = json_repair.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def _text_of(parts: list[dict[str, Any]]) -> str:
+    return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+
+
+def image_bytes(url: str) -> bytes:
+    """The file inside a ``data:`` URL, checked to be an image. Remote URLs are never fetched
+    here: the service refuses them unless ``limits.remote_images`` is on."""
+    if not url.startswith("data:"):
+        raise InvalidRequest("only data: image URLs are accepted", param="image_url", code="invalid_image_url")
+    _, _, payload = url.partition(",")
+    try:
+        raw = base64.b64decode(payload, validate=False)
+        to_pil(raw)
+    except (binascii.Error, OSError, ValueError) as exc:
+        raise InvalidRequest(f"the image could not be decoded: {exc}", param="image_url", code="invalid_image") from None
+    return raw
+
+
+def to_pil(raw: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(raw))
+    image.load()
+    return image.convert("RGB")
+
+
+def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[str, Any]) -> Any:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not vision or not any(p.get("type") == "image_url" for p in content):
+        return _text_of(content)
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "text":
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            images.append(image_bytes(part["image_url"]["url"]))
+            parts.append(dict(placeholder))
+    return parts
+
+
+IMAGE_PART = {"type": "image"}
+
+
+def template_input(
+    messages: list[dict[str, Any]], *, family: str | None, vision: bool, image_part: dict[str, Any] = IMAGE_PART
+) -> TemplateInput:
+    """``image_part`` replaces each image: transformers processors expand ``{"type": "image"}``,
+    llama.cpp's multimodal tokenizer looks for its media marker in the text."""
+    out = TemplateInput(messages=[])
+    for raw in messages:
+        message = {k: v for k, v in raw.items() if v is not None}
+        message["content"] = _content(raw.get("content"), out.images, vision, image_part)
+        if raw.get("tool_calls"):
+            message["tool_calls"] = [
+                {**call, "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments"))}}
+                for call in raw["tool_calls"]
+            ]
+        reasoning = message.pop("reasoning_content", None)
+        if reasoning:
+            message["thinking" if family == "gpt-oss" else "reasoning_content"] = reasoning
+        out.messages.append(message)
+    return out

@@ -1,0 +1,218 @@
+"""The GPU-versus-CPU test of LLMUX-TST-020/021: the same small inference on both, the speed-up.
+
+Runtime-agnostic: a backend takes its device from its ``options:`` in models.yaml, so the CPU
+run is a second instance of the same backend built from the model's spec with the device
+overridden (``CPU_OPTIONS``): ``device: cpu`` for transformers, chatterbox and faster-whisper,
+``n_gpu_layers: 0`` for llama.cpp. The GPU run uses the resident model through the residency
+controller (a lease; chat also takes its turn in the chat service), so the test never breaks
+the residency rules; the CPU copy lives in host RAM only while the test runs.
+
+Work per type, identical on both devices, after one untimed warm-up run on each (CUDA and Triton
+compile their kernels on first use): chat generates ``max_tokens`` tokens at temperature 0 (rate:
+tokens/s); ASR transcribes ``audio_s`` seconds of a fixed synthetic signal (rate: audio s/s); TTS
+speaks a fixed sentence (rate: audio s/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from llmux.backends.base import Backend, ChatJob, Finish, SamplingParams
+from llmux.chat.service import ChatService, PreparedChat
+from llmux.errors import InvalidRequest, LlmuxError
+from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.residency.controller import BackendFactory, ResidencyController
+
+CPU_OPTIONS: dict[str, dict[str, Any]] = {
+    "transformers": {"device": "cpu"},
+    "llamacpp": {"n_gpu_layers": 0},
+    "chatterbox": {"device": "cpu"},
+    "faster-whisper": {"device": "cpu"},
+}
+"""Backend name -> the options that put it on the CPU. Backends not listed have no GPU mode."""
+
+REQUIRED_SPEEDUP = 5.0  # LLMUX-TST-020/021
+PROMPT = "Explain in a few sentences how a bicycle stays upright while it is moving."
+SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."
+
+
+class NoGpu(LlmuxError):
+    status = 409
+    type = "invalid_request_error"
+    code = "no_gpu"
+
+
+class SpeedTestRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: str
+    """A physical model id, or a virtual name (its physical model is tested)."""
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 128
+    """Chat: tokens to generate on each device."""
+    audio_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    """ASR: seconds of audio to transcribe on each device."""
+
+
+class DeviceRun(msgspec.Struct, kw_only=True):
+    device: Literal["gpu", "cpu"]
+    seconds: float
+    work: float
+    unit: str
+    rate: float
+
+
+class SpeedTestReport(msgspec.Struct, kw_only=True):
+    model: str
+    backend: str
+    type: str
+    gpu: DeviceRun
+    cpu: DeviceRun
+    speedup: float
+    """GPU rate / CPU rate."""
+    required: float = REQUIRED_SPEEDUP
+    passed: bool
+
+
+def gpu_present() -> bool:
+    """A CUDA device is visible to this process (torch if installed, else the NVIDIA device node)."""
+    try:
+        import torch
+    except ImportError:
+        import os
+
+        return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+    return bool(torch.cuda.is_available())
+
+
+def configured_for_cpu(spec: PhysicalModel) -> bool:
+    options = spec.options
+    return str(options.get("device", "")).startswith("cpu") or options.get("n_gpu_layers") == 0
+
+
+def cpu_spec(spec: PhysicalModel) -> PhysicalModel:
+    return msgspec.structs.replace(spec, options={**spec.options, **CPU_OPTIONS[spec.backend]})
+
+
+class SpeedTest:
+    def __init__(self, registry: Registry, controller: ResidencyController, chat: ChatService,
+                 factory: BackendFactory, *, gpu_probe: Callable[[], bool] = gpu_present,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.registry, self.controller, self.chat, self.factory = registry, controller, chat, factory
+        self.gpu_probe, self.clock = gpu_probe, clock
+        self._one_at_a_time = asyncio.Lock()  # two CPU copies at once would only measure contention
+
+    def physical(self, name: str) -> PhysicalModel:
+        if name in self.registry.physical:
+            return self.registry.physical[name]
+        return self.registry.resolve(name)[1]
+
+    async def run(self, request: SpeedTestRequest) -> SpeedTestReport:
+        """1. refuse what cannot be compared; 2. GPU run on the resident model; 3. CPU run on a
+        CPU copy; 4. report."""
+        spec = self.physical(request.model)
+        self._check(spec)  # 1
+        async with self._one_at_a_time:
+            gpu = await self._on_gpu(spec, request)  # 2
+            cpu = await self._on_cpu(spec, request)  # 3
+        speedup = gpu.rate / cpu.rate if cpu.rate > 0 else math.inf
+        return SpeedTestReport(model=spec.id, backend=spec.backend, type=spec.type.value, gpu=gpu, cpu=cpu,  # 4
+                               speedup=round(speedup, 2), passed=speedup >= REQUIRED_SPEEDUP)
+
+    def _check(self, spec: PhysicalModel) -> None:
+        if not self.gpu_probe():
+            raise NoGpu("No GPU is present on this host (no CUDA device visible to llmux), so there is "
+                        "nothing to compare the CPU with. Run this test on the GPU host.")
+        if spec.backend not in CPU_OPTIONS:
+            raise InvalidRequest(f"backend {spec.backend!r} of model {spec.id!r} has no GPU mode to compare", param="model")
+        if configured_for_cpu(spec):
+            raise InvalidRequest(f"model {spec.id!r} is configured to run on the CPU (options {spec.options}); "
+                                 "its GPU run would be a CPU run", param="model")
+
+    async def _on_gpu(self, spec: PhysicalModel, request: SpeedTestRequest) -> DeviceRun:
+        if spec.type is ModelType.LLM:
+            await self._chat_service_run(spec, 4)  # warm-up, and loads the model if needed
+            started = self.clock()
+            tokens = await self._chat_service_run(spec, request.max_tokens)
+            return _run("gpu", self.clock() - started, tokens, "tokens")
+        async with self.controller.lease(spec.id) as lease:
+            return await asyncio.to_thread(self._timed, "gpu", lease.backend, spec, request)
+
+    async def _on_cpu(self, spec: PhysicalModel, request: SpeedTestRequest) -> DeviceRun:
+        backend = self.factory(cpu_spec(spec), self.registry)
+        await asyncio.to_thread(backend.load)
+        try:
+            return await asyncio.to_thread(self._timed, "cpu", backend, spec, request)
+        finally:
+            await asyncio.to_thread(backend.unload)
+
+    async def _chat_service_run(self, spec: PhysicalModel, max_tokens: int) -> int:
+        """Through the chat service, so the test takes its turn like any request on that model."""
+        job = _chat_job(max_tokens)
+        name = next(iter(self.registry.virtual_of(spec.id)), spec.id)
+        result = await self.chat.complete(PreparedChat(name, spec.id, job, stream=False, include_usage=False))
+        return result.usage.completion_tokens
+
+    def _timed(self, device: Literal["gpu", "cpu"], backend: Backend, spec: PhysicalModel,
+               request: SpeedTestRequest) -> DeviceRun:
+        """Worker thread: one warm-up, then the timed run."""
+        workload = WORKLOADS[spec.type]
+        workload(backend, request, warm_up=True)
+        started = self.clock()
+        work, unit = workload(backend, request, warm_up=False)
+        return _run(device, self.clock() - started, work, unit)
+
+
+def _run(device: Literal["gpu", "cpu"], seconds: float, work: float, unit: str) -> DeviceRun:
+    rate = work / seconds if seconds > 0 else math.inf
+    return DeviceRun(device=device, seconds=round(seconds, 4), work=work, unit=unit, rate=round(rate, 3))
+
+
+def _chat_job(max_tokens: int) -> ChatJob:
+    return ChatJob(messages=[{"role": "user", "content": PROMPT}],
+                   params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0))
+
+
+# ---- workloads: (backend, request, warm_up) -> (work done, unit) ----------------------------
+
+
+def chat_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    tokens = 0
+    for event in backend.chat(_chat_job(4 if warm_up else request.max_tokens), threading.Event()):
+        if isinstance(event, Finish):
+            tokens = event.usage.completion_tokens
+    return float(tokens), "tokens"
+
+
+def asr_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    import numpy as np
+
+    from llmux.backends import base
+
+    seconds = 1.0 if warm_up else request.audio_s
+    rate = base.ASR_SAMPLE_RATE  # type: ignore[attr-defined]
+    t = np.arange(int(seconds * rate), dtype=np.float32) / rate
+    # A fixed, speech-like signal: a vowel-ish harmonic stack, amplitude-modulated at syllable rate.
+    audio = (0.2 * np.sin(2 * np.pi * 3 * t) + 0.3) * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 880), 1))
+    backend.transcribe(audio.astype(np.float32), base.TranscribeOptions(language="en"), threading.Event())  # type: ignore[attr-defined]
+    return seconds, "audio_s"
+
+
+def tts_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    from llmux.backends import base
+
+    voice = backend.voices()[0].id
+    text = "Hello." if warm_up else SENTENCE
+    samples = sum(len(piece) for piece in backend.speak(text, voice, base.SpeakOptions(), threading.Event()))  # type: ignore[attr-defined]
+    return round(samples / backend.sample_rate, 3), "audio_s"
+
+
+WORKLOADS: dict[ModelType, Callable[..., tuple[float, str]]] = {
+    ModelType.LLM: chat_workload,
+    ModelType.ASR: asr_workload,
+    ModelType.TTS: tts_workload,
+}

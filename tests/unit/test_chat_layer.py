@@ -1,0 +1,113 @@
+"""The runtime-independent chat layer: behaviours, message conversion, templates, stops,
+arguments, and the shared generation loop (fed plain text pieces)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Generator
+
+import pytest
+
+from llmux.backends.base import ContentDelta, Finish, Usage
+from llmux.chat import generation
+from llmux.chat.arguments import json_arguments, typed_value, xml_arguments
+from llmux.chat.behaviour import apply_to_messages, template_kwargs
+from llmux.chat.messages import template_input
+from llmux.chat.parsers import ChatMLParser
+from llmux.chat.stops import StopScanner
+from llmux.chat.template import render
+from llmux.errors import InvalidRequest
+from llmux.registry.config import Behaviour
+
+
+def test_qwen_thinking_switch_is_a_template_kwarg() -> None:
+    assert template_kwargs("qwen3.5", Behaviour(thinking=False), "") == {"enable_thinking": False}
+    assert template_kwargs("qwen3.5", Behaviour(), "") == {}
+
+
+def test_gpt_oss_level_goes_to_a_template_that_knows_it() -> None:
+    source = "Reasoning: {{ reasoning_effort }}"
+    assert template_kwargs("gpt-oss", Behaviour(reasoning_effort="high"), source) == {"reasoning_effort": "high"}
+    messages = [{"role": "system", "content": "Be brief."}]
+    assert apply_to_messages("gpt-oss", Behaviour(reasoning_effort="high"), source, messages) == messages
+
+
+def test_gpt_oss_level_is_prepended_when_the_template_ignores_it() -> None:
+    b = Behaviour(reasoning_effort="low")
+    with_system = apply_to_messages("gpt-oss", b, "{{ messages }}", [{"role": "system", "content": "Be brief."}])
+    assert with_system == [{"role": "system", "content": "Reasoning: low\n\nBe brief."}]
+    without = apply_to_messages("gpt-oss", b, "{{ messages }}", [{"role": "user", "content": "hi"}])
+    assert without[0] == {"role": "system", "content": "Reasoning: low"}
+
+
+def test_messages_for_templates() -> None:
+    converted = template_input(
+        [
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "name": None},
+            {"role": "assistant", "content": None, "reasoning_content": "think",
+             "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x": 1,'}}]},
+        ],
+        family="gpt-oss",
+        vision=False,
+    )
+    user, assistant = converted.messages
+    assert user == {"role": "user", "content": "ab"}
+    assert assistant["content"] == "" and assistant["thinking"] == "think"
+    assert assistant["tool_calls"][0]["function"]["arguments"] == {"x": 1}
+
+
+def test_remote_image_urls_are_never_fetched_by_a_backend() -> None:
+    with pytest.raises(InvalidRequest):
+        template_input([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}],
+                       family="qwen3.5", vision=True)
+
+
+def test_gguf_template_rendering_matches_transformers_conventions() -> None:
+    source = "{% for m in messages %}{{ m.content | tojson }}{% endfor %}{% if add_generation_prompt %}{{ bos_token }}>{% endif %}"
+    assert render(source, [{"role": "user", "content": "é"}], tools=None, bos_token="<s>") == '"é"<s>>'
+    with pytest.raises(InvalidRequest):
+        render("{{ raise_exception('no system role') }}", [], tools=None)
+
+
+def test_stop_strings_across_pieces() -> None:
+    scanner = StopScanner(("END",))
+    assert scanner.feed("abcE") == "abc"
+    assert scanner.feed("N") == ""
+    assert scanner.feed("Dxyz") == "" and scanner.hit
+
+
+def test_arguments_typed_and_repaired() -> None:
+    assert json.loads(json_arguments('{"a": [1, 2')) == {"a": [1, 2]}
+    assert json_arguments("") == "{}"
+    assert typed_value("7", {"type": "integer"}) == 7
+    assert typed_value("7", {"type": "string"}) == "7"
+    assert typed_value("hello", None) == "hello"
+    assert typed_value("{'k': 1}", {"type": "object"}) == {"k": 1}
+    assert json.loads(xml_arguments([("n", "2.5")], [{"function": {"name": "f", "parameters": {
+        "properties": {"n": {"type": "number"}}}}}], "f")) == {"n": 2.5}
+
+
+def _pieces(texts: list[str | None]) -> Generator[str | None, None, None]:
+    yield from texts
+
+
+def _run(texts: list[str | None], max_tokens: int = 100, stops: tuple[str, ...] = ()) -> list:
+    return list(generation.run(_pieces(texts), parser=ChatMLParser(), stops=stops, prompt_tokens=5,
+                               max_tokens=max_tokens, cancel=threading.Event(), model="m"))
+
+
+def test_generation_finish_reasons() -> None:
+    assert _run(["a", "b", None])[-1] == Finish("stop", Usage(5, 3))
+    assert _run(["a", "b", "c"], max_tokens=2)[-1].reason == "length"
+    stopped = _run(["he", "llo", " wor", "ld"], stops=("lo w",))
+    assert "".join(e.text for e in stopped if isinstance(e, ContentDelta)) == "hel"
+    assert stopped[-1].reason == "stop"
+
+
+def test_completion_budget() -> None:
+    assert generation.completion_budget(32000, 100, 4096) == 3996
+    assert generation.completion_budget(None, 100, 4096) == 3996
+    assert generation.completion_budget(10, 100, 4096) == 10
+    with pytest.raises(InvalidRequest):
+        generation.completion_budget(10, 4096, 4096)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from llmux.__main__ import main
+from llmux.errors import ConfigError
+from llmux.registry import ModelType, Registry, load_keys, load_models
+from tests.conftest import CONFIG
+
+
+def test_reference_deployment_has_the_required_models(reference: Registry) -> None:
+    assert len(reference.physical) == 9
+    assert len(reference.virtual) == 16
+    assert reference.budget_gb == 16
+    kinds = Counter(reference.physical[v.physical].type for v in reference.virtual.values())
+    assert kinds == {ModelType.LLM: 12, ModelType.ASR: 1, ModelType.TTS: 3}
+    thinking = Counter(v.behaviour.thinking for v in reference.virtual.values() if v.behaviour.thinking is not None)
+    assert thinking == {True: 3, False: 3}
+    efforts = Counter(v.behaviour.reasoning_effort for v in reference.virtual.values() if v.behaviour.reasoning_effort)
+    assert efforts == {"low": 2, "medium": 2, "high": 2}
+    assert {"cohere-transcribe", "Chatterbox", "Chatterbox-Turbo", "Chatterbox-Multilingual"} <= set(reference.virtual)
+    uncensored = reference.physical["qwen3.5-9b-fp8-uncensored"]
+    assert uncensored.backend == "llamacpp" and uncensored.options["mmproj"].endswith(".gguf")
+
+
+def test_example_keys_are_placeholders_with_several_clients() -> None:
+    keys = load_keys(CONFIG / "api_keys.yaml")
+    assert len(keys.keys) >= 3
+    assert all(k.key.startswith("CHANGE-ME") for k in keys.keys)
+    assert any(k.role == "admin" for k in keys.keys)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    return path
+
+
+LLM = "{type: llm, backend: transformers, weights: w, vram_gb: 4}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'physical:\n  qwen3.5-4b: {type: llm, backend: transformers, weights: w, vram_gb: "four"}\n',
+            '$.physical.qwen3.5-4b.vram_gb: expected a number, got "four"',
+        ),
+        ("physical:\n  m: {type: llm, backend: transformers, weights: w, vram_gb: 0}\n", "$.physical.m.vram_gb: expected a number > 0, got 0"),
+        ("physical:\n  m: {type: llm, backend: transformers, weights: w, vram_gb: 1, colour: red}\n", "$.physical.m: object contains unknown field `colour`"),
+        ("physical:\n  m: {type: gpu, backend: transformers, weights: w, vram_gb: 1}\n", "$.physical.m.type: invalid enum value 'gpu'"),
+        ("physical:\n  m: {type: llm, backend: vllm, weights: w, vram_gb: 1}\n", "$.physical.m.backend: unknown backend 'vllm'"),
+        ("physical:\n  m: {type: llm, backend: llamacpp, weights: w, vram_gb: 1, options: {n_ctx: 10}}\n", "$.physical.m.options.n_ctx: expected an integer >= 256, got 10"),
+        (f"physical:\n  m: {LLM}\nvirtual:\n  v: {{physical: missing}}\n", "$.virtual.v.physical: no physical model named 'missing'"),
+        (f"physical:\n  m: {LLM}\nvirtual:\n  v: {{physical: m, behaviour: {{thinking: yes}}}}\n", "$.virtual.v.behaviour.thinking: only qwen3.5 models"),
+        ("budget_gb: -1\n", "$.budget_gb: expected a number > 0, got -1"),
+        ("physical: [1, 2]\n", "$.physical: expected a mapping, got [1, 2]"),
+        ("physical:\n  m: {type: asr, backend: transformers, weights: w, vram_gb: 1, vision: true}\n", "$.physical.m: vision, tools and family apply to llm models only"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_name_the_path_and_the_bad_value(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_models(_write(tmp_path, text))
+    assert message in error.value.message
+
+
+def test_keys_must_be_long_and_unique(tmp_path: Path) -> None:
+    path = tmp_path / "api_keys.yaml"
+    path.write_text("keys:\n  - {name: a, key: short}\n")
+    with pytest.raises(ConfigError, match=r"\$.keys\[0\].key: expected a string of length >= 16"):
+        load_keys(path)
+    path.write_text("keys:\n  - {name: a, key: aaaaaaaaaaaaaaaaaaaa}\n  - {name: b, key: aaaaaaaaaaaaaaaaaaaa}\n")
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_keys(path)
+
+
+def test_check_reports_missing_weights_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "models.yaml").write_text(f"models_dir: .\nphysical:\n  m: {LLM}\n  n: {{type: asr, backend: transformers, weights: here, vram_gb: 1}}\n")
+    (tmp_path / "api_keys.yaml").write_text("keys:\n  - {name: a, key: aaaaaaaaaaaaaaaaaaaa}\n")
+    (tmp_path / "here").mkdir()
+    assert main(["check", "--config", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING" in out and str(tmp_path / "w") in out
+    assert "ok" in out.split("\n")[2]
+    (tmp_path / "w").mkdir()
+    assert main(["check", "--config", str(tmp_path)]) == 0
+
+
+def test_check_exits_non_zero_on_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "models.yaml").write_text("budget_gb: nope\n")
+    (tmp_path / "api_keys.yaml").write_text("keys: []\n")
+    assert main(["check", "--config", str(tmp_path)]) == 2
+    assert "$.budget_gb" in capsys.readouterr().err
