@@ -26,7 +26,8 @@ from llmux.registry import load_models
 from tests.support.audio import tone
 from tests.support.http import demo_app, raw_client
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.slow
+aio = pytest.mark.asyncio(loop_scope="module")
 
 CONFIG = """
 budget_gb: 8
@@ -69,6 +70,7 @@ def test_reference_voices_are_plain_audio_files_by_name(root: Path) -> None:
     assert reference_voices(root / "missing") == {} and reference_voices(None) == {}
 
 
+@aio
 async def test_voice_lists_per_model_and_overall(app) -> None:  # type: ignore[no-untyped-def]
     async with raw_client(app, key=None) as http:
         standard = (await http.get("/v1/audio/voices", params={"model": "Chatterbox"})).json()["voices"]
@@ -79,6 +81,7 @@ async def test_voice_lists_per_model_and_overall(app) -> None:  # type: ignore[n
     assert [v["id"] for v in overall] == ["default", "alice", "bob"]
 
 
+@aio
 async def test_unknown_voice_is_400_and_loads_nothing(app) -> None:  # type: ignore[no-untyped-def]
     async with raw_client(app) as http:
         for voice in ["evil", ".hidden", "notes", "../voices/alice"]:
@@ -89,6 +92,7 @@ async def test_unknown_voice_is_400_and_loads_nothing(app) -> None:  # type: ign
     assert health["loaded"] == []
 
 
+@aio
 async def test_missing_weights_fail_the_real_load_with_a_clear_503(app) -> None:  # type: ignore[no-untyped-def]
     async with raw_client(app) as http:
         response = await http.post("/v1/audio/speech", json={"model": "Chatterbox", "input": "Hi.", "voice": "alice"})
