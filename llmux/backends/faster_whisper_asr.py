@@ -13,6 +13,7 @@ from llmux.backends.base import Segment, TranscribeOptions, Transcript, Word
 from llmux.backends.options import FasterWhisperOptions
 from llmux.registry import PhysicalModel, Registry
 
+
 class FasterWhisperASR:
     def __init__(self, spec: PhysicalModel, registry: Registry, options: FasterWhisperOptions) -> None:
         self._path = registry.weights_path(spec)
