@@ -217,19 +217,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "download",
         help="fetch model weights and run-time kernels from the Hugging Face Hub",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Fetch every physical model's weights from the Hugging Face Hub, and the Triton "
+        "kernel repositories their quantised fast paths load at run time.",
     )
     parser.add_argument("--config", type=Path, default=Path("config"), help="config directory (or models.yaml)")
     parser.add_argument("--models-dir", type=Path, default=None, help="download here instead of models.yaml's models_dir")
     parser.add_argument("--only", action="append", default=[], metavar="PHYSICAL_ID", help="only this model (repeatable)")
     parser.add_argument("--no-kernels", action="store_true", help="skip the Triton kernel repositories")
     parser.add_argument("--verify", action="store_true", help="re-check finished downloads against the Hub")
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """0: everything is on disk; 1: some downloads failed; 2: the configuration is wrong."""
+    if not structlog.is_configured():  # progress events to stderr; stdout has the summary
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     config = args.config / "models.yaml" if args.config.is_dir() else args.config
     try:
         registry = load_models(config)
@@ -254,15 +257,13 @@ def _print_summary(outcomes: list[Outcome]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m llmux.download``: the same command without the rest of the CLI."""
-    if not structlog.is_configured():  # progress events to stderr; stdout has the summary
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     parser = argparse.ArgumentParser(prog="llmux")
     add_parser(parser.add_subparsers(dest="command", required=True))
     rest = list(sys.argv[1:] if argv is None else argv)
     if rest[:1] == ["download"]:  # `python -m llmux.download download ...` reads like `llmux download`
         rest = rest[1:]
     args = parser.parse_args(["download", *rest])
-    return int(args.func(args))
+    return int(args.run(args))
 
 
 if __name__ == "__main__":
