@@ -14,7 +14,7 @@ from llmux.registry import Registry, load_keys, load_models
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo"
-DEMO_KEY = "sk-llmux-demo-key-0000"
+DEMO_KEY = load_keys(DEMO / "api_keys.yaml").keys[0].key
 
 
 def demo_registry() -> Registry:
