@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+
+import structlog
 
 from llmux import download
 from llmux.errors import ConfigError
@@ -25,6 +28,12 @@ def serve(args: argparse.Namespace) -> int:
     configure(args.log_level, json=args.log_json)
     registry, keys = _load(args.config)
     app = create_app(registry, keys, shutdown_grace_s=args.grace)
+    # uvicorn handles SIGTERM/SIGINT (stop accepting, drain, lifespan shutdown), then raises the
+    # signal again with the handlers it found installed. With the default ones the process would
+    # die of SIGTERM (status 143) after a clean shutdown; these make it return, and exit 0.
+    stopped: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _frame: stopped.append(signal.Signals(number).name))
     uvicorn.run(
         app,
         host=args.host,
@@ -34,6 +43,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.grace,
         timeout_keep_alive=30,
     )
+    structlog.get_logger("llmux").info("server.stopped", signal=stopped[0] if stopped else None)
     return 0
 
 
