@@ -14,8 +14,13 @@ import pytest
 from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
 
+import threading
+
+import numpy as np
+
 from llmux.app import create_app
-from llmux.registry import ApiKey, ApiKeysFile, PhysicalModel, Registry, load_models
+from llmux.backends.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
+from llmux.registry import ApiKey, ApiKeysFile, ModelType, PhysicalModel, Registry, load_models
 from tests.support.backends import InstantChat
 
 pytestmark = pytest.mark.asyncio
@@ -34,11 +39,17 @@ physical:
     {type: llm, backend: transformers, family: chatml, weights: cpu, vram_gb: 1, options: {device: cpu}}
   voice:
     {type: tts, backend: hibari, weights: hibari, vram_gb: 1}
+  ears:
+    {type: asr, backend: transformers, weights: asr, vram_gb: 4}
+  mouth:
+    {type: tts, backend: chatterbox, weights: tts, vram_gb: 2, options: {variant: multilingual}}
 virtual:
   Qwen-Thinking: {physical: qwen, behaviour: {thinking: true}}
   Qwen-Instruct: {physical: qwen, behaviour: {thinking: false}}
   Gguf-Instruct: {physical: gguf, behaviour: {thinking: false}}
   Cpu-Chat: {physical: cpu-llm}
+  Ears: {physical: ears}
+  Mouth: {physical: mouth}
 """
 
 
@@ -56,7 +67,50 @@ class Built:
 
     def __call__(self, spec: PhysicalModel, registry: Registry) -> Any:
         self.specs.append(spec)
-        return InstantChat(spec, registry)
+        return {ModelType.LLM: InstantChat, ModelType.ASR: Ears, ModelType.TTS: Mouth}[spec.type](spec, registry)
+
+
+class Ears:
+    """An ASR backend that records what it was asked to transcribe."""
+
+    heard: list[tuple[int, str]] = []
+
+    def __init__(self, spec: PhysicalModel, registry: Registry) -> None:
+        self.spec = spec
+
+    def load(self) -> float | None:
+        return None
+
+    def unload(self) -> None:
+        pass
+
+    def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        Ears.heard.append((len(audio), options.language))
+        return Transcript(text="hm", language=options.language, duration=len(audio) / ASR_SAMPLE_RATE)
+
+
+class Mouth:
+    """A TTS backend: a tenth of a second of silence per character."""
+
+    sample_rate = 24_000
+
+    def __init__(self, spec: PhysicalModel, registry: Registry) -> None:
+        self.spec = spec
+
+    def load(self) -> float | None:
+        return None
+
+    def unload(self) -> None:
+        pass
+
+    def voices(self) -> list[Voice]:
+        return [Voice("anna", "Anna")]
+
+    def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
+        assert voice == "anna"
+        for word in text.split():
+            yield np.zeros(len(word) * self.sample_rate // 10, dtype=np.float32)
 
 
 @pytest.fixture
@@ -105,7 +159,7 @@ async def test_list_load_pin_unpin_unload(app: Litestar) -> None:
     async with client(app) as admin:
         listed = (await admin.get("/v1/admin/models")).json()
         assert listed["budget_gb"] == 16 and listed["used_gb"] == 0
-        assert [m["id"] for m in listed["models"]] == ["qwen", "gguf", "cpu-llm", "voice"]
+        assert [m["id"] for m in listed["models"]] == ["qwen", "gguf", "cpu-llm", "voice", "ears", "mouth"]
         qwen = listed["models"][0]
         assert qwen["state"] == "unloaded" and qwen["virtual"] == ["Qwen-Thinking", "Qwen-Instruct"]
         assert qwen["estimate_gb"] == 9 and qwen["leases"] == 0 and qwen["waiting"] == 0
@@ -209,3 +263,20 @@ async def test_metrics_count_evictions(app: Litestar) -> None:
     assert m[("llmux_model_evictions_total", (("model", "qwen"),))] == 1
     assert m[("llmux_model_load_duration_seconds_count", (("model", "gguf"),))] == 1
     assert m[("llmux_swaps_total", ())] == 2
+
+
+async def test_speedtest_of_speech_models_measures_audio_seconds(app: Litestar, built: Built) -> None:
+    Ears.heard.clear()
+    async with client(app) as admin:
+        asr = (await admin.post("/v1/admin/speedtest", json={"model": "Ears", "audio_s": 3})).json()
+        tts = (await admin.post("/v1/admin/speedtest", json={"model": "mouth"})).json()
+    assert asr["type"] == "asr" and asr["gpu"]["unit"] == asr["cpu"]["unit"] == "audio_s"
+    assert asr["gpu"]["work"] == asr["cpu"]["work"] == 3
+    # per device: a one-second warm-up, then the timed three seconds
+    assert Ears.heard == [(16_000, "en"), (48_000, "en")] * 2
+    assert tts["type"] == "tts" and tts["gpu"]["unit"] == "audio_s"
+    assert tts["gpu"]["work"] == tts["cpu"]["work"] > 0
+    assert [s.options for s in built.specs] == [
+        {}, {"device": "cpu"},
+        {"variant": "multilingual"}, {"variant": "multilingual", "device": "cpu"},
+    ]
