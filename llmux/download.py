@@ -7,8 +7,11 @@ kernel repositories go to the Hub cache layout under ``<models_dir>/hf-cache`` (
 ``HF_HUB_CACHE=/models/hf-cache``), where the ``kernels`` package looks for them when offline.
 
 Idempotent: a model whose download finished carries a marker file and is skipped without
-touching the network (``--verify`` re-checks it against the Hub). An interrupted download
-resumes: huggingface_hub keeps partial files under ``<dir>/.cache/huggingface/``.
+touching the network (``--verify`` re-checks it against the Hub). An interrupted run keeps
+every file it finished (huggingface_hub's metadata under ``<dir>/.cache/huggingface/`` lets the
+next run skip them) and fetches the rest; within a run, huggingface_hub retries a broken
+transfer from the byte where it stopped. (huggingface_hub 2.x drops a partial file when its
+process ends, so across runs a file is fetched again from its start.)
 The token for gated repositories (cohere-transcribe) is huggingface_hub's own: ``HF_TOKEN`` or
 the file ``~/.cache/huggingface/token`` (``hf auth login`` writes it).
 """
@@ -55,7 +58,6 @@ class Marker(msgspec.Struct, frozen=True):
 
     repo: str
     files: tuple[str, ...]
-    revision: str | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True):
