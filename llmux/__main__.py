@@ -1,13 +1,10 @@
-"""The ``llmux`` command: serve, check."""
+"""The ``llmux`` command: serve, check, download."""
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
-
-import structlog
 
 from llmux import download
 from llmux.errors import ConfigError
@@ -20,30 +17,15 @@ def _load(config_dir: Path):  # type: ignore[no-untyped-def]
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from llmux.app import create_app
     from llmux.logging import configure
+    from llmux.server import run
 
     configure(args.log_level, json=args.log_json)
     registry, keys = _load(args.config)
-    app = create_app(registry, keys, shutdown_grace_s=args.grace)
-    # uvicorn handles SIGTERM/SIGINT (stop accepting, drain, lifespan shutdown), then raises the
-    # signal again with the handlers it found installed. With the default ones the process would
-    # die of SIGTERM (status 143) after a clean shutdown; these make it return, and exit 0.
-    stopped: list[str] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, _frame: stopped.append(signal.Signals(number).name))
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=args.grace,
-        timeout_keep_alive=30,
-    )
-    structlog.get_logger("llmux").info("server.stopped", signal=stopped[0] if stopped else None)
+    if any(k.key.startswith("CHANGE-ME") for k in keys.keys):
+        print("llmux: warning: api_keys.yaml still holds the shipped placeholder keys", file=sys.stderr)
+    run(create_app(registry, keys, shutdown_grace_s=args.grace), host=args.host, port=args.port, grace_s=args.grace)
     return 0
 
 

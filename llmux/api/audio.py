@@ -6,6 +6,7 @@ never load a model.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -58,7 +59,11 @@ async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm
     try:
         parsed = msgspec.convert(fields, TranscriptionForm, strict=False)
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(str(exc), code="invalid_value") from None
+        message = str(exc)
+        where = re.search(r"`\$\.([^`\[]+)", message) or re.search(r"required field `([^`]+)`", message)
+        param = where.group(1) if where else None
+        raise InvalidRequest(re.sub(r" - at `[^`]*`$", "", message) + (f" (at {param})" if param else ""),
+                             param=param, code="invalid_value") from None
     return parsed, await upload.read()
 
 

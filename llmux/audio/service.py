@@ -13,14 +13,15 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 
+from llmux.audio.worker import iterate_in_thread, run_cancellable
 from llmux.backends.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
 from llmux.backends.factory import create_backend
 from llmux.errors import InvalidRequest, PayloadTooLarge
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
-from llmux.audio.worker import iterate_in_thread, run_cancellable
 
 log = structlog.get_logger("llmux.audio")
 
@@ -79,13 +80,14 @@ class AudioService:
         if size > limit * MB:
             raise PayloadTooLarge(f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file")
 
-    async def transcribe(self, model: str, data: bytes, options: TranscribeOptions | None, language: str | None) -> Transcript:
+    async def transcribe(self, model: str, data: bytes, options: TranscribeOptions, language: str | None) -> Transcript:
+        """``language`` as the client sent it (None: the virtual model's default, else en)."""
         from llmux.audio.decode import decode_audio
 
         self.check_size(len(data))
         virtual, physical = self.registry.resolve(model, expect=ModelType.ASR)
         lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
-        opts = TranscribeOptions(language=lang) if options is None else _with_language(options, lang)
+        opts = msgspec.structs.replace(options, language=lang)
         audio = await run_cancellable(lambda _: decode_audio(data, ASR_SAMPLE_RATE))
         audio_s = audio.size / ASR_SAMPLE_RATE
         started = time.perf_counter()
@@ -120,8 +122,13 @@ class AudioService:
         """1. a listed voice id is used as is; 2. no voice, or an OpenAI voice name that is not
         configured, means the model's default (first listed); 3. anything else is a 400 naming
         the voices — a request can only pick from the list, never name a file."""
-        voices = self.voices_of(physical)
-        ids = [v.id for v in voices]
+        ids = [v.id for v in self.voices_of(physical)]
+        if not ids:
+            raise InvalidRequest(
+                f"The model {physical.id!r} has no voice: add a reference recording to the voices directory.",
+                param="voice",
+                code="voice_not_found",
+            )
         if wanted in ids:  # 1
             return wanted
         if wanted is None or wanted.lower() in OPENAI_VOICES:  # 2
@@ -157,12 +164,6 @@ class AudioService:
         pieces = self.speech(job)
         await anext(pieces)
         return pieces
-
-
-def _with_language(options: TranscribeOptions, language: str) -> TranscribeOptions:
-    import msgspec
-
-    return msgspec.structs.replace(options, language=language)
 
 
 def _produce(backend: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[tuple[bytes, float]]:

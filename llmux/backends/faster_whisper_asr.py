@@ -9,13 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import structlog
-
 from llmux.backends.base import Segment, TranscribeOptions, Transcript, Word
 from llmux.backends.options import FasterWhisperOptions
 from llmux.registry import PhysicalModel, Registry
-
-log = structlog.get_logger("llmux.asr")
 
 
 class FasterWhisperASR:

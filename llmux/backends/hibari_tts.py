@@ -64,8 +64,11 @@ class HibariTTS:
             engine = self._engines.get(voice)
             if engine is None:
                 from hibari import Hibari
+                from hibari.voices import voice_path
 
-                engine = Hibari(voice=voice, threads=self._threads, g2p=None)
+                # The file must already be here: a request never starts a download.
+                model = voice_path(voice, download_missing=False)
+                engine = Hibari(voice=voice, model=model, threads=self._threads)
                 self._engines[voice] = engine
             return engine
 

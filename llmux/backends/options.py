@@ -37,6 +37,11 @@ class LlamaCppOptions(Strict):
 class ChatterboxOptions(Strict):
     variant: Literal["standard", "turbo", "multilingual"] = "standard"
     device: str = "cuda"
+    """``cuda`` falls back to cpu when no GPU is present."""
+    exaggeration: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.5
+    """Emotion intensity (standard and multilingual; Turbo has none)."""
+    cfg_weight: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    temperature: Annotated[float, msgspec.Meta(gt=0, le=2)] = 0.8
 
 
 class FasterWhisperOptions(Strict):

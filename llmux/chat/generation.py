@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 
 import structlog
 
@@ -45,41 +45,61 @@ def run(
     max_tokens: int,
     cancel: threading.Event,
     model: str,
+    preamble: Sequence[ChatEvent] = (),
 ) -> Iterator[ChatEvent]:
-    started = time.perf_counter()
-    first: float | None = None
+    """``preamble``: events the parser made from text pre-filled into the prompt (a forced
+    tool call's start); they go out first."""
+    stats = _Stats()
     scanner = StopScanner(stops)
-    produced = 0
-    eos = False
     try:
-        for piece in pieces:
-            produced += 1
-            if first is None:
-                first = time.perf_counter()
-            if piece is None:
-                eos = True
-                break
-            yield from parser.feed(scanner.feed(piece))
-            if scanner.hit or cancel.is_set() or produced >= max_tokens:
-                break
+        try:
+            yield from preamble
+            for piece in pieces:
+                stats.token()
+                if piece is None:
+                    stats.eos = True
+                    break
+                yield from parser.feed(scanner.feed(piece))
+                if scanner.hit or cancel.is_set() or stats.produced >= max_tokens:
+                    break
+        finally:
+            pieces.close()  # stops the runtime's generation on every path, including our own close
+        yield from parser.feed(scanner.drain())
+        yield from parser.close()
+        stats.reason = _reason(parser.calls, eos=stats.eos, stopped=scanner.hit or cancel.is_set(),
+                               produced=stats.produced, limit=max_tokens)
+        yield Finish(stats.reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=stats.produced))
     finally:
-        pieces.close()  # stops the runtime's generation on every path, including our own close
-    yield from parser.feed(scanner.drain())
-    yield from parser.close()
-    reason = _reason(parser.calls, eos=eos, stopped=scanner.hit or cancel.is_set(), produced=produced, limit=max_tokens)
-    yield Finish(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=produced))
-    elapsed = time.perf_counter() - started
-    log.info(
-        "chat.generated",
-        model=model,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=produced,
-        finish_reason=reason,
-        cancelled=cancel.is_set(),
-        ttft_ms=round(((first or time.perf_counter()) - started) * 1000, 1),
-        seconds=round(elapsed, 3),
-        tokens_per_s=round(produced / elapsed, 1) if elapsed > 0 else None,
-    )
+        # Also when the consumer closes us early (a cancelled request stops reading).
+        stats.log(model, prompt_tokens, cancelled=cancel.is_set())
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.produced = 0
+        self.eos = False
+        self.reason: FinishReason | None = None
+
+    def token(self) -> None:
+        self.produced += 1
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def log(self, model: str, prompt_tokens: int, *, cancelled: bool) -> None:
+        elapsed = time.perf_counter() - self.started
+        log.info(
+            "chat.generated",
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=self.produced,
+            finish_reason=self.reason,
+            cancelled=cancelled,
+            ttft_ms=round(((self.first or time.perf_counter()) - self.started) * 1000, 1),
+            seconds=round(elapsed, 3),
+            tokens_per_s=round(self.produced / elapsed, 1) if elapsed > 0 else None,
+        )
 
 
 def _reason(calls: int, *, eos: bool, stopped: bool, produced: int, limit: int) -> FinishReason:

@@ -210,6 +210,8 @@ class ChatService:
                         if events:
                             yield events
                         return
+                    if isinstance(item, LlmuxError):
+                        raise item  # the backend's own verdict (a prompt over the context is a 400)
                     if isinstance(item, BaseException):
                         log.error("chat.backend_failed", error=repr(item))
                         raise GenerationFailed(f"generation failed: {type(item).__name__}: {item}") from item

@@ -145,3 +145,15 @@ async def test_wrong_model_type_is_404(client) -> None:  # type: ignore[no-untyp
         await client.audio.transcriptions.create(model=TTS, file=("x.wav", encode_audio(np.zeros(1600, np.float32), 16_000, "wav")))
     with pytest.raises(openai.NotFoundError):
         await client.audio.speech.create(model=ASR, input=FOX, voice="heart")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"response_format": "diarized_json"}, "response_format"), ({"temperature": "hot"}, "temperature"), ({}, "model")],
+)
+async def test_bad_form_fields_are_400_naming_the_field(app, fox_wav: bytes, fields: dict, param: str) -> None:  # type: ignore[no-untyped-def]
+    data = {"model": ASR, **fields} if param != "model" else fields
+    async with raw_client(app) as http:
+        response = await http.post("/v1/audio/transcriptions", data=data, files={"file": ("fox.wav", fox_wav)})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param

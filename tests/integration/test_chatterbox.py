@@ -1,0 +1,146 @@
+"""The Chatterbox adapter against the real chatterbox classes, as far as a CPU allows.
+
+Covered here: voices (built-in + reference recordings, by name only), the load path of the
+real ``from_local`` (a missing file is a clear 503), and reference-voice conditioning with real
+S3Gen / voice-encoder modules (random weights, tiny T3). Not covered: ``generate`` itself
+(random-weight S3Gen needs 30-45 s per call on this CPU, and no real weights are reachable
+offline) — to be run on a GPU machine with the real checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from llmux.audio.encode import encode_audio
+from llmux.backends.base import SpeakOptions
+from llmux.backends.chatterbox_tts import ChatterboxTTS, reference_voices
+from llmux.backends.factory import create_backend
+from llmux.errors import InvalidRequest
+from llmux.registry import load_models
+from tests.support.audio import tone
+from tests.support.http import demo_app, raw_client
+
+pytestmark = pytest.mark.slow
+aio = pytest.mark.asyncio(loop_scope="module")
+
+CONFIG = """
+budget_gb: 8
+models_dir: {root}/models
+voices_dir: {root}/voices
+physical:
+  chatterbox: {{type: tts, backend: chatterbox, weights: chatterbox, vram_gb: 2, options: {{variant: standard, device: cpu}}}}
+  chatterbox-multilingual: {{type: tts, backend: chatterbox, weights: mtl, vram_gb: 2, options: {{variant: multilingual, device: cpu}}}}
+virtual:
+  Chatterbox: {{physical: chatterbox}}
+  Chatterbox-Multilingual: {{physical: chatterbox-multilingual, behaviour: {{language: de}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("chatterbox")
+    (root / "models" / "chatterbox").mkdir(parents=True)
+    (root / "models" / "chatterbox" / "conds.pt").write_bytes(b"")  # a built-in voice exists
+    (root / "models" / "mtl").mkdir()
+    voices = root / "voices"
+    voices.mkdir()
+    for name, fmt, hz in [("alice", "wav", 220), ("bob", "flac", 330)]:
+        (voices / f"{name}.{fmt}").write_bytes(encode_audio(tone(1.0, 24_000, hz), 24_000, fmt))
+    (voices / ".hidden.wav").write_bytes(b"x")
+    (voices / "notes.txt").write_text("not a voice")
+    (voices / "with space.wav").write_bytes(b"x")
+    os.symlink("/etc/passwd", voices / "evil.wav")
+    (root / "models.yaml").write_text(CONFIG.format(root=root))
+    return root
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def app(root: Path):  # type: ignore[no-untyped-def]
+    return demo_app(load_models(root / "models.yaml"))
+
+
+def test_reference_voices_are_plain_audio_files_by_name(root: Path) -> None:
+    assert list(reference_voices(root / "voices")) == ["alice", "bob"]
+    assert reference_voices(root / "missing") == {} and reference_voices(None) == {}
+
+
+@aio
+async def test_voice_lists_per_model_and_overall(app) -> None:  # type: ignore[no-untyped-def]
+    async with raw_client(app, key=None) as http:
+        standard = (await http.get("/v1/audio/voices", params={"model": "Chatterbox"})).json()["voices"]
+        multilingual = (await http.get("/v1/audio/voices", params={"model": "Chatterbox-Multilingual"})).json()["voices"]
+        overall = (await http.get("/v1/audio/voices")).json()["voices"]
+    assert [v["id"] for v in standard] == ["default", "alice", "bob"]
+    assert [v["id"] for v in multilingual] == ["alice", "bob"]  # no conds.pt: no built-in voice
+    assert [v["id"] for v in overall] == ["default", "alice", "bob"]
+
+
+@aio
+async def test_unknown_voice_is_400_and_loads_nothing(app) -> None:  # type: ignore[no-untyped-def]
+    async with raw_client(app) as http:
+        for voice in ["evil", ".hidden", "notes", "../voices/alice"]:
+            response = await http.post("/v1/audio/speech", json={"model": "Chatterbox", "input": "Hi.", "voice": voice})
+            assert response.status_code == 400, voice
+            assert response.json()["error"]["param"] == "voice"
+        health = (await http.get("/health")).json()
+    assert health["loaded"] == []
+
+
+@aio
+async def test_missing_weights_fail_the_real_load_with_a_clear_503(app) -> None:  # type: ignore[no-untyped-def]
+    async with raw_client(app) as http:
+        response = await http.post("/v1/audio/speech", json={"model": "Chatterbox", "input": "Hi.", "voice": "alice"})
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "model_load_failed" and "ve.safetensors" in error["message"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():  # type: ignore[no-untyped-def]
+    """A real ``ChatterboxTTS`` object from real modules with random weights; T3 shrunk to a
+    two-layer Llama (its size does not matter for conditioning)."""
+    from chatterbox.models.s3gen import S3Gen
+    from chatterbox.models.t3 import T3
+    from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
+    from chatterbox.models.t3.modules.t3_config import T3Config
+    from chatterbox.models.voice_encoder import VoiceEncoder
+    from chatterbox.tts import ChatterboxTTS as Real
+
+    LLAMA_CONFIGS.setdefault("llmux-test-tiny", {**LLAMA_CONFIGS["Llama_520M"], "hidden_size": 64,
+                                                 "intermediate_size": 128, "num_hidden_layers": 2,
+                                                 "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 32})
+    hp = T3Config.english_only()
+    hp.llama_config_name = "llmux-test-tiny"
+    model = Real(T3(hp).eval(), S3Gen().eval(), VoiceEncoder().eval(), tokenizer=None, device="cpu")
+    return model
+
+
+def test_reference_voice_conditionals_are_prepared_once(root: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    registry = load_models(root / "models.yaml")
+    adapter = create_backend(registry.physical["chatterbox"], registry)
+    assert isinstance(adapter, ChatterboxTTS)
+    tiny_model.conds = None
+    adapter.attach(tiny_model)
+    alice = adapter._conditionals("alice")
+    assert alice is adapter._conditionals("alice")  # cached
+    assert alice.t3.speaker_emb.shape == (1, 256) and alice.gen["prompt_feat"].shape[-1] == 80
+    path = root / "voices" / "alice.wav"
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+    again = adapter._conditionals("alice")  # re-recorded: prepared again
+    assert again is not alice and np.allclose(again.gen["prompt_feat"].numpy(), alice.gen["prompt_feat"].numpy())
+    with pytest.raises(InvalidRequest):
+        adapter._conditionals("default")  # this model object has no built-in voice
+
+
+def test_multilingual_language_is_checked_before_generating(root: Path) -> None:
+    registry = load_models(root / "models.yaml")
+    adapter = create_backend(registry.physical["chatterbox-multilingual"], registry)
+    assert adapter._generate_kwargs(SpeakOptions(language="de"))["language_id"] == "de"
+    with pytest.raises(InvalidRequest, match="not supported"):
+        list(adapter.speak("Hallo.", "alice", SpeakOptions(language="xx"), threading.Event()))
