@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromPath
 
 from llmux.api.wire import ModelCard, ModelList
 from llmux.registry import Registry
@@ -21,7 +22,7 @@ async def list_models(request: Request[Any, Any, Any]) -> ModelList:
 
 
 @get("/models/{model_id:path}")
-async def get_model(request: Request[Any, Any, Any], model_id: str) -> ModelCard:
+async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> ModelCard:
     registry: Registry = request.app.state.registry
     virtual, _ = registry.resolve(model_id.lstrip("/"))
     return _card(request, virtual.id)
