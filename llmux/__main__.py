@@ -1,4 +1,4 @@
-"""The ``llmux`` command: serve, check."""
+"""The ``llmux`` command: serve, check, download."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from llmux import download
 from llmux.errors import ConfigError
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate the config and report missing weights")
     c.add_argument("--config", type=Path, required=True)
     c.set_defaults(run=check)
+    download.add_parser(sub)
     return parser
 
 

@@ -7,8 +7,11 @@ kernel repositories go to the Hub cache layout under ``<models_dir>/hf-cache`` (
 ``HF_HUB_CACHE=/models/hf-cache``), where the ``kernels`` package looks for them when offline.
 
 Idempotent: a model whose download finished carries a marker file and is skipped without
-touching the network (``--verify`` re-checks it against the Hub). An interrupted download
-resumes: huggingface_hub keeps partial files under ``<dir>/.cache/huggingface/``.
+touching the network (``--verify`` re-checks it against the Hub). An interrupted run keeps
+every file it finished (huggingface_hub's metadata under ``<dir>/.cache/huggingface/`` lets the
+next run skip them) and fetches the rest; within a run, huggingface_hub retries a broken
+transfer from the byte where it stopped. (huggingface_hub 2.x drops a partial file when its
+process ends, so across runs a file is fetched again from its start.)
 The token for gated repositories (cohere-transcribe) is huggingface_hub's own: ``HF_TOKEN`` or
 the file ``~/.cache/huggingface/token`` (``hf auth login`` writes it).
 """
@@ -55,7 +58,6 @@ class Marker(msgspec.Struct, frozen=True):
 
     repo: str
     files: tuple[str, ...]
-    revision: str | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -101,16 +103,15 @@ def _snapshot_download() -> Fetch:
 
 
 def fetch_weights(spec: PhysicalModel, directory: Path, *, fetch: Fetch, verify: bool) -> Outcome:
-    """1. no ``hf_repo``: nothing to fetch; 2. marker matches and not ``verify``: skip;
-    3. otherwise snapshot_download (skips complete files, resumes partial ones), then mark."""
-    if not spec.hf_repo:  # 1
-        return Outcome(spec.id, "no-repo", "no hf_repo in models.yaml; place the weights by hand")
-    if not verify and _marker_matches(directory, spec):  # 2
+    """1. marker matches and not ``verify``: skip; 2. otherwise snapshot_download (it skips
+    complete files and retries broken transfers from where they stopped), then mark."""
+    assert spec.hf_repo
+    if not verify and _marker_matches(directory, spec):  # 1
         log.info("download.skipped", model=spec.id, repo=spec.hf_repo, dir=str(directory))
         return Outcome(spec.id, "skipped", str(directory))
     log.info("download.started", model=spec.id, repo=spec.hf_repo, dir=str(directory), files=list(spec.hf_files) or "all")
     directory.mkdir(parents=True, exist_ok=True)
-    fetch(  # 3
+    fetch(  # 2
         spec.hf_repo,
         local_dir=directory,
         allow_patterns=list(spec.hf_files) or None,
@@ -198,6 +199,9 @@ def download_all(
     for spec in registry.physical.values():
         if only and spec.id not in only:
             continue
+        if not spec.hf_repo:  # weights from elsewhere (a wheel, a local file): nothing to fetch
+            outcomes.append(Outcome(spec.id, "no-repo", "no hf_repo in models.yaml; `llmux check` shows if its weights are in place"))
+            continue
         directory = target_dir(registry, spec, models_dir)
         outcome = _attempt(spec.id, lambda: fetch_weights(spec, directory, fetch=fetch, verify=verify))
         outcomes.append(outcome)
@@ -217,19 +221,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "download",
         help="fetch model weights and run-time kernels from the Hugging Face Hub",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Fetch every physical model's weights from the Hugging Face Hub, and the Triton "
+        "kernel repositories their quantised fast paths load at run time.",
     )
     parser.add_argument("--config", type=Path, default=Path("config"), help="config directory (or models.yaml)")
     parser.add_argument("--models-dir", type=Path, default=None, help="download here instead of models.yaml's models_dir")
     parser.add_argument("--only", action="append", default=[], metavar="PHYSICAL_ID", help="only this model (repeatable)")
     parser.add_argument("--no-kernels", action="store_true", help="skip the Triton kernel repositories")
     parser.add_argument("--verify", action="store_true", help="re-check finished downloads against the Hub")
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """0: everything is on disk; 1: some downloads failed; 2: the configuration is wrong."""
+    if not structlog.is_configured():  # progress events to stderr; stdout has the summary
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     config = args.config / "models.yaml" if args.config.is_dir() else args.config
     try:
         registry = load_models(config)
@@ -254,15 +261,13 @@ def _print_summary(outcomes: list[Outcome]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m llmux.download``: the same command without the rest of the CLI."""
-    if not structlog.is_configured():  # progress events to stderr; stdout has the summary
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     parser = argparse.ArgumentParser(prog="llmux")
     add_parser(parser.add_subparsers(dest="command", required=True))
     rest = list(sys.argv[1:] if argv is None else argv)
     if rest[:1] == ["download"]:  # `python -m llmux.download download ...` reads like `llmux download`
         rest = rest[1:]
     args = parser.parse_args(["download", *rest])
-    return int(args.func(args))
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

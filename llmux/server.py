@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
+import structlog
 import uvicorn
 from litestar import Litestar
 
@@ -15,7 +16,10 @@ class GracefulServer(uvicorn.Server):
     signal after its shutdown, so without this the process would die of SIGTERM and the unit
     would be marked failed."""
 
+    stopped: list[int] = []
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopped = [*self.stopped, sig]
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)
@@ -31,4 +35,6 @@ def run(app: Litestar, *, host: str, port: int, grace_s: float) -> None:
         timeout_graceful_shutdown=grace_s,
         timeout_keep_alive=30,
     )
-    GracefulServer(config).run()
+    server = GracefulServer(config)
+    server.run()
+    structlog.get_logger("llmux").info("server.stopped", signals=[signal.Signals(s).name for s in server.stopped])

@@ -24,7 +24,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from llmux.backends.base import Backend, ChatJob, Finish, SamplingParams
+from llmux.backends.base import (
+    ASR_SAMPLE_RATE,
+    Backend,
+    ChatJob,
+    Finish,
+    SamplingParams,
+    SpeakOptions,
+    TranscribeOptions,
+)
 from llmux.chat.service import ChatService, PreparedChat
 from llmux.errors import InvalidRequest, LlmuxError
 from llmux.registry import ModelType, PhysicalModel, Registry
@@ -189,25 +197,21 @@ def chat_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> 
 
 
 def asr_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
-    import numpy as np
-
-    from llmux.backends import base
+    import numpy as np  # installed with every ASR runtime; the core does not need it
 
     seconds = 1.0 if warm_up else request.audio_s
-    rate = base.ASR_SAMPLE_RATE  # type: ignore[attr-defined]
-    t = np.arange(int(seconds * rate), dtype=np.float32) / rate
+    t = np.arange(int(seconds * ASR_SAMPLE_RATE), dtype=np.float32) / ASR_SAMPLE_RATE
     # A fixed, speech-like signal: a vowel-ish harmonic stack, amplitude-modulated at syllable rate.
-    audio = (0.2 * np.sin(2 * np.pi * 3 * t) + 0.3) * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 880), 1))
-    backend.transcribe(audio.astype(np.float32), base.TranscribeOptions(language="en"), threading.Event())  # type: ignore[attr-defined]
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 880), 1))
+    audio = ((0.2 * np.sin(2 * np.pi * 3 * t) + 0.3) * voice).astype(np.float32)
+    backend.transcribe(audio, TranscribeOptions(language="en"), threading.Event())
     return seconds, "audio_s"
 
 
 def tts_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
-    from llmux.backends import base
-
     voice = backend.voices()[0].id
     text = "Hello." if warm_up else SENTENCE
-    samples = sum(len(piece) for piece in backend.speak(text, voice, base.SpeakOptions(), threading.Event()))  # type: ignore[attr-defined]
+    samples = sum(len(piece) for piece in backend.speak(text, voice, SpeakOptions(), threading.Event()))
     return round(samples / backend.sample_rate, 3), "audio_s"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Router, get, post
+from litestar.params import FromPath, JSONBody
 
 from llmux.auth import require_key
 from llmux.registry import PhysicalModel, Registry
@@ -81,35 +82,35 @@ async def list_physical(request: Request[Any, Any, Any]) -> AdminModels:
 
 
 @post("/models/{model:str}/load", opt=ADMIN, status_code=200)
-async def load(request: Request[Any, Any, Any], model: str) -> AdminModel:
+async def load(request: Request[Any, Any, Any], model: FromPath[str]) -> AdminModel:
     spec = _physical(request, model)
     await request.app.state.controller.load(spec.id)
     return _one(request, spec.id)
 
 
 @post("/models/{model:str}/unload", opt=ADMIN, status_code=200)
-async def unload(request: Request[Any, Any, Any], model: str) -> AdminModel:
+async def unload(request: Request[Any, Any, Any], model: FromPath[str]) -> AdminModel:
     spec = _physical(request, model)
     await request.app.state.controller.unload(spec.id)
     return _one(request, spec.id)
 
 
 @post("/models/{model:str}/pin", opt=ADMIN, status_code=200)
-async def pin(request: Request[Any, Any, Any], model: str) -> AdminModel:
+async def pin(request: Request[Any, Any, Any], model: FromPath[str]) -> AdminModel:
     spec = _physical(request, model)
     request.app.state.controller.pin(spec.id, True)
     return _one(request, spec.id)
 
 
 @post("/models/{model:str}/unpin", opt=ADMIN, status_code=200)
-async def unpin(request: Request[Any, Any, Any], model: str) -> AdminModel:
+async def unpin(request: Request[Any, Any, Any], model: FromPath[str]) -> AdminModel:
     spec = _physical(request, model)
     request.app.state.controller.pin(spec.id, False)
     return _one(request, spec.id)
 
 
 @post("/speedtest", opt=ADMIN, status_code=200)
-async def speedtest(request: Request[Any, Any, Any], data: SpeedTestRequest) -> SpeedTestReport:
+async def speedtest(request: Request[Any, Any, Any], data: JSONBody[SpeedTestRequest]) -> SpeedTestReport:
     tester: SpeedTest = request.app.state.speedtest
     return await tester.run(data)
 

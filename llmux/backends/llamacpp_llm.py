@@ -11,6 +11,7 @@ next turn of a conversation only evaluate the new messages.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -22,8 +23,8 @@ import structlog
 from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import LlamaCppOptions
 from llmux.chat import generation
-from llmux.chat.parsers import parser_for
-from llmux.chat.prompt import prompt_input
+from llmux.chat.messages import ImagePolicy, has_images
+from llmux.chat.prompt import output_setup, prompt_input
 from llmux.chat.template import render
 from llmux.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
@@ -40,10 +41,13 @@ class LlamaCppLLM:
         self.path = registry.weights_path(spec)
         self.mmproj = registry.weights_path(spec, options.mmproj) if options.mmproj else None
         self.options = options
+        self.images = ImagePolicy(remote=registry.limits.remote_images,
+                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
         self.llm: Any = None
         self.vision: Any = None  # llmux.backends.llamacpp_vision.VisionEncoder when mmproj is set
         self._template = ""
         self._specials: dict[str, str] = {}
+        self._pieces_cache: dict[int, bytes] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -61,7 +65,11 @@ class LlamaCppLLM:
         if self.mmproj is not None:
             from llmux.backends.llamacpp_vision import VisionEncoder
 
-            self.vision = VisionEncoder(self.mmproj, self.llm, use_gpu=self.options.n_gpu_layers != 0)
+            try:
+                self.vision = VisionEncoder(self.mmproj, self.llm, use_gpu=self.options.n_gpu_layers != 0)
+            except BaseException:
+                self.unload()  # a failed load leaves nothing allocated
+                raise
         log.info("model.weights_loaded", model=self.spec.id, context=self.llm.n_ctx(),
                  gpu_layers=self.options.n_gpu_layers, seconds=round(time.perf_counter() - started, 3), gb=footprint)
         return footprint
@@ -79,7 +87,22 @@ class LlamaCppLLM:
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._token_bytes(token).decode("utf-8", errors="replace")
+
+    def _token_bytes(self, token: int) -> bytes:
+        """One token's bytes, special tokens included. Not ``Llama.detokenize``: it uses a
+        32-byte buffer and silently drops longer tokens (long runs of spaces in code vocabularies)."""
+        piece = self._pieces_cache.get(token)
+        if piece is None:
+            size = 64
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buffer, size, 0, True)
+                if n >= 0:
+                    break
+                size = -n
+            piece = self._pieces_cache[token] = buffer.raw[:n]
+        return piece
 
     def unload(self) -> None:
         if self.vision is not None:
@@ -88,6 +111,7 @@ class LlamaCppLLM:
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+        self._pieces_cache = {}
 
     # ---- prompt -------------------------------------------------------------------------------
 
@@ -96,9 +120,12 @@ class LlamaCppLLM:
 
     def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
         """The prompt text exactly as the model sees it, and the images it refers to."""
-        marker = {"type": "text", "text": self.vision.marker} if self.vision is not None else {"type": "text", "text": ""}
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision and self.vision is not None,
-                            template_source=self._template, image_part=marker)
+        if self.vision is None and has_images(job.messages):
+            raise InvalidRequest(f"{self.spec.id} has no vision encoder configured (options.mmproj)",
+                                 param="messages", code="vision_not_supported")
+        marker = {"type": "text", "text": self.vision.marker if self.vision is not None else ""}
+        made = prompt_input(job, family=self.spec.family, vision=self.vision is not None,
+                            template_source=self._template, image_part=marker, policy=self.images)
         try:
             prompt = render(self._template, made.messages, tools=made.tools, **self._specials, **made.kwargs)
         except InvalidRequest:
@@ -113,15 +140,17 @@ class LlamaCppLLM:
         if self.llm is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
-        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
+        setup = output_setup(self.spec.family, job, prompt)
+        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
         if images:
-            tokens = self.vision.evaluate(prompt, images)
+            tokens = self.vision.evaluate(setup.prompt, images)
         else:
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            tokens = self.llm.tokenize(setup.prompt.encode("utf-8"), add_bos=False, special=True)
         budget = generation.completion_budget(job.params.max_tokens, len(tokens), self.llm.n_ctx())
         return generation.run(
             self._pieces(tokens, job.params, reuse_cache=not images),
-            parser=parser_for(self.spec.family, prompt=prompt, tools=job.tools),
+            parser=setup.parser,
+            preamble=setup.preamble,
             stops=job.params.stop,
             prompt_tokens=len(tokens),
             max_tokens=budget,
@@ -142,7 +171,7 @@ class LlamaCppLLM:
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return
-                yield decoder.decode(llm.detokenize([token], special=True))
+                yield decoder.decode(self._token_bytes(token))
         finally:
             if not reuse_cache:
                 # Image positions hold no token ids: never let the next prompt "match" them.

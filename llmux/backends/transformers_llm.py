@@ -29,9 +29,8 @@ from transformers.generation.streamers import BaseStreamer
 from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
 from llmux.backends.options import TransformersOptions
 from llmux.chat import generation
-from llmux.chat.messages import to_pil
-from llmux.chat.parsers import parser_for
-from llmux.chat.prompt import prompt_input
+from llmux.chat.messages import ImagePolicy, to_pil
+from llmux.chat.prompt import output_setup, prompt_input
 from llmux.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 
@@ -107,6 +106,8 @@ class TransformersLLM:
         self.spec = spec
         self.path = registry.weights_path(spec)
         self.options = options
+        self.images = ImagePolicy(remote=registry.limits.remote_images,
+                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
         self.device = _device(options.device)
         self.model: Any = None
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
@@ -164,7 +165,8 @@ class TransformersLLM:
     def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
         """The prompt text exactly as the model sees it, and the decoded images."""
         source = self.template_source()
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source)
+        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source,
+                            policy=self.images)
         try:
             prompt = self.tokenizer.apply_chat_template(
                 made.messages, tools=made.tools, chat_template=source, tokenize=False,
@@ -190,13 +192,15 @@ class TransformersLLM:
         if self.model is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         prompt, images = self.render(job)
-        inputs = self._inputs(prompt, images)
-        log.debug("chat.rendered", model=self.spec.id, prompt=prompt, images=len(images))
+        setup = output_setup(self.spec.family, job, prompt)
+        inputs = self._inputs(setup.prompt, images)
+        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
         return generation.run(
             self._pieces(inputs, budget, job.params),
-            parser=parser_for(self.spec.family, prompt=prompt, tools=job.tools),
+            parser=setup.parser,
+            preamble=setup.preamble,
             stops=job.params.stop,
             prompt_tokens=prompt_tokens,
             max_tokens=budget,

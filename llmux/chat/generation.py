@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 
 import structlog
 
@@ -45,11 +45,15 @@ def run(
     max_tokens: int,
     cancel: threading.Event,
     model: str,
+    preamble: Sequence[ChatEvent] = (),
 ) -> Iterator[ChatEvent]:
+    """``preamble``: events the parser made from text pre-filled into the prompt (a forced
+    tool call's start); they go out first."""
     stats = _Stats()
     scanner = StopScanner(stops)
     try:
         try:
+            yield from preamble
             for piece in pieces:
                 stats.token()
                 if piece is None:

@@ -13,6 +13,8 @@ import base64
 import binascii
 import io
 import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,17 +44,43 @@ def _text_of(parts: list[dict[str, Any]]) -> str:
     return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
 
 
-def image_bytes(url: str) -> bytes:
-    """The file inside a ``data:`` URL, checked to be an image. Remote URLs are never fetched
-    here: the service refuses them unless ``limits.remote_images`` is on."""
-    if not url.startswith("data:"):
-        raise InvalidRequest("only data: image URLs are accepted", param="image_url", code="invalid_image_url")
-    _, _, payload = url.partition(",")
+@dataclass(frozen=True)
+class ImagePolicy:
+    remote: bool = False
+    """Fetch ``http(s)`` URLs (``limits.remote_images``). Off by default: SSRF."""
+    max_bytes: int = 20 * 2**20
+    timeout_s: float = 10.0
+
+
+def image_bytes(url: str, policy: ImagePolicy = ImagePolicy()) -> bytes:
+    """The image file a URL names, checked to decode: a ``data:`` URL always, an ``http(s)``
+    URL only when the policy allows remote images (the service refuses them earlier too)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "data":
+        _, _, payload = url.partition(",")
+        try:
+            raw = base64.b64decode(payload, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"the image is not valid base64: {exc}", param="image_url", code="invalid_image") from None
+    elif scheme in ("http", "https") and policy.remote:
+        raw = _fetch(url, policy)
+    else:
+        raise InvalidRequest("send images inline as data: URLs", param="image_url", code="invalid_image_url")
     try:
-        raw = base64.b64decode(payload, validate=False)
         to_pil(raw)
-    except (binascii.Error, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         raise InvalidRequest(f"the image could not be decoded: {exc}", param="image_url", code="invalid_image") from None
+    return raw
+
+
+def _fetch(url: str, policy: ImagePolicy) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=policy.timeout_s) as response:  # noqa: S310 (scheme checked)
+            raw = response.read(policy.max_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise InvalidRequest(f"the image URL could not be fetched: {exc}", param="image_url", code="image_fetch_failed") from None
+    if len(raw) > policy.max_bytes:
+        raise InvalidRequest("the image is too large", param="image_url", code="image_too_large")
     return raw
 
 
@@ -64,7 +92,7 @@ def to_pil(raw: bytes) -> Any:
     return image.convert("RGB")
 
 
-def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[str, Any]) -> Any:
+def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[str, Any], policy: ImagePolicy) -> Any:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -76,7 +104,7 @@ def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[
         if part.get("type") == "text":
             parts.append({"type": "text", "text": part.get("text", "")})
         elif part.get("type") == "image_url":
-            images.append(image_bytes(part["image_url"]["url"]))
+            images.append(image_bytes(part["image_url"]["url"], policy))
             parts.append(dict(placeholder))
     return parts
 
@@ -84,15 +112,26 @@ def _content(content: Any, images: list[bytes], vision: bool, placeholder: dict[
 IMAGE_PART = {"type": "image"}
 
 
+def has_images(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"]) for m in messages
+    )
+
+
 def template_input(
-    messages: list[dict[str, Any]], *, family: str | None, vision: bool, image_part: dict[str, Any] = IMAGE_PART
+    messages: list[dict[str, Any]],
+    *,
+    family: str | None,
+    vision: bool,
+    image_part: dict[str, Any] = IMAGE_PART,
+    policy: ImagePolicy = ImagePolicy(),
 ) -> TemplateInput:
     """``image_part`` replaces each image: transformers processors expand ``{"type": "image"}``,
     llama.cpp's multimodal tokenizer looks for its media marker in the text."""
     out = TemplateInput(messages=[])
     for raw in messages:
         message = {k: v for k, v in raw.items() if v is not None}
-        message["content"] = _content(raw.get("content"), out.images, vision, image_part)
+        message["content"] = _content(raw.get("content"), out.images, vision, image_part, policy)
         if raw.get("tool_calls"):
             message["tool_calls"] = [
                 {**call, "function": {**call["function"], "arguments": _arguments(call["function"].get("arguments"))}}

@@ -132,6 +132,7 @@ class ChatService:
         self.controller = controller
         self.keepalive_s = keepalive_s
         self._locks: dict[str, asyncio.Lock] = {}
+        self._workers: dict[int, asyncio.Future[None]] = {}
         self.observers: list[Callable[..., None]] = []
         """Called with the fields of every ``chat.completed`` event (metrics count tokens there)."""
 
@@ -164,6 +165,17 @@ class ChatService:
         return lease
 
     def _exit(self, lease: Lease) -> None:
+        worker = self._workers.pop(id(lease.backend), None)
+        if worker is not None and not worker.done():
+            # The request was cancelled while its generation thread still runs (a Litestar
+            # stream's cancellation is level-triggered: it interrupts the shielded wait in
+            # ``_events`` too). Keep the model's turn and lease until the thread has stopped:
+            # never unload a model under a running generation.
+            worker.add_done_callback(lambda _: self._release(lease))
+            return
+        self._release(lease)
+
+    def _release(self, lease: Lease) -> None:
         self._locks[lease.model].release()
         self.controller.release(lease)
 
@@ -188,6 +200,7 @@ class ChatService:
             mailbox.put(_END)
 
         worker = loop.run_in_executor(None, work)
+        self._workers[id(backend)] = worker  # one generation per model at a time: the model's lock
         try:
             while True:
                 batch = await mailbox.take()

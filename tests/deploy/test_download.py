@@ -209,3 +209,40 @@ def test_the_kernels_package_finds_the_prefetched_kernel_offline(site: Path, hub
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip(), "build/torch-universal/metadata.json").is_file()
+
+
+def test_reference_deployment_plan(reference, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What `llmux download` asks the Hub for, for config/models.yaml: every physical model into
+    the directory its `weights` names (a GGUF's directory holds both of its files), then the
+    kernels of the quantised transformers models (their config.json says which)."""
+    from llmux.download import download_all
+
+    quant = {"lovedheart/Qwen3.5-9B-FP8": "fp8", "openai/gpt-oss-20b": "mxfp4", "aoxo/gpt-oss-20b-uncensored": "mxfp4"}
+    calls: list[tuple[str, dict]] = []
+
+    def fetch(repo: str, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((repo, kwargs))
+        if "local_dir" in kwargs and repo in quant:
+            (kwargs["local_dir"] / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": quant[repo]}}))
+        if kwargs.get("repo_type") == "kernel":
+            folder = kwargs["cache_dir"] / ("kernels--" + repo.replace("/", "--"))
+            (folder / "refs").mkdir(parents=True)
+            (folder / "refs" / kwargs["revision"]).write_text("abc")
+            (folder / "snapshots/abc/build").mkdir(parents=True)
+
+    outcomes = download_all(reference, tmp_path, fetch=fetch)
+    assert all(o.status == "downloaded" for o in outcomes), outcomes
+    weights = {repo: (kw["local_dir"].relative_to(tmp_path).as_posix(), kw["allow_patterns"]) for repo, kw in calls if "local_dir" in kw}
+    assert weights["HauhauCS/Qwen3.5-9B-Uncensored-HauhauCS-Aggressive"] == ("Qwen3.5-9B-Uncensored", [
+        "Qwen3.5-9B-Uncensored-HauhauCS-Aggressive-Q8_0.gguf", "mmproj-Qwen3.5-9B-Uncensored-HauhauCS-Aggressive-BF16.gguf"])
+    assert weights["CohereLabs/cohere-transcribe-03-2026"] == ("cohere-transcribe-03-2026", None)
+    assert weights["openai/gpt-oss-20b"] == ("gpt-oss-20b", None)
+    assert len([c for c in calls if "local_dir" in c[1]]) == len(reference.physical) == 9
+    kernels = [(repo, kw["revision"], kw["cache_dir"]) for repo, kw in calls if kw.get("repo_type") == "kernel"]
+    assert kernels == [
+        ("kernels-community/finegrained-fp8", "v4", tmp_path / "hf-cache"),
+        ("kernels-community/gpt-oss-triton-kernels", "v1", tmp_path / "hf-cache"),
+    ]
+    calls.clear()
+    assert all(o.status == "skipped" for o in download_all(reference, tmp_path, fetch=fetch))
+    assert calls == []

@@ -117,3 +117,24 @@ def test_traefik_route() -> None:
     service = route["http"]["services"][router["service"]]
     assert service["loadBalancer"]["servers"] == [{"url": "http://10.0.2.2:8081"}]
     assert "middlewares" not in router  # LLMUX-AUTH-003: Traefik routes, llmux authenticates
+
+
+def test_containerfile_agrees_with_the_rest() -> None:
+    """The image's pins and paths are the ones the package, the pod and the downloads assume."""
+    from llmux.download import KERNEL_CACHE
+
+    text = (ROOT / "Containerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    llama = re.search(r"ARG LLAMA_CPP_PYTHON_VERSION=(\S+)", text)[1]
+    assert f'"llama-cpp-python=={llama}"' in pyproject
+    chatterbox = re.search(r"ARG CHATTERBOX_VERSION=(\S+)", text)[1]
+    assert f"chatterbox-tts=={chatterbox}" in (DEPLOY / "requirements-nodeps.txt").read_text()
+    assert "FROM docker.io/pytorch/pytorch:${PYTORCH_TAG}-runtime" in text
+    assert "ARG PYTORCH_TAG=2.11.0-cuda12.8-cudnn9" in text  # LLMUX-ARCH-003
+    assert re.search(r"-DCMAKE_CUDA_ARCHITECTURES=\$\{CUDA_ARCHITECTURES\}", text)
+    assert "120" in re.search(r'ARG CUDA_ARCHITECTURES="([^"]+)"', text)[1].split(";")  # RTX 50xx
+    assert f"HF_HUB_CACHE=/models/{KERNEL_CACHE}" in text and "HF_HUB_OFFLINE=1" in text
+    assert "EXPOSE 8081" in text and "http://127.0.0.1:8081/health" in text
+    assert re.search(r"^USER \$\{LLMUX_UID\}", text, re.M)
+    assert 'VOLUME ["/models", "/config"]' in text
+    assert 'CMD ["serve", "--config", "/config", "--host", "0.0.0.0", "--port", "8081"]' in text

@@ -4,6 +4,7 @@ rendering with behaviours, the event contract, usage, max_tokens capping, stop, 
 from __future__ import annotations
 
 import base64
+import json
 import io
 import threading
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from llmux.backends.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams, ToolCallStart
 from llmux.errors import InvalidRequest
 from llmux.registry.config import Behaviour
-from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir  # noqa: F401
+from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir, vision_gguf  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -116,9 +117,13 @@ def test_max_tokens_is_capped_to_the_context(qwen_gguf: Any) -> None:
 
 
 def test_max_tokens_capped_on_transformers(gpt_oss_tf: Any) -> None:
-    events = drain(gpt_oss_tf, job(max_tokens=32000, seed=5))
+    long = [{"role": "user", "content": "hello the weather " * 40}]  # leaves little room in 384
+    prompt_tokens = len(gpt_oss_tf.tokenizer(gpt_oss_tf.render(job(long))[0], add_special_tokens=False).input_ids)
+    assert 250 < prompt_tokens < 384
+    events = drain(gpt_oss_tf, job(long, max_tokens=32000, seed=5))
     usage = events[-1].usage
-    assert usage.prompt_tokens + usage.completion_tokens <= 256
+    assert usage.prompt_tokens == prompt_tokens
+    assert usage.prompt_tokens + usage.completion_tokens <= 384
 
 
 def test_prompt_longer_than_context_is_a_clear_400(gpt_oss_tf: Any) -> None:
@@ -200,3 +205,51 @@ def test_broken_image_is_a_400(qwen_tf: Any) -> None:
 def test_no_tool_call_events_from_plain_output(gpt_oss_tf: Any) -> None:
     events = drain(gpt_oss_tf, job(max_tokens=8, seed=4))
     assert not [e for e in events if isinstance(e, ToolCallStart)]
+
+
+def test_gguf_without_mmproj_refuses_images(qwen_gguf: Any) -> None:
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}}]}]
+    with pytest.raises(InvalidRequest) as info:
+        qwen_gguf.chat(job(messages), threading.Event())
+    assert info.value.code == "vision_not_supported"
+
+
+def test_a_file_that_is_not_an_mmproj_fails_the_load_cleanly(tiny_dir: Any) -> None:  # noqa: F811
+    from llmux.backends.factory import create_backend
+    from llmux.errors import ModelLoadFailed
+    from tests.fixtures.tiny_models import build_gguf, physical
+
+    weights = build_gguf(tiny_dir / "mm-main.gguf")
+    registry, spec = physical(weights, backend="llamacpp", family="qwen3.5", vision=True, n_gpu_layers=0,
+                              threads=1, n_ctx=256, mmproj=str(build_gguf(tiny_dir / "not-an-mmproj.gguf")))
+    backend = create_backend(spec, registry)
+    with pytest.raises(ModelLoadFailed):
+        backend.load()
+    assert backend.llm is None and backend.vision is None
+
+
+def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "what colour?"},
+        {"type": "image_url", "image_url": {"url": png_data_url((50, 30))}},
+    ]}]
+    prompt, images = vision_gguf.render(job(messages))
+    assert vision_gguf.vision.marker in prompt and len(images) == 1
+    with_image = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
+    text_only = drain(vision_gguf, job([{"role": "user", "content": "what colour?"}], max_tokens=6, seed=1))
+    # 32x32 pixels in 8x8 patches: the image took 16 positions in the context.
+    assert with_image[-1].usage.prompt_tokens == text_only[-1].usage.prompt_tokens + 16
+    again = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
+    assert text_of(again) == text_of(with_image)  # no stale image positions reused from the cache
+
+
+@pytest.mark.parametrize("name", ["qwen_gguf", "qwen_tf", "gpt_oss_tf"])
+def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name: str) -> None:
+    backend = request.getfixturevalue(name)
+    forced = ChatJob(messages=HELLO, tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                     params=SamplingParams(max_tokens=6, seed=1), behaviour=Behaviour())
+    events = drain(backend, forced)
+    assert events[0] == ToolCallStart(index=0, id=events[0].id, name="get_weather")
+    assert events[-1].reason == "tool_calls"
+    args = "".join(e.text for e in events if type(e).__name__ == "ToolCallArgs")
+    assert isinstance(json.loads(args), dict)  # whatever a random model wrote, valid JSON arguments

@@ -19,7 +19,15 @@ import yaml
 from llmux.app import create_app
 from llmux.registry import ApiKey, ApiKeysFile, load_models
 from tests.fixtures.chat_backends import tiny_dir  # noqa: F401
-from tests.fixtures.tiny_models import build_gguf, build_gpt_oss, build_qwen35
+from tests.fixtures.tiny_models import (
+    HARMONY_SCRIPT,
+    QWEN_THINKING_SCRIPT,
+    QWEN_TOOL_SCRIPT,
+    build_gguf,
+    build_gpt_oss,
+    build_qwen35,
+    build_scripted_gguf,
+)
 from tests.support.server import serve, wait_for
 
 pytestmark = pytest.mark.slow
@@ -37,6 +45,12 @@ def tool(i: int) -> dict[str, Any]:
             "limit": {"type": "integer", "description": "max lines"}}, "required": ["path"]}}}
 
 
+def scripted(directory: Path, name: str, script: list[str], *, family: str = "qwen3.5", **kw: Any) -> dict[str, Any]:
+    weights = build_scripted_gguf(directory / f"{name}.gguf", script, **kw)
+    return {"type": "llm", "backend": "llamacpp", "family": family, "tools": True, "vram_gb": 0.1,
+            "weights": str(weights), "options": {"n_gpu_layers": 0, "threads": 1, "n_ctx": 4096}}
+
+
 @pytest.fixture(scope="module")
 def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
     config = {
@@ -52,6 +66,11 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
             "tiny-gguf": {"type": "llm", "backend": "llamacpp", "family": "qwen3.5", "tools": True,
                           "vram_gb": 0.1, "weights": str(build_gguf(tiny_dir / "http-tiny.gguf")),
                           "options": {"n_gpu_layers": 0, "threads": 1, "n_ctx": 4096}},
+            # Scripted GGUFs: real llama.cpp inference whose output is fixed by the weights.
+            "qwen-tools": scripted(tiny_dir, "qwen-tools", QWEN_TOOL_SCRIPT),
+            "qwen-thinks": scripted(tiny_dir, "qwen-thinks", QWEN_THINKING_SCRIPT),
+            "oss-tools": scripted(tiny_dir, "oss-tools", HARMONY_SCRIPT, family="gpt-oss",
+                                  template="harmony.jinja", after="t", eos="<|call|>"),
         },
         "virtual": {
             "qwen-instruct": {"physical": "tiny-qwen", "behaviour": {"thinking": False}},
@@ -59,6 +78,9 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
             "oss-low": {"physical": "tiny-gpt-oss", "behaviour": {"reasoning_effort": "low"}},
             "oss-high": {"physical": "tiny-gpt-oss", "behaviour": {"reasoning_effort": "high"}},
             "gguf-instruct": {"physical": "tiny-gguf", "behaviour": {"thinking": False}},
+            "agent": {"physical": "qwen-tools", "behaviour": {"thinking": False}},
+            "thinker": {"physical": "qwen-thinks", "behaviour": {"thinking": True}},
+            "oss-agent": {"physical": "oss-tools", "behaviour": {"reasoning_effort": "low"}},
         },
     }
     path = tiny_dir / "http-models.yaml"
@@ -108,20 +130,85 @@ def test_behaviours_reach_the_rendered_prompt_without_reloading(client: openai.O
     assert loads.count("tiny-qwen") <= 1 and loads.count("tiny-gpt-oss") <= 1  # one load per physical model
 
 
-def test_opencode_shaped_request(client: openai.OpenAI) -> None:
-    """10 tools, tool_choice auto, include_usage, max_tokens 32000: capped, not refused."""
+def test_opencode_shaped_request(server: str) -> None:
+    """10 tools, tool_choice auto, include_usage, max_tokens 32000 (capped, not refused), streamed;
+    checked on the wire: the tool call's first delta carries index, id, type, name and empty
+    arguments, later deltas only arguments; finish_reason tool_calls; a usage-only last chunk."""
+    body = {
+        "model": "agent", "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 32000,
+        "tools": [tool(i) for i in range(10)], "tool_choice": "auto",
+        "messages": [{"role": "system", "content": "You are opencode, an agent."},
+                     {"role": "user", "content": "Show me the start of src/app.py."}],
+    }
+    chunks = sse_chunks(server, body)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    content = "".join(d.get("content") or "" for d in deltas)
+    calls = [call for d in deltas for call in d.get("tool_calls") or []]
+    first, rest = calls[0], calls[1:]
+    assert content == "Let me look."
+    assert first["index"] == 0 and first["id"].startswith("call_") and first["type"] == "function"
+    assert first["function"] == {"name": "tool_3", "arguments": ""}
+    assert all(set(c) <= {"index", "function"} and set(c["function"]) == {"arguments"} for c in rest)
+    assert json.loads("".join(c["function"]["arguments"] for c in rest)) == {"path": "src/app.py", "limit": 20}
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishes == ["tool_calls"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6
+
+
+def test_opencode_shaped_request_with_the_openai_client(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="agent", max_tokens=32000, tools=[tool(i) for i in range(10)], tool_choice="auto",
+        messages=[{"role": "user", "content": "Show me the start of src/app.py."}],
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "tool_3" and json.loads(call.function.arguments) == {"path": "src/app.py", "limit": 20}
+
+
+def test_random_model_with_ten_tools_is_capped_not_refused(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gguf-instruct", stream=True, stream_options={"include_usage": True}, max_tokens=32000,
         tools=[tool(i) for i in range(10)], tool_choice="auto", temperature=0.7,
-        messages=[{"role": "system", "content": "You are opencode, an agent."},
-                  {"role": "user", "content": "List the files in this repository."}],
+        messages=[{"role": "user", "content": "List the files in this repository."}],
     )
     chunks = list(stream)
     usage = chunks[-1].usage
-    assert chunks[-1].choices == []
     assert usage.prompt_tokens + usage.completion_tokens <= 4096
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert finish in (["length"], ["stop"], ["tool_calls"])
+
+
+def test_reasoning_streams_as_reasoning_content(server: str) -> None:
+    chunks = sse_chunks(server, {"model": "thinker", "stream": True, "messages": HELLO})
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == "The user greets me."
+    assert "".join(d.get("content") or "" for d in deltas) == "Hello! How can I help?"
+    assert not any(d.get("reasoning_content") and d.get("content") for d in deltas)
+
+
+def test_reasoning_in_a_non_streamed_reply(client: openai.OpenAI) -> None:
+    message = client.chat.completions.create(model="thinker", messages=HELLO).choices[0].message
+    assert message.content == "Hello! How can I help?"
+    assert message.model_extra.get("reasoning_content") == "The user greets me."
+
+
+def test_harmony_reasoning_and_tool_call_through_llama_cpp(client: openai.OpenAI) -> None:
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}
+    reply = client.chat.completions.create(model="oss-agent", tools=[weather], messages=HELLO)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.model_extra.get("reasoning_content") == "Need the weather."
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris", "days": 2}
+
+
+def sse_chunks(server: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = httpx.post(f"{server}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"},
+                          timeout=60)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = [line for line in response.text.split("\n\n") if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line[6:]) for line in lines[:-1]]
 
 
 def png_data_url() -> str:

@@ -111,3 +111,55 @@ def test_completion_budget() -> None:
     assert generation.completion_budget(10, 100, 4096) == 10
     with pytest.raises(InvalidRequest):
         generation.completion_budget(10, 4096, 4096)
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_remote_images_are_fetched_only_when_enabled() -> None:
+    import http.server
+
+    from llmux.chat.messages import ImagePolicy, image_bytes
+
+    png = _png()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/cat.png"
+    try:
+        with pytest.raises(InvalidRequest):
+            image_bytes(url)  # off by default
+        assert image_bytes(url, ImagePolicy(remote=True)) == png
+        with pytest.raises(InvalidRequest):
+            image_bytes(url, ImagePolicy(remote=True, max_bytes=10))
+    finally:
+        server.shutdown()
+
+
+def test_forced_tool_call_prefixes() -> None:
+    from llmux.chat.tool_choice import forced_prefix
+
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    assert forced_prefix("qwen3.5", "auto", "p", True) == ""
+    assert forced_prefix("qwen3.5", named, "p", False) == ""
+    assert forced_prefix("qwen3.5", named, "...assistant\n", True) == "<tool_call>\n<function=get_weather>\n"
+    assert forced_prefix("qwen3.5", "required", "...assistant\n<think>\n", True) == "\n</think>\n\n<tool_call>\n<function="
+    assert forced_prefix("gpt-oss", named, "", True) == "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+    assert forced_prefix("chatml", named, "", True) == ""
