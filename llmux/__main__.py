@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from llmux import download
-from llmux.errors import ConfigError
+from llmux.errors import ConfigError, LlmuxError
 
 
 def _load(config_dir: Path):  # type: ignore[no-untyped-def]
@@ -36,12 +36,15 @@ def check(args: argparse.Namespace) -> int:
     print(f"config {args.config}: {len(registry.physical)} physical, {len(registry.virtual)} virtual models, "
           f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB")
     for spec in registry.physical.values():
-        path = registry.weights_path(spec)
-        status = "ok" if path.exists() else "MISSING"
+        try:
+            path: Path | str = registry.weights_path(spec)
+        except LlmuxError as exc:  # pkg:// naming a package that is not installed
+            path = exc.message
+        status = "ok" if isinstance(path, Path) and path.exists() else "MISSING"
         if spec.vram_gb > registry.budget_gb:
             status += f" (estimate {spec.vram_gb:g} GB exceeds the budget: it will be refused)"
             problems += 1
-        if not path.exists():
+        if status.startswith("MISSING"):
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
     for key in keys.keys:

@@ -20,7 +20,15 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -52,6 +60,8 @@ class Metrics:
         self.evictions = Counter("llmux_model_evictions", "Models unloaded (to make room, by an admin, at shutdown).",
                                  ["model"], registry=r)
         r.register(ResidencyCollector(controller))
+        ProcessCollector(registry=r)  # process_resident_memory_bytes etc.: CPU copies live in RAM
+        PlatformCollector(registry=r)
         self._loading_since: dict[str, float] = {}
         controller.add_listener(self)
 

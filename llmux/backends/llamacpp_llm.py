@@ -55,27 +55,20 @@ class LlamaCppLLM:
         if not self.path.is_file():
             raise ModelLoadFailed(f"weights not found: {self.path}")
         started = time.perf_counter()
-        self.llm, footprint = measure(self._open)
+        # Measured around both files: the footprint includes the vision encoder.
+        (self.llm, self.vision), footprint = measure(self._open)
         self._template = self.options.chat_template or self.llm.metadata.get("tokenizer.chat_template") or ""
         if not self._template:
             self.unload()
             raise ModelLoadFailed(f"{self.spec.id}: the GGUF has no chat template; set options.chat_template")
         self._specials = {"bos_token": self._token_text(self.llm.token_bos()),
                           "eos_token": self._token_text(self.llm.token_eos())}
-        if self.mmproj is not None:
-            from llmux.backends.llamacpp_vision import VisionEncoder
-
-            try:
-                self.vision = VisionEncoder(self.mmproj, self.llm, use_gpu=self.options.n_gpu_layers != 0)
-            except BaseException:
-                self.unload()  # a failed load leaves nothing allocated
-                raise
-        log.info("model.weights_loaded", model=self.spec.id, context=self.llm.n_ctx(),
+        log.info("model.weights_loaded", model=self.spec.id, context=self.llm.n_ctx(), vision=self.vision is not None,
                  gpu_layers=self.options.n_gpu_layers, seconds=round(time.perf_counter() - started, 3), gb=footprint)
         return footprint
 
-    def _open(self) -> Any:
-        return llama_cpp.Llama(
+    def _open(self) -> tuple[Any, Any]:
+        llm = llama_cpp.Llama(
             model_path=str(self.path),
             n_ctx=self.options.n_ctx,
             n_gpu_layers=self.options.n_gpu_layers,
@@ -83,6 +76,15 @@ class LlamaCppLLM:
             n_threads_batch=self.options.threads,
             verbose=False,
         )
+        if self.mmproj is None:
+            return llm, None
+        from llmux.backends.llamacpp_vision import VisionEncoder
+
+        try:
+            return llm, VisionEncoder(self.mmproj, llm, use_gpu=self.options.n_gpu_layers != 0)
+        except BaseException:
+            llm.close()  # a failed load leaves nothing allocated
+            raise
 
     def _token_text(self, token: int) -> str:
         if token < 0:

@@ -33,6 +33,7 @@ from llmux.chat.messages import ImagePolicy, to_pil
 from llmux.chat.prompt import output_setup, prompt_input
 from llmux.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
+from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.backends")
 
@@ -121,10 +122,21 @@ class TransformersLLM:
         if not self.path.exists():
             raise ModelLoadFailed(f"weights not found: {self.path}")
         if self.options.threads:
-            torch.set_num_threads(self.options.threads)
+            torch.set_num_threads(self.options.threads)  # process-wide: torch has one pool
         started = time.perf_counter()
-        cuda = self.device.startswith("cuda")
-        before = torch.cuda.memory_allocated(self.device) if cuda else 0
+        try:
+            _, footprint = measure(self._open)
+        except BaseException:
+            self.unload()  # a failed load leaves nothing allocated
+            raise
+        self.context = self.options.max_context or self._model_context()
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        log.info("model.weights_loaded", model=self.spec.id, device=self.device, context=self.context,
+                 seconds=round(time.perf_counter() - started, 3), gb=footprint)
+        return footprint
+
+    def _open(self) -> None:
         if self.spec.vision:
             self.processor = AutoProcessor.from_pretrained(self.path)
             self.tokenizer = self.processor.tokenizer
@@ -135,13 +147,6 @@ class TransformersLLM:
         self.model = model_class.from_pretrained(
             self.path, dtype=_dtype(self.options.dtype, self.device), device_map=self.device
         ).eval()
-        self.context = self.options.max_context or self._model_context()
-        eos = self.model.generation_config.eos_token_id
-        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        footprint = (torch.cuda.memory_allocated(self.device) - before) / 2**30 if cuda else None
-        log.info("model.weights_loaded", model=self.spec.id, device=self.device, context=self.context,
-                 seconds=round(time.perf_counter() - started, 3), gb=footprint)
-        return footprint
 
     def _model_context(self) -> int:
         config = self.model.config

@@ -138,7 +138,12 @@ def template_input(
                 for call in raw["tool_calls"]
             ]
         reasoning = message.pop("reasoning_content", None)
-        if reasoning:
-            message["thinking" if family == "gpt-oss" else "reasoning_content"] = reasoning
+        if reasoning and family == "gpt-oss":
+            # gpt-oss's template renders a tool-calling turn's text as its analysis and refuses
+            # both at once: the reasoning goes only when there is no other text.
+            if not (message.get("tool_calls") and message["content"]):
+                message["thinking"] = reasoning
+        elif reasoning:
+            message["reasoning_content"] = reasoning
         out.messages.append(message)
     return out

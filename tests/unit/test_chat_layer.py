@@ -163,3 +163,13 @@ def test_forced_tool_call_prefixes() -> None:
     assert forced_prefix("qwen3.5", "required", "...assistant\n<think>\n", True) == "\n</think>\n\n<tool_call>\n<function="
     assert forced_prefix("gpt-oss", named, "", True) == "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
     assert forced_prefix("chatml", named, "", True) == ""
+
+
+def test_gpt_oss_tool_turn_keeps_text_or_reasoning_not_both() -> None:
+    call = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    both = template_input([{"role": "assistant", "content": "checking", "reasoning_content": "r", "tool_calls": call}],
+                          family="gpt-oss", vision=False).messages[0]
+    assert both["content"] == "checking" and "thinking" not in both
+    only = template_input([{"role": "assistant", "content": "", "reasoning_content": "r", "tool_calls": call}],
+                          family="gpt-oss", vision=False).messages[0]
+    assert only["thinking"] == "r"

