@@ -6,7 +6,6 @@ never load a model.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
@@ -27,7 +26,7 @@ from llmux.api.audio_wire import (
     VoiceOut,
     WordOut,
 )
-from llmux.api.decoding import decode_json
+from llmux.api.decoding import decode_json, invalid_request
 from llmux.audio.languages import language_name
 from llmux.audio.service import MB, AudioService
 from llmux.audio.subtitles import to_srt, to_vtt
@@ -59,11 +58,7 @@ async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm
     try:
         parsed = msgspec.convert(fields, TranscriptionForm, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        where = re.search(r"`\$\.([^`\[]+)", message) or re.search(r"required field `([^`]+)`", message)
-        param = where.group(1) if where else None
-        raise InvalidRequest(re.sub(r" - at `[^`]*`$", "", message) + (f" (at {param})" if param else ""),
-                             param=param, code="invalid_value") from None
+        raise invalid_request(exc) from None
     return parsed, await upload.read()
 
 

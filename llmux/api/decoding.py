@@ -20,15 +20,21 @@ def decode_json(body: bytes, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _AT.search(message)
-        param = match.group(1) if match else None
-        message = _AT.sub("", message)
-        missing = _MISSING.search(message)
-        if missing:
-            param = f"{param}.{missing.group(1)}" if param else missing.group(1)
-        if param:
-            message = f"{message} (at {param})"
-        raise InvalidRequest(message, param=param or None, code="invalid_value") from None
+        raise invalid_request(exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def invalid_request(exc: msgspec.ValidationError) -> InvalidRequest:
+    """msgspec's ``Expected ... - at `$.a.b` `` as a 400 whose ``param`` is ``a.b`` (or the
+    missing field's name)."""
+    message = str(exc)
+    match = _AT.search(message)
+    param = match.group(1) if match else None
+    message = _AT.sub("", message)
+    missing = _MISSING.search(message)
+    if missing:
+        param = f"{param}.{missing.group(1)}" if param else missing.group(1)
+    if param:
+        message = f"{message} (at {param})"
+    return InvalidRequest(message, param=param or None, code="invalid_value")

@@ -159,9 +159,7 @@ class ResidencyController:
         slot = self._slot(model_id)
         if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
             return None
-        slot.machine.send("acquire")
-        slot.idle.clear()
-        slot.last_used = self._clock()
+        self._take(slot)
         return Lease(model_id, slot.backend)
 
     def release(self, lease: Lease) -> None:
@@ -303,11 +301,15 @@ class ResidencyController:
         self._swap = asyncio.get_running_loop().create_task(coro)
         self.swaps += 1
 
-    def _grant(self, waiter: _Waiter, slot: _Slot) -> None:
-        self._queue.remove(waiter)
+    def _take(self, slot: _Slot) -> None:
+        """Count one more lease on a resident model (the lifecycle moves it to ``serving``)."""
         slot.machine.send("acquire")
         slot.idle.clear()
         slot.last_used = self._clock()
+
+    def _grant(self, waiter: _Waiter, slot: _Slot) -> None:
+        self._queue.remove(waiter)
+        self._take(slot)
         waiter.granted = True
         waiter.future.set_result(None)
         waited = self._clock() - waiter.since
