@@ -33,8 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmux.backends.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams  # noqa: E402
-from llmux.backends.factory import create_backend  # noqa: E402
+from llmux.engines.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams  # noqa: E402
+from llmux.engines.factory import create_engine  # noqa: E402
 from llmux.registry import load_models  # noqa: E402
 from llmux.registry.config import Behaviour  # noqa: E402
 
@@ -165,7 +165,7 @@ def load_row(name: str, registry: Any, physical: str) -> list[str]:
     read_s = min(read_seconds(files) for _ in range(3))
     loads = []
     for _ in range(3):
-        backend = create_backend(spec, registry)
+        backend = create_engine(spec, registry)
         started = time.perf_counter()
         backend.load()
         loads.append(time.perf_counter() - started)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {KEY}"},
                           timeout=300) as client:
             for virtual, physical, behaviour in models:
-                backend = create_backend(registry.physical[physical], registry)
+                backend = create_engine(registry.physical[physical], registry)
                 backend.load()
                 in_process(backend, 8, behaviour)  # warm-up
                 over_http(client, virtual, 8)  # loads the model in the server, warms the path

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from llmux.backends.base import ChatJob, SamplingParams
+from llmux.engines.base import ChatJob, SamplingParams
 from llmux.registry import ModelType, PhysicalModel
 from tests.support.backends import InstantChat
 from tests.support.server import free_port

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from llmux import download
-from llmux.errors import ConfigError, LlmuxError
+from llmux.protocol.errors import ConfigError, LlmuxError
 
 
 def _load(config_dir: Path):  # type: ignore[no-untyped-def]

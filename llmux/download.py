@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from llmux.errors import ConfigError
+from llmux.protocol.errors import ConfigError
 from llmux.registry import PhysicalModel, Registry, load_models
 
 log = structlog.get_logger("llmux.download")

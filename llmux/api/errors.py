@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from llmux.errors import LlmuxError
+from llmux.protocol.errors import ErrorBody, ErrorDetail, LlmuxError, error_body
 
 log = structlog.get_logger("llmux.api")
 
@@ -31,21 +31,6 @@ _TYPES = {
     429: "rate_limit_error",
 }
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-
-
-class ErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(msgspec.Struct):
-    error: ErrorDetail
-
-
-def error_body(exc: LlmuxError) -> ErrorBody:
-    return ErrorBody(ErrorDetail(exc.message, exc.type, exc.param, exc.code))
 
 
 def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[Any]:

@@ -12,7 +12,7 @@ import io
 import av
 import numpy as np
 
-from llmux.errors import InvalidRequest
+from llmux.protocol.errors import InvalidRequest
 
 ASR_RATE = 16_000
 

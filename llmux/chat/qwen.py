@@ -21,7 +21,7 @@ from typing import Any
 
 import json_repair
 
-from llmux.backends.base import ChatEvent, ToolCallArgs, ToolCallStart
+from llmux.chat.events import ChatEvent, ToolCallArgs, ToolCallStart
 from llmux.chat.arguments import json_arguments, new_call_id, xml_arguments
 from llmux.chat.parsers import Trimmer, content, reasoning
 from llmux.chat.scanner import MarkerScanner

@@ -16,9 +16,7 @@ import secrets
 import time
 from collections.abc import Iterable
 
-import msgspec
-
-from llmux.api.wire import (
+from llmux.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
@@ -31,7 +29,7 @@ from llmux.api.wire import (
     ToolCallFunctionDelta,
     UsageOut,
 )
-from llmux.backends.base import (
+from llmux.chat.events import (
     ChatEvent,
     ContentDelta,
     Finish,
@@ -40,18 +38,11 @@ from llmux.backends.base import (
     ToolCallStart,
 )
 
-DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
-
-_encode = msgspec.json.Encoder().encode
+from llmux.protocol.sse import sse
 
 
 def completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
-
-
-def sse(payload: object) -> bytes:
-    return b"data: " + _encode(payload) + b"\n\n"
 
 
 def _usage(finish: Finish) -> UsageOut:

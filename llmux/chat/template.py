@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llmux.errors import InvalidRequest
+from llmux.protocol.errors import InvalidRequest
 
 
 def _raise(message: str) -> None:

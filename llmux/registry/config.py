@@ -2,7 +2,7 @@
 
 Strict on config: unknown fields are errors, so a typo never silently falls back to a default.
 Per-backend ``options`` are validated against the Struct each backend registers
-(``llmux.backends.options``), so this module stays free of runtime imports.
+(``llmux.registry.options``), so this module stays free of runtime imports.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from llmux.backends.options import BACKEND_OPTIONS
-from llmux.errors import ConfigError
+from llmux.registry.options import BACKEND_OPTIONS
+from llmux.protocol.errors import ConfigError
 from llmux.registry.config import (
     ApiKeysFile,
     ModelsFile,

@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmux.errors import ModelLoadFailed, ModelNotFound
+from llmux.protocol.errors import ModelLoadFailed, ModelNotFound
 from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
 
 

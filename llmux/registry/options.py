@@ -65,4 +65,4 @@ BACKEND_OPTIONS: dict[str, type[Strict]] = {
     "hibari": HibariOptions,
 }
 """Every backend name models.yaml may use. A backend's runtime registers its factory in
-``llmux.backends.factory``; this table only validates configuration."""
+``llmux.engines.factory``; this table only validates configuration."""

@@ -12,9 +12,9 @@ import gc
 import threading
 from typing import Any
 
-from llmux.backends.base import ASR_SAMPLE_RATE, Segment, TranscribeOptions, Transcript
-from llmux.backends.options import TransformersOptions
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.engines.base import ASR_SAMPLE_RATE, Segment, TranscribeOptions, Transcript
+from llmux.registry.options import TransformersOptions
+from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 
 MAX_NEW_TOKENS = 440

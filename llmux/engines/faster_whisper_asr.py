@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from llmux.backends.base import Segment, TranscribeOptions, Transcript, Word
-from llmux.backends.options import FasterWhisperOptions
+from llmux.engines.base import Segment, TranscribeOptions, Transcript, Word
+from llmux.registry.options import FasterWhisperOptions
 from llmux.registry import PhysicalModel, Registry
 
 

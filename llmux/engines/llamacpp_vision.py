@@ -15,7 +15,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 
 
 class VisionEncoder:

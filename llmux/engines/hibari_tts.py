@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from llmux.audio.tempo import change_tempo
-from llmux.backends.base import SpeakOptions, Voice
-from llmux.backends.options import HibariOptions
+from llmux.engines.tempo import change_tempo
+from llmux.engines.base import SpeakOptions, Voice
+from llmux.registry.options import HibariOptions
 from llmux.registry import PhysicalModel, Registry
 
 DEFAULT_VOICE = "heart"

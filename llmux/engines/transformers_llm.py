@@ -1,8 +1,9 @@
-"""Chat with a Hugging Face checkpoint through transformers (LLMUX-RT-001).
+"""A Hugging Face checkpoint through transformers, as a text engine (LLMUX-RT-001).
 
-The model's own chat template renders the prompt; ``generate`` runs in a helper thread and
-hands token ids over a queue; llmux's family parser turns the decoded text into events. A stop
-criterion checks a halt flag every token, so a cancelled request stops within one token.
+The checkpoint's chat template is what ``template()`` hands the chat pipeline; ``generate``
+tokenizes the rendered prompt (through the multimodal processor when images come with it),
+runs ``model.generate`` in a helper thread and hands token ids over a queue, decoded to text
+pieces. A stop criterion checks a halt flag every token, so a cancelled job stops within one.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
-from llmux.backends.options import TransformersOptions
-from llmux.chat import generation
-from llmux.chat.messages import ImagePolicy, to_pil
-from llmux.chat.prompt import output_setup, prompt_input
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.images import to_pil
+from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.protocol.errors import ModelLoadFailed
+from llmux.registry.options import TransformersOptions
 from llmux.registry import PhysicalModel, Registry
 from llmux.residency.memory import measure
 
-log = structlog.get_logger("llmux.backends")
+log = structlog.get_logger("llmux.engines")
 
 _DONE = object()
 
@@ -102,13 +102,12 @@ def _dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
-class TransformersLLM:
+class TransformersLLM(SerialTextEngine):
     def __init__(self, spec: PhysicalModel, registry: Registry, options: TransformersOptions) -> None:
+        super().__init__(spec.id)
         self.spec = spec
         self.path = registry.weights_path(spec)
         self.options = options
-        self.images = ImagePolicy(remote=registry.limits.remote_images,
-                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
         self.device = _device(options.device)
         self.model: Any = None
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
@@ -161,29 +160,14 @@ class TransformersLLM:
 
     # ---- prompt -------------------------------------------------------------------------------
 
-    def template_source(self) -> str:
+    def template(self) -> ChatTemplate:
         source = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
         if not isinstance(source, str):
             raise ModelLoadFailed(f"{self.spec.id}: the checkpoint has no chat template")
-        return source
+        variables = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        return ChatTemplate(source=source, variables=variables, image_part={"type": "image"} if self.spec.vision else None)
 
-    def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
-        """The prompt text exactly as the model sees it, and the decoded images."""
-        source = self.template_source()
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source,
-                            policy=self.images)
-        try:
-            prompt = self.tokenizer.apply_chat_template(
-                made.messages, tools=made.tools, chat_template=source, tokenize=False,
-                add_generation_prompt=True, **made.kwargs,
-            )
-        except InvalidRequest:
-            raise
-        except Exception as exc:  # jinja2.TemplateError and friends: the conversation is at fault
-            raise InvalidRequest(f"the model's chat template cannot render these messages: {exc}", param="messages") from None
-        return prompt, made.images
-
-    def _inputs(self, prompt: str, images: list[bytes]) -> dict[str, Any]:
+    def _inputs(self, prompt: str, images: tuple[bytes, ...]) -> dict[str, Any]:
         if images:
             pictures = [to_pil(raw) for raw in images]
             encoded = self.processor(text=[prompt], images=pictures, return_tensors="pt")
@@ -193,25 +177,15 @@ class TransformersLLM:
 
     # ---- generation ---------------------------------------------------------------------------
 
-    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
+    def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.model is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
-        prompt, images = self.render(job)
-        setup = output_setup(self.spec.family, job, prompt)
-        inputs = self._inputs(setup.prompt, images)
-        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
+        inputs = self._inputs(job.prompt, job.images)
+        log.debug("chat.tokenized", model=self.spec.id, prompt=job.prompt, images=len(job.images))
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
-        return generation.run(
-            self._pieces(inputs, budget, job.params),
-            parser=setup.parser,
-            preamble=setup.preamble,
-            stops=job.params.stop,
-            prompt_tokens=prompt_tokens,
-            max_tokens=budget,
-            cancel=cancel,
-            model=self.spec.id,
-        )
+        budget = completion_budget(job.params.max_tokens, prompt_tokens, self.context)
+        yield Prompted(prompt_tokens, budget)
+        yield from self._pieces(inputs, budget, job.params)
 
     def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}

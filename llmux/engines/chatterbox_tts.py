@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from llmux.audio.tempo import change_tempo
-from llmux.backends.base import SpeakOptions, Voice
-from llmux.backends.options import ChatterboxOptions
-from llmux.errors import InvalidRequest
+from llmux.engines.tempo import change_tempo
+from llmux.engines.base import SpeakOptions, Voice
+from llmux.registry.options import ChatterboxOptions
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry import PhysicalModel, Registry
 
 BUILTIN_VOICE = "default"
@@ -71,7 +71,7 @@ class ChatterboxTTS:
         return [Voice(id=n, name=n) for n in names]
 
     def load(self) -> float | None:
-        from llmux.backends.transformers_asr import torch_device
+        from llmux.engines.transformers_asr import torch_device
 
         module_name, class_name = VARIANTS[self._options.variant]
         model_class = getattr(importlib.import_module(module_name), class_name)

@@ -1,12 +1,14 @@
 """Prometheus metrics: ``GET /metrics`` in the text exposition format (prometheus-client).
 
-Three sources, none of which makes the core depend on this module:
-- HTTP: an ASGI middleware counts requests and times them, labelled by the route *template*
-  (``/v1/models/{model_id}``), never the raw path, so label cardinality stays bounded.
+Two sources, neither of which makes the core depend on this module:
+- Requests: the canonical line of every request (``request_done``, called by the HTTP
+  middleware in a ``finally``, so failed and cancelled requests count too) feeds the request
+  counters, labelled by the route *template* (``/v1/models/{model_id}``), never the raw path,
+  so label cardinality stays bounded; chat requests add tokens, time to first token and how
+  they ended.
 - Residency: a lifecycle listener (``ResidencyController.add_listener``) times loads and counts
   load failures and evictions; a collector reads VRAM, states, leases, queue and swaps from
-  ``controller.snapshot()`` at scrape time, so those gauges can never drift from the truth.
-- Chat: an observer of ``ChatService`` counts tokens and time to first token per model.
+  ``controller.status()`` at scrape time, so those gauges can never drift from the truth.
 
 Each app gets its own ``CollectorRegistry``: two apps in one process (tests) never share counts.
 ``/metrics`` is open like ``/health``: it carries model names and numbers, no keys or clients.
@@ -18,10 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from litestar import Request, Response, get
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -51,7 +50,8 @@ class Metrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("llmux_tokens", "Tokens processed, by virtual model and kind (prompt/completion).",
                               ["model", "kind"], registry=r)
-        self.completions = Counter("llmux_chat_completions", "Chat completions finished.", ["model", "finish_reason"], registry=r)
+        self.completions = Counter("llmux_chat_completions", "Chat completions by how they ended: a finish reason, "
+                                   "cancelled (the client left) or error.", ["model", "finish_reason"], registry=r)
         self.ttft = Histogram("llmux_time_to_first_token_seconds", "Streamed chat: request start to first token.",
                               ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.load_seconds = Histogram("llmux_model_load_duration_seconds", "Model loads that succeeded.",
@@ -79,42 +79,26 @@ class Metrics:
         elif event == "evicted":
             self.evictions.labels(model).inc()
 
-    # ---- chat observer ------------------------------------------------------------------------
+    # ---- the canonical line of each request ------------------------------------------------
 
-    def chat_completed(self, *, model: str, prompt_tokens: int | None, completion_tokens: int | None,
-                       finish_reason: str | None, ttft_s: float | None, **_: Any) -> None:
-        if prompt_tokens is not None:
-            self.tokens.labels(model, "prompt").inc(prompt_tokens)
-        if completion_tokens is not None:
-            self.tokens.labels(model, "completion").inc(completion_tokens)
-        self.completions.labels(model, finish_reason or "error").inc()
-        if ttft_s is not None:
-            self.ttft.labels(model).observe(ttft_s)
+    def request_done(self, record: dict[str, Any]) -> None:
+        route = record.get("route") or "unmatched"
+        if route == "/metrics":  # a scrape should not count itself
+            return
+        self.requests.labels(record["method"], route, str(record["status"])).inc()
+        self.latency.labels(record["method"], route).observe(record["duration_ms"] / 1000)
+        if route == "/v1/chat/completions" and record.get("model"):
+            self._chat_done(record)
 
-    # ---- HTTP middleware ----------------------------------------------------------------------
-
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            started = self._clock()
-            status = {"code": 500}
-
-            async def sending(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status["code"] = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, sending)
-            finally:
-                route = scope.get("path_template") or "unmatched"  # set by Litestar's router
-                if route != "/metrics":  # a scrape should not count itself
-                    self.requests.labels(scope["method"], route, str(status["code"])).inc()
-                    self.latency.labels(scope["method"], route).observe(self._clock() - started)
-
-        return measured
+    def _chat_done(self, record: dict[str, Any]) -> None:
+        model = record["model"]
+        for kind in ("prompt", "completion"):
+            if record.get(f"{kind}_tokens"):
+                self.tokens.labels(model, kind).inc(record[f"{kind}_tokens"])
+        outcome = record.get("finish_reason") or ("cancelled" if record.get("cancelled") else "error")
+        self.completions.labels(model, outcome).inc()
+        if record.get("ttft_s") is not None:
+            self.ttft.labels(model).observe(record["ttft_s"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -128,7 +112,7 @@ class ResidencyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         c = self.controller
-        views = c.snapshot()
+        views = c.status()
         yield GaugeMetricFamily("llmux_vram_budget_gb", "VRAM budget the planner fits models into.", value=c.budget_gb)
         yield GaugeMetricFamily("llmux_vram_used_gb", "VRAM held by resident models (measured or estimated).", value=c.used_gb)
         yield GaugeMetricFamily("llmux_queue_depth", "Requests waiting for a model.", value=c.queue_depth)
@@ -142,17 +126,11 @@ class ResidencyCollector(Collector):
         waiting = GaugeMetricFamily("llmux_model_waiting", "Requests queued for the model.", labels=["model"])
         loads = CounterMetricFamily("llmux_model_loads", "Successful loads per model.", labels=["model"])
         for v in views:
-            footprint.add_metric([v.model, str(v.measured).lower()], v.vram_gb)
-            resident.add_metric([v.model], v.vram_gb if v.state != "unloaded" else 0.0)
+            footprint.add_metric([v.id, str(v.measured).lower()], v.vram_gb)
+            resident.add_metric([v.id], v.vram_gb if v.state != "unloaded" else 0.0)
             for s in STATES:
-                state.add_metric([v.model, s], 1.0 if v.state == s else 0.0)
-            leases.add_metric([v.model], v.leases)
-            waiting.add_metric([v.model], v.waiting)
-            loads.add_metric([v.model], v.loads)
+                state.add_metric([v.id, s], 1.0 if v.state == s else 0.0)
+            leases.add_metric([v.id], v.leases)
+            waiting.add_metric([v.id], v.waiting)
+            loads.add_metric([v.id], v.loads)
         yield from (footprint, resident, state, leases, waiting, loads)
-
-
-@get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    body = request.app.state.metrics.render()
-    return Response(body, media_type=CONTENT_TYPE_LATEST)

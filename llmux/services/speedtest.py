@@ -1,11 +1,12 @@
 """The GPU-versus-CPU test of LLMUX-TST-020/021: the same small inference on both, the speed-up.
 
-Runtime-agnostic: a backend takes its device from its ``options:`` in models.yaml, so the CPU
-run is a second instance of the same backend built from the model's spec with the device
+Runtime-agnostic: an engine takes its device from its ``options:`` in models.yaml, so the CPU
+run is a second instance of the same engine built from the model's spec with the device
 overridden (``CPU_OPTIONS``): ``device: cpu`` for transformers, chatterbox and faster-whisper,
 ``n_gpu_layers: 0`` for llama.cpp. The GPU run uses the resident model through the residency
-controller (a lease; chat also takes its turn in the chat service), so the test never breaks
-the residency rules; the CPU copy lives in host RAM only while the test runs.
+controller (a lease; a chat run also takes its turn in the engine's queue like any request),
+so the test never breaks the residency rules; the CPU copy lives in host RAM only while the
+test runs. Chat runs go through the chat pipeline, the same path as a request.
 
 Work per type, identical on both devices, after one untimed warm-up run on each (CUDA and Triton
 compile their kernels on first use): chat generates ``max_tokens`` tokens at temperature 0 (rate:
@@ -24,19 +25,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from llmux.backends.base import (
-    ASR_SAMPLE_RATE,
-    Backend,
-    ChatJob,
-    Finish,
-    SamplingParams,
-    SpeakOptions,
-    TranscribeOptions,
-)
-from llmux.chat.service import ChatService, PreparedChat
-from llmux.errors import InvalidRequest, LlmuxError
+from llmux.chat.events import ChatJob
+from llmux.chat.pipeline import ChatRun
+from llmux.engines.base import ASR_SAMPLE_RATE, SamplingParams, SpeakOptions, TranscribeOptions
+from llmux.engines.worker import run_in_thread
+from llmux.protocol.admin import REQUIRED_SPEEDUP, DeviceRun, SpeedTestReport, SpeedTestRequest
+from llmux.protocol.chat import Message
+from llmux.protocol.errors import InvalidRequest, LlmuxError
 from llmux.registry import ModelType, PhysicalModel, Registry
-from llmux.residency.controller import BackendFactory, ResidencyController
+from llmux.residency.controller import ResidencyController
+from llmux.residency.slots import EngineFactory
 
 CPU_OPTIONS: dict[str, dict[str, Any]] = {
     "transformers": {"device": "cpu"},
@@ -46,7 +44,6 @@ CPU_OPTIONS: dict[str, dict[str, Any]] = {
 }
 """Backend name -> the options that put it on the CPU. Backends not listed have no GPU mode."""
 
-REQUIRED_SPEEDUP = 5.0  # LLMUX-TST-020/021
 PROMPT = "Explain in a few sentences how a bicycle stays upright while it is moving."
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home."
 
@@ -55,35 +52,6 @@ class NoGpu(LlmuxError):
     status = 409
     type = "invalid_request_error"
     code = "no_gpu"
-
-
-class SpeedTestRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    model: str
-    """A physical model id, or a virtual name (its physical model is tested)."""
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 128
-    """Chat: tokens to generate on each device."""
-    audio_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
-    """ASR: seconds of audio to transcribe on each device."""
-
-
-class DeviceRun(msgspec.Struct, kw_only=True):
-    device: Literal["gpu", "cpu"]
-    seconds: float
-    work: float
-    unit: str
-    rate: float
-
-
-class SpeedTestReport(msgspec.Struct, kw_only=True):
-    model: str
-    backend: str
-    type: str
-    gpu: DeviceRun
-    cpu: DeviceRun
-    speedup: float
-    """GPU rate / CPU rate."""
-    required: float = REQUIRED_SPEEDUP
-    passed: bool
 
 
 def gpu_present() -> bool:
@@ -107,10 +75,9 @@ def cpu_spec(spec: PhysicalModel) -> PhysicalModel:
 
 
 class SpeedTest:
-    def __init__(self, registry: Registry, controller: ResidencyController, chat: ChatService,
-                 factory: BackendFactory, *, gpu_probe: Callable[[], bool] = gpu_present,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.registry, self.controller, self.chat, self.factory = registry, controller, chat, factory
+    def __init__(self, registry: Registry, controller: ResidencyController, factory: EngineFactory, *,
+                 gpu_probe: Callable[[], bool] = gpu_present, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.registry, self.controller, self.factory = registry, controller, factory
         self.gpu_probe, self.clock = gpu_probe, clock
         self._one_at_a_time = asyncio.Lock()  # two CPU copies at once would only measure contention
 
@@ -142,37 +109,33 @@ class SpeedTest:
                                  "its GPU run would be a CPU run", param="model")
 
     async def _on_gpu(self, spec: PhysicalModel, request: SpeedTestRequest) -> DeviceRun:
-        if spec.type is ModelType.LLM:
-            await self._chat_service_run(spec, 4)  # warm-up, and loads the model if needed
-            started = self.clock()
-            tokens = await self._chat_service_run(spec, request.max_tokens)
-            return _run("gpu", self.clock() - started, tokens, "tokens")
         async with self.controller.lease(spec.id) as lease:
-            return await asyncio.to_thread(self._timed, "gpu", lease.backend, spec, request)
+            return await self._timed("gpu", lease.engine, spec, request)
 
     async def _on_cpu(self, spec: PhysicalModel, request: SpeedTestRequest) -> DeviceRun:
-        backend = self.factory(cpu_spec(spec), self.registry)
-        await asyncio.to_thread(backend.load)
+        engine = self.factory(cpu_spec(spec), self.registry)
+        await asyncio.to_thread(engine.load)
         try:
-            return await asyncio.to_thread(self._timed, "cpu", backend, spec, request)
+            return await self._timed("cpu", engine, spec, request)
         finally:
-            await asyncio.to_thread(backend.unload)
+            await asyncio.to_thread(engine.unload)
 
-    async def _chat_service_run(self, spec: PhysicalModel, max_tokens: int) -> int:
-        """Through the chat service, so the test takes its turn like any request on that model."""
-        job = _chat_job(max_tokens)
-        name = next(iter(self.registry.virtual_of(spec.id)), spec.id)
-        result = await self.chat.complete(PreparedChat(name, spec.id, job, stream=False, include_usage=False))
-        return result.usage.completion_tokens
-
-    def _timed(self, device: Literal["gpu", "cpu"], backend: Backend, spec: PhysicalModel,
-               request: SpeedTestRequest) -> DeviceRun:
-        """Worker thread: one warm-up, then the timed run."""
-        workload = WORKLOADS[spec.type]
-        workload(backend, request, warm_up=True)
+    async def _timed(self, device: Literal["gpu", "cpu"], engine: Any, spec: PhysicalModel,
+                     request: SpeedTestRequest) -> DeviceRun:
+        """One warm-up, then the timed run."""
+        await self._work(engine, spec, request, warm_up=True)
         started = self.clock()
-        work, unit = workload(backend, request, warm_up=False)
+        work, unit = await self._work(engine, spec, request, warm_up=False)
         return _run(device, self.clock() - started, work, unit)
+
+    async def _work(self, engine: Any, spec: PhysicalModel, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+        if spec.type is ModelType.LLM:
+            run = ChatRun(engine, spec.family, _chat_job(4 if warm_up else request.max_tokens))
+            async for _ in run.events():
+                pass
+            return float(run.completion_tokens), "tokens"
+        workload = WORKLOADS[spec.type]
+        return await run_in_thread(lambda _: workload(engine, request, warm_up=warm_up), name=f"speedtest-{spec.id}")
 
 
 def _run(device: Literal["gpu", "cpu"], seconds: float, work: float, unit: str) -> DeviceRun:
@@ -181,22 +144,14 @@ def _run(device: Literal["gpu", "cpu"], seconds: float, work: float, unit: str) 
 
 
 def _chat_job(max_tokens: int) -> ChatJob:
-    return ChatJob(messages=[{"role": "user", "content": PROMPT}],
+    return ChatJob(messages=[Message(role="user", content=PROMPT)],
                    params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0))
 
 
-# ---- workloads: (backend, request, warm_up) -> (work done, unit) ----------------------------
+# ---- speech workloads (blocking): (engine, request, warm_up) -> (work done, unit) -----------
 
 
-def chat_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
-    tokens = 0
-    for event in backend.chat(_chat_job(4 if warm_up else request.max_tokens), threading.Event()):
-        if isinstance(event, Finish):
-            tokens = event.usage.completion_tokens
-    return float(tokens), "tokens"
-
-
-def asr_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+def asr_workload(engine: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
     import numpy as np  # installed with every ASR runtime; the core does not need it
 
     seconds = 1.0 if warm_up else request.audio_s
@@ -204,19 +159,18 @@ def asr_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> t
     # A fixed, speech-like signal: a vowel-ish harmonic stack, amplitude-modulated at syllable rate.
     voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 880), 1))
     audio = ((0.2 * np.sin(2 * np.pi * 3 * t) + 0.3) * voice).astype(np.float32)
-    backend.transcribe(audio, TranscribeOptions(language="en"), threading.Event())
+    engine.transcribe(audio, TranscribeOptions(language="en"), threading.Event())
     return seconds, "audio_s"
 
 
-def tts_workload(backend: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
-    voice = backend.voices()[0].id
+def tts_workload(engine: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    voice = engine.voices()[0].id
     text = "Hello." if warm_up else SENTENCE
-    samples = sum(len(piece) for piece in backend.speak(text, voice, SpeakOptions(), threading.Event()))
-    return round(samples / backend.sample_rate, 3), "audio_s"
+    samples = sum(len(piece) for piece in engine.speak(text, voice, SpeakOptions(), threading.Event()))
+    return round(samples / engine.sample_rate, 3), "audio_s"
 
 
 WORKLOADS: dict[ModelType, Callable[..., tuple[float, str]]] = {
-    ModelType.LLM: chat_workload,
     ModelType.ASR: asr_workload,
     ModelType.TTS: tts_workload,
 }
