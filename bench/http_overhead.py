@@ -3,47 +3,67 @@
     python -m bench.http_overhead
 
 Time to first byte: p50 over many small streamed requests, HTTP (real uvicorn server in a
-separate process, keep-alive connection) minus in-process (the backend's first event).
+separate process, keep-alive connection) minus in-process (the first event batch of a chat
+turn through the chat pipeline, ``ChatRun``, on the same engine).
 Throughput: one long stream, SSE chunks per second as the client parses them.
 Targets (issue #2): <= 1 ms added at p50, >= 20,000 chunks/s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
+from contextlib import aclosing
 from pathlib import Path
 
-from llmux.engines.base import ChatJob, SamplingParams
+import msgspec
+
+from llmux.chat.events import ChatJob
+from llmux.chat.pipeline import ChatRun
+from llmux.engines.base import SamplingParams
+from llmux.protocol.chat import Message
 from llmux.registry import ModelType, PhysicalModel
 from tests.support.backends import InstantChat
 from tests.support.server import free_port
 
-from bench.instant_server import KEY
+from bench.instant_server import CHUNKS, KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 300
-LONG = 100_000
+LONG = CHUNKS
 
 
-def in_process() -> tuple[float, float]:
-    backend = InstantChat(PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="i"))
-    backend.load()
+HI = msgspec.convert([{"role": "user", "content": "hi"}], list[Message])
+
+
+async def _in_process() -> tuple[float, float]:
+    spec = PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="i")
+    engine = InstantChat(spec, chunks=CHUNKS)
+    engine.load()
     firsts = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
-        next(iter(backend.chat(ChatJob(messages=[{"role": "user", "content": "hi"}]), threading.Event())))
+        run = ChatRun(engine, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=1)))
+        async with aclosing(run.events()) as events:
+            await anext(events)
         firsts.append(time.perf_counter() - started)
-    job = ChatJob(messages=[{"role": "user", "content": "hi"}], params=SamplingParams(max_tokens=LONG))
+        await run.stopped
+    run = ChatRun(engine, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=LONG)))
     started = time.perf_counter()
-    n = sum(1 for _ in backend.chat(job, threading.Event()))
+    n = 0
+    async for batch in run.events():
+        n += len(batch)
     return statistics.median(firsts), n / (time.perf_counter() - started)
+
+
+def in_process() -> tuple[float, float]:
+    return asyncio.run(_in_process())
 
 
 def _request(conn: http.client.HTTPConnection, max_tokens: int) -> http.client.HTTPResponse:

@@ -16,12 +16,15 @@ from llmux.registry.config import Limits
 from tests.support.backends import instant_factory
 
 KEY = "bench-key-bench-key-bench"
+CHUNKS = 100_000
+"""One-character pieces that pad every answer, so a long stream is as long as it asks
+(``max_tokens`` cuts the short ones)."""
 
 
 def app():  # type: ignore[no-untyped-def]
     spec = PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="instant")
     registry = Registry(16, Path("."), None, Limits(), {"instant": spec}, {"instant": VirtualModel(physical="instant", id="instant")})
-    return create_app(registry, ApiKeysFile((ApiKey(name="bench", key=KEY),)), factory=instant_factory())
+    return create_app(registry, ApiKeysFile((ApiKey(name="bench", key=KEY),)), factory=instant_factory(CHUNKS))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
@@ -94,7 +95,7 @@ def create_app(
     return Litestar(
         route_handlers=[HealthController, v1, audio],
         dependencies=services.dependencies(),
-        state={"services": services},
+        state=State({"services": services}),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[canonical_line(services.metrics.request_done)],

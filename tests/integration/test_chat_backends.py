@@ -56,9 +56,10 @@ def drain(engine: Any, j: ChatJob) -> list[Any]:
 
     async def turn() -> list[Any]:
         run = ChatRun(engine, engine.spec.family, j)
-        events = [event async for batch in run.events() for event in batch]
-        await run.stopped
-        return events
+        try:
+            return [event async for batch in run.events() for event in batch]
+        finally:
+            await run.stopped  # the engine's thread is done (also after a failure) before the loop closes
 
     events = asyncio.run(turn())
     finishes = [e for e in events if isinstance(e, Finish)]
