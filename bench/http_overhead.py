@@ -29,10 +29,9 @@ from llmux.chat.pipeline import ChatRun
 from llmux.engines.base import SamplingParams
 from llmux.protocol.chat import Message
 from llmux.registry import ModelType, PhysicalModel
-from tests.support.backends import InstantChat
 from tests.support.server import free_port
 
-from bench.instant_server import CHUNKS, KEY
+from bench.instant_server import CHUNKS, KEY, LONG_MODEL, engine
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 300
@@ -43,18 +42,19 @@ HI = msgspec.convert([{"role": "user", "content": "hi"}], list[Message])
 
 
 async def _in_process() -> tuple[float, float]:
-    spec = PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="i")
-    engine = InstantChat(spec, chunks=CHUNKS)
-    engine.load()
+    spec = PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="instant")
+    short, long = engine(spec), engine(msgspec.structs.replace(spec, id=LONG_MODEL))
+    short.load()
+    long.load()
     firsts = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
-        run = ChatRun(engine, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=1)))
+        run = ChatRun(short, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=1)))
         async with aclosing(run.events()) as events:
             await anext(events)
         firsts.append(time.perf_counter() - started)
         await run.stopped
-    run = ChatRun(engine, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=LONG)))
+    run = ChatRun(long, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=LONG)))
     started = time.perf_counter()
     n = 0
     async for batch in run.events():
@@ -66,8 +66,8 @@ def in_process() -> tuple[float, float]:
     return asyncio.run(_in_process())
 
 
-def _request(conn: http.client.HTTPConnection, max_tokens: int) -> http.client.HTTPResponse:
-    body = json.dumps({"model": "instant", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": max_tokens})
+def _request(conn: http.client.HTTPConnection, max_tokens: int, model: str = "instant") -> http.client.HTTPResponse:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": max_tokens})
     conn.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     return conn.getresponse()
 
@@ -83,8 +83,9 @@ def over_http(port: int) -> tuple[float, float]:
         firsts.append(time.perf_counter() - started)
         assert first.startswith(b"data: "), first
         response.read()
+    _request(conn, 1, LONG_MODEL).read()  # load the long model
     started = time.perf_counter()
-    response = _request(conn, LONG)
+    response = _request(conn, LONG, LONG_MODEL)
     chunks = 0
     while block := response.read1(1 << 16):
         chunks += block.count(b"data: ")
@@ -93,6 +94,9 @@ def over_http(port: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    from llmux.logging import configure
+
+    configure("warning", json=True)  # the in-process side logs like the server does
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "bench.instant_server", str(port)], cwd=ROOT, env=env)

@@ -12,11 +12,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import structlog
+
 from llmux.chat.events import ChatEvent, ChatJob, Finish, FinishReason, Usage
 from llmux.chat.prompt import render_prompt
 from llmux.chat.stops import StopScanner
 from llmux.engines.base import Prompted, TextJob
 from llmux.engines.text import TextEngine
+
+log = structlog.get_logger("llmux.chat")
 
 
 class ChatRun:
@@ -25,6 +29,7 @@ class ChatRun:
 
     def __init__(self, engine: TextEngine, family: str | None, job: ChatJob) -> None:
         self._rendered = render_prompt(job, family, engine.template())
+        log.debug("chat.rendered", prompt=self._rendered.prompt, images=len(job.images))
         self._stops = job.params.stop
         self._generation = engine.submit(TextJob(prompt=self._rendered.prompt, images=job.images, params=job.params))
         self.prompt_tokens = 0

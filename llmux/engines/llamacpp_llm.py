@@ -122,7 +122,6 @@ class LlamaCppLLM(SerialTextEngine):
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.llm is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
-        log.debug("chat.tokenized", model=self.spec.id, prompt=job.prompt, images=len(job.images))
         if job.images:
             if self.vision is None:
                 raise InvalidRequest(f"{self.spec.id} has no vision encoder configured (options.mmproj)",

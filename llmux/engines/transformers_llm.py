@@ -181,7 +181,6 @@ class TransformersLLM(SerialTextEngine):
         if self.model is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
         inputs = self._inputs(job.prompt, job.images)
-        log.debug("chat.tokenized", model=self.spec.id, prompt=job.prompt, images=len(job.images))
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = completion_budget(job.params.max_tokens, prompt_tokens, self.context)
         yield Prompted(prompt_tokens, budget)
