@@ -24,14 +24,13 @@ from pathlib import Path
 
 import msgspec
 
+from bench.instant_server import CHUNKS, KEY, LONG_MODEL, engine
 from llmux.chat.events import ChatJob
 from llmux.chat.pipeline import ChatRun
 from llmux.engines.base import SamplingParams
 from llmux.protocol.chat import Message
 from llmux.registry import ModelType, PhysicalModel
 from tests.support.server import free_port
-
-from bench.instant_server import CHUNKS, KEY, LONG_MODEL, engine
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 300

@@ -86,12 +86,20 @@ def create_app(
             await controller.shutdown(shutdown_grace_s)
 
     guard = RequireKey(KeyRing(keys))
-    v1 = Router(path="/v1", route_handlers=[ChatController, ModelsController, AdminController], guards=[guard],
-                request_max_body_size=int(registry.limits.max_request_mb * MB))
+    v1 = Router(
+        path="/v1",
+        route_handlers=[ChatController, ModelsController, AdminController],
+        guards=[guard],
+        request_max_body_size=int(registry.limits.max_request_mb * MB),
+    )
     # Uploads may be as large as the audio limit plus the multipart framing; the service
     # refuses a larger file with a 413 naming the limit.
-    audio = Router(path="/v1", route_handlers=[AudioController], guards=[guard],
-                   request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB)
+    audio = Router(
+        path="/v1",
+        route_handlers=[AudioController],
+        guards=[guard],
+        request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
+    )
     return Litestar(
         route_handlers=[HealthController, v1, audio],
         dependencies=services.dependencies(),

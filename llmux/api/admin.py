@@ -35,37 +35,64 @@ class AdminController(Controller):
     """The key guard lets only admin keys in (``opt={"admin": True}``)."""
 
     path = "/admin"
-    opt = {"admin": True}
+    opt = {"admin": True}  # noqa: RUF012 (Litestar reads and merges this class attribute)
 
     @get("/models")
     async def models(self, controller: NamedDependency[ResidencyController]) -> Residency:
-        return Residency(budget_gb=controller.budget_gb, used_gb=round(controller.used_gb, 3),
-                         queue_depth=controller.queue_depth, swaps=controller.swaps, models=controller.status())
+        return Residency(
+            budget_gb=controller.budget_gb,
+            used_gb=round(controller.used_gb, 3),
+            queue_depth=controller.queue_depth,
+            swaps=controller.swaps,
+            models=controller.status(),
+        )
 
     @post("/models/{model:str}/load", status_code=200)
-    async def load(self, model: FromPath[str], registry: NamedDependency[Registry], controller: NamedDependency[ResidencyController]) -> ModelStatus:
+    async def load(
+        self,
+        model: FromPath[str],
+        registry: NamedDependency[Registry],
+        controller: NamedDependency[ResidencyController],
+    ) -> ModelStatus:
         physical = _physical_id(registry, model)
         await controller.load(physical)
         return _status(controller, physical)
 
     @post("/models/{model:str}/unload", status_code=200)
-    async def unload(self, model: FromPath[str], registry: NamedDependency[Registry], controller: NamedDependency[ResidencyController]) -> ModelStatus:
+    async def unload(
+        self,
+        model: FromPath[str],
+        registry: NamedDependency[Registry],
+        controller: NamedDependency[ResidencyController],
+    ) -> ModelStatus:
         physical = _physical_id(registry, model)
         await controller.unload(physical)
         return _status(controller, physical)
 
     @post("/models/{model:str}/pin", status_code=200)
-    async def pin(self, model: FromPath[str], registry: NamedDependency[Registry], controller: NamedDependency[ResidencyController]) -> ModelStatus:
+    async def pin(
+        self,
+        model: FromPath[str],
+        registry: NamedDependency[Registry],
+        controller: NamedDependency[ResidencyController],
+    ) -> ModelStatus:
         physical = _physical_id(registry, model)
         controller.pin(physical, True)
         return _status(controller, physical)
 
     @post("/models/{model:str}/unpin", status_code=200)
-    async def unpin(self, model: FromPath[str], registry: NamedDependency[Registry], controller: NamedDependency[ResidencyController]) -> ModelStatus:
+    async def unpin(
+        self,
+        model: FromPath[str],
+        registry: NamedDependency[Registry],
+        controller: NamedDependency[ResidencyController],
+    ) -> ModelStatus:
         physical = _physical_id(registry, model)
         controller.pin(physical, False)
         return _status(controller, physical)
 
     @post("/speedtest", status_code=200)
-    async def speedtest(self, data: JSONBody[SpeedTestRequest], speedtest: NamedDependency[SpeedTest]) -> SpeedTestReport:
+    async def speedtest(
+        self, data: JSONBody[SpeedTestRequest], speedtest: NamedDependency[SpeedTest]
+    ) -> SpeedTestReport:
         return await speedtest.run(data)

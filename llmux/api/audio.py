@@ -10,11 +10,15 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
-from litestar.datastructures import UploadFile
 from litestar.response import Stream
 
+from llmux.api.decoding import decode_json, invalid_request
+from llmux.audio.languages import language_name
+from llmux.audio.subtitles import to_srt, to_vtt
+from llmux.engines.base import TranscribeOptions, Transcript
 from llmux.protocol.audio import (
     AudioModelList,
     AudioModelOut,
@@ -28,15 +32,18 @@ from llmux.protocol.audio import (
     VoiceOut,
     WordOut,
 )
-from llmux.api.decoding import decode_json, invalid_request
-from llmux.audio.languages import language_name
-from llmux.services.audio import AudioService
-from llmux.audio.subtitles import to_srt, to_vtt
-from llmux.engines.base import TranscribeOptions, Transcript
 from llmux.protocol.errors import InvalidRequest
 from llmux.registry import ModelType
+from llmux.services.audio import AudioService
 
-MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -91,7 +98,9 @@ class AudioController(Controller):
     path = "/audio"
 
     @post("/transcriptions", status_code=200)
-    async def transcriptions(self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]) -> Response[Any]:
+    async def transcriptions(
+        self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]
+    ) -> Response[Any]:
         form, data = await _read_form(request)
         options = TranscribeOptions(
             prompt=form.prompt,

@@ -14,6 +14,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from llmux.protocol.errors import ErrorBody, ErrorDetail, LlmuxError, error_body
 
@@ -34,7 +35,9 @@ _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
 
 
 def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def handle_llmux_error(_: Request[Any, Any, Any], exc: LlmuxError) -> Response[Any]:
@@ -59,11 +62,13 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("request.crashed", path=request.url.path, error=repr(exc))
-    body = ErrorBody(ErrorDetail("The server failed while handling this request.", "server_error", None, "internal_error"))
+    body = ErrorBody(
+        ErrorDetail("The server failed while handling this request.", "server_error", None, "internal_error")
+    )
     return _response(HTTP_500_INTERNAL_SERVER_ERROR, body)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LlmuxError: handle_llmux_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

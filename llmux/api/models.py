@@ -18,6 +18,8 @@ class ModelsController(Controller):
         return ModelList([ModelCard(id=name, created=created, owned_by="llmux") for name in registry.virtual])
 
     @get("/{model_id:path}")
-    async def get_model(self, model_id: FromPath[str], registry: NamedDependency[Registry], created: NamedDependency[int]) -> ModelCard:
+    async def get_model(
+        self, model_id: FromPath[str], registry: NamedDependency[Registry], created: NamedDependency[int]
+    ) -> ModelCard:
         virtual, _ = registry.resolve(model_id.lstrip("/"))
         return ModelCard(id=virtual.id, created=created, owned_by="llmux")

@@ -60,10 +60,12 @@ def _fetch(url: str, policy: ImagePolicy, param: str) -> bytes:
         with urllib.request.urlopen(url, timeout=policy.timeout_s) as response:  # noqa: S310 (scheme checked)
             raw = response.read(policy.max_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise InvalidRequest(f"the image URL could not be fetched: {exc}", param=param, code="image_fetch_failed") from None
+        raise InvalidRequest(
+            f"the image URL could not be fetched: {exc}", param=param, code="image_fetch_failed"
+        ) from None
     if len(raw) > policy.max_bytes:
         raise InvalidRequest("the image is too large", param=param, code="image_too_large")
-    return raw
+    return bytes(raw)
 
 
 def _check_decodes(raw: bytes) -> None:

@@ -46,7 +46,9 @@ def image_parts(messages: list[Message]) -> list[tuple[str, ImagePart]]:
     ]
 
 
-def template_input(messages: list[Message], *, family: str | None, image_part: dict[str, Any] | None) -> list[dict[str, Any]]:
+def template_input(
+    messages: list[Message], *, family: str | None, image_part: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     """``image_part`` replaces each image (None: the model takes none; only the text is kept)."""
     out: list[dict[str, Any]] = []
     for raw in messages:
@@ -57,7 +59,11 @@ def template_input(messages: list[Message], *, family: str | None, image_part: d
             message["tool_call_id"] = raw.tool_call_id
         if raw.tool_calls:
             message["tool_calls"] = [
-                {"id": c.id, "type": c.type, "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+                {
+                    "id": c.id,
+                    "type": c.type,
+                    "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)},
+                }
                 for c in raw.tool_calls
             ]
         reasoning = raw.reasoning_content

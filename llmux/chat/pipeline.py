@@ -73,7 +73,9 @@ class ChatRun:
             await batches.aclose()  # stops the engine's generation on every path
         tail = [*parser.feed(scanner.drain()), *parser.close()]
         reason = _reason(parser.calls, eos=eos, stopped=scanner.hit, produced=self.completion_tokens, limit=budget)
-        self.finished = Finish(reason, Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens))
+        self.finished = Finish(
+            reason, Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        )
         yield [*tail, self.finished]
 
     def _count(self) -> None:

@@ -36,8 +36,11 @@ class RenderedPrompt:
 
 def render_prompt(job: ChatJob, family: str | None, template: ChatTemplate) -> RenderedPrompt:
     if job.images and template.image_part is None:  # 1
-        raise InvalidRequest("This model has no vision encoder loaded: it cannot take images.",
-                             param="messages", code="vision_not_supported")
+        raise InvalidRequest(
+            "This model has no vision encoder loaded: it cannot take images.",
+            param="messages",
+            code="vision_not_supported",
+        )
     messages = template_input(job.messages, family=family, image_part=template.image_part)
     messages = apply_to_messages(family, job.behaviour, template.source, messages)  # 2
     kwargs = template_kwargs(family, job.behaviour, template.source)
@@ -46,7 +49,9 @@ def render_prompt(job: ChatJob, family: str | None, template: ChatTemplate) -> R
     except InvalidRequest:
         raise
     except Exception as exc:  # jinja2.TemplateError and friends: the conversation is at fault
-        raise InvalidRequest(f"the model's chat template cannot render these messages: {exc}", param="messages") from None
+        raise InvalidRequest(
+            f"the model's chat template cannot render these messages: {exc}", param="messages"
+        ) from None
     prefill = forced_prefix(family, job.tool_choice, prompt, bool(job.tools))  # 4
     parser = parser_for(family, prompt=prompt, tools=job.tools)
     preamble = parser.feed(prefill) if prefill else []

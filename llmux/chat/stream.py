@@ -16,6 +16,14 @@ import secrets
 import time
 from collections.abc import Iterable
 
+from llmux.chat.events import (
+    ChatEvent,
+    ContentDelta,
+    Finish,
+    ReasoningDelta,
+    ToolCallArgs,
+    ToolCallStart,
+)
 from llmux.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,15 +37,6 @@ from llmux.protocol.chat import (
     ToolCallFunctionDelta,
     UsageOut,
 )
-from llmux.chat.events import (
-    ChatEvent,
-    ContentDelta,
-    Finish,
-    ReasoningDelta,
-    ToolCallArgs,
-    ToolCallStart,
-)
-
 from llmux.protocol.sse import sse
 
 
@@ -79,7 +78,9 @@ class ChunkEncoder:
         if isinstance(event, ToolCallArgs):
             if not event.text:
                 return b""
-            return self._chunk(Delta(tool_calls=[ToolCallDelta(event.index, function=ToolCallFunctionDelta(arguments=event.text))]))
+            return self._chunk(
+                Delta(tool_calls=[ToolCallDelta(event.index, function=ToolCallFunctionDelta(arguments=event.text))])
+            )
         return self._finish(event)
 
     def _finish(self, finish: Finish) -> bytes:
@@ -136,4 +137,6 @@ class CompletionBuilder:
             reasoning_content="".join(self.reasoning) or None,
         )
         reason = finish_reason(self.finished, len(calls))
-        return ChatCompletion(completion_id(), int(time.time()), self.model, [Choice(0, message, reason)], _usage(self.finished))
+        return ChatCompletion(
+            completion_id(), int(time.time()), self.model, [Choice(0, message, reason)], _usage(self.finished)
+        )

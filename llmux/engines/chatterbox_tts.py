@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from llmux.engines.tempo import change_tempo
 from llmux.engines.base import SpeakOptions, Voice
-from llmux.registry.options import ChatterboxOptions
+from llmux.engines.tempo import change_tempo
 from llmux.protocol.errors import InvalidRequest
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import ChatterboxOptions
 
 BUILTIN_VOICE = "default"
 VARIANTS = {
@@ -121,7 +121,11 @@ class ChatterboxTTS:
         o = self._options
         if o.variant == "turbo":  # Turbo has no exaggeration or CFG and warns when given them
             return {"temperature": o.temperature, "exaggeration": 0.0, "cfg_weight": 0.0, "min_p": 0.0}
-        kwargs: dict[str, Any] = {"temperature": o.temperature, "exaggeration": o.exaggeration, "cfg_weight": o.cfg_weight}
+        kwargs: dict[str, Any] = {
+            "temperature": o.temperature,
+            "exaggeration": o.exaggeration,
+            "cfg_weight": o.cfg_weight,
+        }
         if o.variant == "multilingual":
             from chatterbox.mtl_tts import SUPPORTED_LANGUAGES
 

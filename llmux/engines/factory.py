@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 
 from llmux.engines.base import Engine
-from llmux.registry.options import BACKEND_OPTIONS
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.registry.options import BACKEND_OPTIONS
 
 RUNTIMES: dict[tuple[str, ModelType], str] = {
     ("transformers", ModelType.LLM): "llmux.engines.transformers_llm:TransformersLLM",

@@ -23,8 +23,8 @@ import structlog
 from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
-from llmux.registry.options import LlamaCppOptions
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import LlamaCppOptions
 from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.engines")
@@ -57,10 +57,19 @@ class LlamaCppLLM(SerialTextEngine):
         if not self._template:
             self.unload()
             raise ModelLoadFailed(f"{self.spec.id}: the GGUF has no chat template; set options.chat_template")
-        self._specials = {"bos_token": self._token_text(self.llm.token_bos()),
-                          "eos_token": self._token_text(self.llm.token_eos())}
-        log.info("model.weights_loaded", model=self.spec.id, context=self.llm.n_ctx(), vision=self.vision is not None,
-                 gpu_layers=self.options.n_gpu_layers, seconds=round(time.perf_counter() - started, 3), gb=footprint)
+        self._specials = {
+            "bos_token": self._token_text(self.llm.token_bos()),
+            "eos_token": self._token_text(self.llm.token_eos()),
+        }
+        log.info(
+            "model.weights_loaded",
+            model=self.spec.id,
+            context=self.llm.n_ctx(),
+            vision=self.vision is not None,
+            gpu_layers=self.options.n_gpu_layers,
+            seconds=round(time.perf_counter() - started, 3),
+            gb=footprint,
+        )
         return footprint
 
     def _open(self) -> tuple[Any, Any]:
@@ -124,8 +133,11 @@ class LlamaCppLLM(SerialTextEngine):
             raise RuntimeError(f"{self.spec.id} is not loaded")
         if job.images:
             if self.vision is None:
-                raise InvalidRequest(f"{self.spec.id} has no vision encoder configured (options.mmproj)",
-                                     param="messages", code="vision_not_supported")
+                raise InvalidRequest(
+                    f"{self.spec.id} has no vision encoder configured (options.mmproj)",
+                    param="messages",
+                    code="vision_not_supported",
+                )
             tokens = self.vision.evaluate(job.prompt, list(job.images))
         else:
             tokens = self.llm.tokenize(job.prompt.encode("utf-8"), add_bos=False, special=True)
@@ -133,8 +145,9 @@ class LlamaCppLLM(SerialTextEngine):
         yield Prompted(len(tokens), budget)
         yield from self._pieces(tokens, job.params, budget, reuse_cache=not job.images)
 
-    def _pieces(self, tokens: list[int], params: SamplingParams, budget: int, *,
-                reuse_cache: bool) -> Generator[str | None, None, None]:
+    def _pieces(
+        self, tokens: list[int], params: SamplingParams, budget: int, *, reuse_cache: bool
+    ) -> Generator[str | None, None, None]:
         llm = self.llm
         if params.seed is not None:
             llm.set_seed(params.seed)
@@ -143,8 +156,9 @@ class LlamaCppLLM(SerialTextEngine):
         vocab = llm._model.vocab
         produced = 0
         try:
-            for token in llm.generate(tokens, temp=temperature, top_p=1.0 if params.top_p is None else params.top_p,
-                                      reset=True):
+            for token in llm.generate(
+                tokens, temp=temperature, top_p=1.0 if params.top_p is None else params.top_p, reset=True
+            ):
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Protocol, runtime_checkable
 
 from llmux.engines.base import ChatTemplate, Engine, Prompted, TextJob
@@ -30,7 +30,7 @@ class Generation(Protocol):
     """One submitted job. Iterate ``batches()`` (leaving early cancels the job); ``stopped``
     resolves once the engine no longer works on it — a lease is held until then."""
 
-    def batches(self) -> AsyncIterator[list[Item]]: ...
+    def batches(self) -> AsyncGenerator[list[Item], None]: ...
 
     @property
     def stopped(self) -> asyncio.Future[None]: ...
@@ -100,7 +100,7 @@ class _SerialGeneration:
     def stopped(self) -> asyncio.Future[None]:
         return self._stream.stopped
 
-    async def batches(self) -> AsyncIterator[list[Item]]:
+    async def batches(self) -> AsyncGenerator[list[Item], None]:
         turn = self._engine._turn()
         await turn.acquire()
         try:

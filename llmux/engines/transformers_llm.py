@@ -31,8 +31,8 @@ from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.images import to_pil
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import ModelLoadFailed
-from llmux.registry.options import TransformersOptions
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.engines")
@@ -45,7 +45,9 @@ class _Halt(StoppingCriteria):
         self.flag = flag
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full(  # type: ignore[return-value]  # a bool tensor; torch's stubs have no BoolTensor constructor
+            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
+        )
 
 
 class _QueueStreamer(BaseStreamer):
@@ -77,7 +79,7 @@ class Detokenizer:
         self._read = 0
 
     def _decode(self, ids: list[int]) -> str:
-        return self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def push(self, token: int) -> str:
         self._ids.append(token)
@@ -131,8 +133,14 @@ class TransformersLLM(SerialTextEngine):
         self.context = self.options.max_context or self._model_context()
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        log.info("model.weights_loaded", model=self.spec.id, device=self.device, context=self.context,
-                 seconds=round(time.perf_counter() - started, 3), gb=footprint)
+        log.info(
+            "model.weights_loaded",
+            model=self.spec.id,
+            device=self.device,
+            context=self.context,
+            seconds=round(time.perf_counter() - started, 3),
+            gb=footprint,
+        )
         return footprint
 
     def _open(self) -> None:
@@ -165,7 +173,9 @@ class TransformersLLM(SerialTextEngine):
         if not isinstance(source, str):
             raise ModelLoadFailed(f"{self.spec.id}: the checkpoint has no chat template")
         variables = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
-        return ChatTemplate(source=source, variables=variables, image_part={"type": "image"} if self.spec.vision else None)
+        return ChatTemplate(
+            source=source, variables=variables, image_part={"type": "image"} if self.spec.vision else None
+        )
 
     def _inputs(self, prompt: str, images: tuple[bytes, ...]) -> dict[str, Any]:
         if images:
@@ -207,8 +217,9 @@ class TransformersLLM(SerialTextEngine):
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
-                    self.model.generate(**inputs, **kwargs, streamer=streamer,
-                                        stopping_criteria=StoppingCriteriaList([_Halt(halt)]))
+                    self.model.generate(
+                        **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Halt(halt)])
+                    )
             except BaseException as exc:  # handed to the consumer, raised there
                 streamer.queue.put(exc)
             finally:

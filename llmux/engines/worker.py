@@ -17,6 +17,7 @@ tokens and audio chunks alike:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections import deque
@@ -38,7 +39,9 @@ class _Failed:
 class ThreadStream(Generic[T]):
     """The items of ``produce(cancel)``, made in a worker thread, as batches on the loop."""
 
-    def __init__(self, produce: Callable[[threading.Event], Iterator[T]], *, maxsize: int = 0, name: str = "worker") -> None:
+    def __init__(
+        self, produce: Callable[[threading.Event], Iterator[T]], *, maxsize: int = 0, name: str = "worker"
+    ) -> None:
         self._produce = produce
         self._maxsize = maxsize
         self._name = name
@@ -94,7 +97,8 @@ class ThreadStream(Generic[T]):
             if close is not None:
                 close()  # a generator's finally stops the runtime's own work
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._finish)
+            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits any more
+                self._loop.call_soon_threadsafe(self._finish)
 
     def _finish(self) -> None:
         if self._stopped is not None and not self._stopped.done():

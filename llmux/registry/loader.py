@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from llmux.registry.options import BACKEND_OPTIONS
 from llmux.protocol.errors import ConfigError
 from llmux.registry.config import (
     ApiKeysFile,
@@ -25,6 +24,7 @@ from llmux.registry.config import (
     PhysicalModel,
     VirtualModel,
 )
+from llmux.registry.options import BACKEND_OPTIONS
 from llmux.registry.registry import Registry
 
 T = TypeVar("T")

@@ -115,11 +115,13 @@ class ResidencyController(SwapExecutor):
     async def unload(self, model_id: str) -> None:
         """Evict a model (admin) once its leases drain; no-op if it is not resident."""
         slot = self._slot(model_id)
-        while self._swap is not None:
-            await asyncio.shield(self._swap)
+        await self._swaps_done()
         if slot.state in ("ready", "serving") and not slot.draining:
             slot.draining = True
             self._start(self._run_swap(None, ((slot.id, "admin"),)))
+        await self._swaps_done()
+
+    async def _swaps_done(self) -> None:
         while self._swap is not None:
             await asyncio.shield(self._swap)
 
@@ -132,7 +134,7 @@ class ResidencyController(SwapExecutor):
         """Attach a python-statemachine listener to every model's lifecycle machine (metrics,
         tracing): it sees each transition, with ``machine.name`` as the model id."""
         for slot in self._slots.values():
-            slot.machine.add_listener(listener)
+            slot.machine.add_listener(listener)  # type: ignore[no-untyped-call]  # python-statemachine is untyped
 
     def status(self) -> list[ModelStatus]:
         """Every physical model as /health and the admin API show it, in config order."""

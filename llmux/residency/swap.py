@@ -93,7 +93,9 @@ class SwapExecutor:
         except Exception as exc:
             slot.machine.send("load_failed")
             slot.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("model.load_failed", model=slot.id, error=slot.last_error, duration_s=round(self._clock() - started, 3))
+            log.error(
+                "model.load_failed", model=slot.id, error=slot.last_error, duration_s=round(self._clock() - started, 3)
+            )
             self._fail_waiters(slot.id, ModelLoadFailed(f"loading model {slot.id!r} failed: {slot.last_error}"))
             return
         slot.engine = engine

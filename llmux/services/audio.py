@@ -27,7 +27,7 @@ from llmux.services.record import note
 
 MB = 1024 * 1024
 OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable nova onyx sage shimmer verse marin cedar".split()
+    ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin", "cedar"]
 )
 """OpenAI's own voice names. Clients send them by default (Open WebUI: ``alloy``); they mean
 "the model's default voice" here unless a voice of that name is configured."""
@@ -53,9 +53,7 @@ class AudioService:
     # ---- lists (never load a model) ---------------------------------------------------------
 
     def models(self, kind: ModelType) -> list[str]:
-        return [
-            name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind
-        ]
+        return [name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind]
 
     def voices_of(self, physical: PhysicalModel) -> list[Voice]:
         engine: Any = create_engine(physical, self.registry)  # constructed, not loaded
@@ -78,7 +76,9 @@ class AudioService:
     def check_size(self, size: int) -> None:
         limit = self.registry.limits.max_audio_mb
         if size > limit * MB:
-            raise PayloadTooLarge(f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file")
+            raise PayloadTooLarge(
+                f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file"
+            )
 
     async def transcribe(self, model: str, data: bytes, options: TranscribeOptions, language: str | None) -> Transcript:
         """``language`` as the client sent it (None: the virtual model's default, else en)."""
@@ -94,9 +94,14 @@ class AudioService:
         started = time.perf_counter()
         async with self.controller.lease(physical.id) as lease:
             leased = time.perf_counter()
-            transcript: Transcript = await run_in_thread(lambda cancel: lease.engine.transcribe(audio, opts, cancel),
-                                                         name=f"transcribe-{physical.id}")
-        note(waited_s=round(leased - started, 3), inference_s=round(time.perf_counter() - leased, 3), chars=len(transcript.text))
+            transcript: Transcript = await run_in_thread(
+                lambda cancel: lease.engine.transcribe(audio, opts, cancel), name=f"transcribe-{physical.id}"
+            )
+        note(
+            waited_s=round(leased - started, 3),
+            inference_s=round(time.perf_counter() - leased, 3),
+            chars=len(transcript.text),
+        )
         return transcript
 
     # ---- speech -----------------------------------------------------------------------------
@@ -110,7 +115,13 @@ class AudioService:
         chosen = self._pick_voice(physical, request.voice or virtual.behaviour.voice)
         options = SpeakOptions(speed=request.speed, language=request.language or virtual.behaviour.language)
         stream = request.stream or request.stream_format == "audio"
-        note(model=request.model, physical=physical.id, voice=chosen, format=request.response_format, chars=len(request.input))
+        note(
+            model=request.model,
+            physical=physical.id,
+            voice=chosen,
+            format=request.response_format,
+            chars=len(request.input),
+        )
         return SpeechJob(request.model, physical.id, request.input, chosen, request.response_format, options, stream)
 
     def _pick_voice(self, physical: PhysicalModel, wanted: str | None) -> str:
@@ -143,7 +154,9 @@ class AudioService:
         audio_s = 0.0
         # At most a few pieces ahead of the client: a slow reader does not make the server
         # buffer a whole long synthesis.
-        produced = ThreadStream(lambda cancel: _produce(lease.engine, job, cancel), maxsize=4, name=f"speak-{job.physical}")
+        produced = ThreadStream(
+            lambda cancel: _produce(lease.engine, job, cancel), maxsize=4, name=f"speak-{job.physical}"
+        )
         try:
             yield b""
             async for batch in produced.batches():

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import msgspec
 
-from llmux.chat.events import ChatJob
+from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
@@ -58,7 +59,9 @@ class ChatService:
         self.registry = registry
         self.controller = controller
         self.keepalive_s = keepalive_s
-        self.images = ImagePolicy(remote=registry.limits.remote_images, max_bytes=int(registry.limits.max_request_mb * 2**20))
+        self.images = ImagePolicy(
+            remote=registry.limits.remote_images, max_bytes=int(registry.limits.max_request_mb * 2**20)
+        )
 
     # ---- 1. validation, before any lease -------------------------------------------------------
 
@@ -68,20 +71,39 @@ class ChatService:
         images = image_parts(request.messages)
         for param, part in images:
             if not physical.vision:
-                raise InvalidRequest(f"The model {request.model!r} does not accept images.", param=param, code="vision_not_supported")
+                raise InvalidRequest(
+                    f"The model {request.model!r} does not accept images.", param=param, code="vision_not_supported"
+                )
             check_url(part.image_url.url, self.images, param)
         if request.tools and not physical.tools:
             raise InvalidRequest(f"The model {request.model!r} does not support tool calling.", param="tools")
-        decoded = await run_in_thread(lambda _: tuple(image_bytes(p.image_url.url, self.images, param) for param, p in images)) if images else ()
+        decoded = (
+            await run_in_thread(
+                lambda _: tuple(image_bytes(p.image_url.url, self.images, param) for param, p in images)
+            )
+            if images
+            else ()
+        )
         behaviour = virtual.behaviour
         if request.reasoning_effort is not None and physical.family == "gpt-oss":
             behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-        params = SamplingParams(max_tokens=request.max_completion_tokens or request.max_tokens, temperature=request.temperature,
-                                top_p=request.top_p, stop=stop, seed=request.seed)
+        params = SamplingParams(
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=stop,
+            seed=request.seed,
+        )
         tools = msgspec.to_builtins(request.tools) if request.tools and request.tool_choice != "none" else None
-        job = ChatJob(messages=request.messages, tools=tools, tool_choice=request.tool_choice, params=params,
-                      behaviour=behaviour, images=decoded)
+        job = ChatJob(
+            messages=request.messages,
+            tools=tools,
+            tool_choice=request.tool_choice,
+            params=params,
+            behaviour=behaviour,
+            images=decoded,
+        )
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         return PreparedChat(request.model, physical, job, request.stream, include_usage)
 
@@ -93,9 +115,10 @@ class ChatService:
         async with self.controller.lease(chat.physical.id) as lease:
             run = self._start(lease, chat)
             try:
-                async for batch in self._events(run):
-                    for event in batch:
-                        builder.add(event)
+                async with aclosing(self._events(run)) as events:
+                    async for batch in events:
+                        for event in batch:
+                            builder.add(event)
             finally:
                 self._account(run, started)
         return builder.build()
@@ -121,8 +144,9 @@ class ChatService:
             try:
                 run = self._start(lease, chat)
                 yield encoder.start()
-                async for batch in self._events(run):
-                    yield encoder.events(batch)
+                async with aclosing(self._events(run)) as events:
+                    async for batch in events:
+                        yield encoder.events(batch)
             finally:
                 self._release_when_stopped(lease, run)
         except LlmuxError as exc:
@@ -139,7 +163,7 @@ class ChatService:
     def _start(self, lease: Lease, chat: PreparedChat) -> ChatRun:
         return ChatRun(lease.engine, chat.physical.family, chat.job)
 
-    async def _events(self, run: ChatRun) -> AsyncIterator[list]:  # type: ignore[type-arg]
+    async def _events(self, run: ChatRun) -> AsyncGenerator[list[ChatEvent], None]:
         try:
             async for batch in run.events():
                 yield batch

@@ -45,20 +45,46 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._clock = clock
         r = self.registry
-        self.requests = Counter("llmux_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r)
-        self.latency = Histogram("llmux_http_request_duration_seconds", "Time to the last byte of the response.",
-                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("llmux_tokens", "Tokens processed, by virtual model and kind (prompt/completion).",
-                              ["model", "kind"], registry=r)
-        self.completions = Counter("llmux_chat_completions", "Chat completions by how they ended: a finish reason, "
-                                   "cancelled (the client left) or error.", ["model", "finish_reason"], registry=r)
-        self.ttft = Histogram("llmux_time_to_first_token_seconds", "Streamed chat: request start to first token.",
-                              ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.load_seconds = Histogram("llmux_model_load_duration_seconds", "Model loads that succeeded.",
-                                      ["model"], buckets=LOAD_BUCKETS, registry=r)
+        self.requests = Counter(
+            "llmux_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "llmux_http_request_duration_seconds",
+            "Time to the last byte of the response.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llmux_tokens",
+            "Tokens processed, by virtual model and kind (prompt/completion).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.completions = Counter(
+            "llmux_chat_completions",
+            "Chat completions by how they ended: a finish reason, cancelled (the client left) or error.",
+            ["model", "finish_reason"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llmux_time_to_first_token_seconds",
+            "Streamed chat: request start to first token.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.load_seconds = Histogram(
+            "llmux_model_load_duration_seconds",
+            "Model loads that succeeded.",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
         self.load_failures = Counter("llmux_model_load_failures", "Model loads that failed.", ["model"], registry=r)
-        self.evictions = Counter("llmux_model_evictions", "Models unloaded (to make room, by an admin, at shutdown).",
-                                 ["model"], registry=r)
+        self.evictions = Counter(
+            "llmux_model_evictions", "Models unloaded (to make room, by an admin, at shutdown).", ["model"], registry=r
+        )
         r.register(ResidencyCollector(controller))
         ProcessCollector(registry=r)  # process_resident_memory_bytes etc.: CPU copies live in RAM
         PlatformCollector(registry=r)
@@ -114,14 +140,22 @@ class ResidencyCollector(Collector):
         c = self.controller
         views = c.status()
         yield GaugeMetricFamily("llmux_vram_budget_gb", "VRAM budget the planner fits models into.", value=c.budget_gb)
-        yield GaugeMetricFamily("llmux_vram_used_gb", "VRAM held by resident models (measured or estimated).", value=c.used_gb)
+        yield GaugeMetricFamily(
+            "llmux_vram_used_gb", "VRAM held by resident models (measured or estimated).", value=c.used_gb
+        )
         yield GaugeMetricFamily("llmux_queue_depth", "Requests waiting for a model.", value=c.queue_depth)
         yield CounterMetricFamily("llmux_swaps", "Residency changes started (loads and evictions).", value=c.swaps)
-        footprint = GaugeMetricFamily("llmux_model_vram_gb", "Footprint per physical model: measured after its "
-                                      "first load, else the configured estimate.", labels=["model", "measured"])
-        resident = GaugeMetricFamily("llmux_model_resident_vram_gb", "VRAM each model holds now (0 when unloaded).",
-                                     labels=["model"])
-        state = GaugeMetricFamily("llmux_model_state", "1 for the model's current lifecycle state.", labels=["model", "state"])
+        footprint = GaugeMetricFamily(
+            "llmux_model_vram_gb",
+            "Footprint per physical model: measured after its first load, else the configured estimate.",
+            labels=["model", "measured"],
+        )
+        resident = GaugeMetricFamily(
+            "llmux_model_resident_vram_gb", "VRAM each model holds now (0 when unloaded).", labels=["model"]
+        )
+        state = GaugeMetricFamily(
+            "llmux_model_state", "1 for the model's current lifecycle state.", labels=["model", "state"]
+        )
         leases = GaugeMetricFamily("llmux_model_leases", "Requests running on the model.", labels=["model"])
         waiting = GaugeMetricFamily("llmux_model_waiting", "Requests queued for the model.", labels=["model"])
         loads = CounterMetricFamily("llmux_model_loads", "Successful loads per model.", labels=["model"])

@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -75,8 +75,15 @@ def cpu_spec(spec: PhysicalModel) -> PhysicalModel:
 
 
 class SpeedTest:
-    def __init__(self, registry: Registry, controller: ResidencyController, factory: EngineFactory, *,
-                 gpu_probe: Callable[[], bool] = gpu_present, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        controller: ResidencyController,
+        factory: EngineFactory,
+        *,
+        gpu_probe: Callable[[], bool] = gpu_present,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.registry, self.controller, self.factory = registry, controller, factory
         self.gpu_probe, self.clock = gpu_probe, clock
         self._one_at_a_time = asyncio.Lock()  # two CPU copies at once would only measure contention
@@ -95,18 +102,32 @@ class SpeedTest:
             gpu = await self._on_gpu(spec, request)  # 2
             cpu = await self._on_cpu(spec, request)  # 3
         speedup = gpu.rate / cpu.rate if cpu.rate > 0 else math.inf
-        return SpeedTestReport(model=spec.id, backend=spec.backend, type=spec.type.value, gpu=gpu, cpu=cpu,  # 4
-                               speedup=round(speedup, 2), passed=speedup >= REQUIRED_SPEEDUP)
+        return SpeedTestReport(
+            model=spec.id,
+            backend=spec.backend,
+            type=spec.type.value,
+            gpu=gpu,
+            cpu=cpu,  # 4
+            speedup=round(speedup, 2),
+            passed=speedup >= REQUIRED_SPEEDUP,
+        )
 
     def _check(self, spec: PhysicalModel) -> None:
         if not self.gpu_probe():
-            raise NoGpu("No GPU is present on this host (no CUDA device visible to llmux), so there is "
-                        "nothing to compare the CPU with. Run this test on the GPU host.")
+            raise NoGpu(
+                "No GPU is present on this host (no CUDA device visible to llmux), so there is "
+                "nothing to compare the CPU with. Run this test on the GPU host."
+            )
         if spec.backend not in CPU_OPTIONS:
-            raise InvalidRequest(f"backend {spec.backend!r} of model {spec.id!r} has no GPU mode to compare", param="model")
+            raise InvalidRequest(
+                f"backend {spec.backend!r} of model {spec.id!r} has no GPU mode to compare", param="model"
+            )
         if configured_for_cpu(spec):
-            raise InvalidRequest(f"model {spec.id!r} is configured to run on the CPU (options {spec.options}); "
-                                 "its GPU run would be a CPU run", param="model")
+            raise InvalidRequest(
+                f"model {spec.id!r} is configured to run on the CPU (options {spec.options}); "
+                "its GPU run would be a CPU run",
+                param="model",
+            )
 
     async def _on_gpu(self, spec: PhysicalModel, request: SpeedTestRequest) -> DeviceRun:
         async with self.controller.lease(spec.id) as lease:
@@ -120,15 +141,18 @@ class SpeedTest:
         finally:
             await asyncio.to_thread(engine.unload)
 
-    async def _timed(self, device: Literal["gpu", "cpu"], engine: Any, spec: PhysicalModel,
-                     request: SpeedTestRequest) -> DeviceRun:
+    async def _timed(
+        self, device: Literal["gpu", "cpu"], engine: Any, spec: PhysicalModel, request: SpeedTestRequest
+    ) -> DeviceRun:
         """One warm-up, then the timed run."""
         await self._work(engine, spec, request, warm_up=True)
         started = self.clock()
         work, unit = await self._work(engine, spec, request, warm_up=False)
         return _run(device, self.clock() - started, work, unit)
 
-    async def _work(self, engine: Any, spec: PhysicalModel, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    async def _work(
+        self, engine: Any, spec: PhysicalModel, request: SpeedTestRequest, *, warm_up: bool
+    ) -> tuple[float, str]:
         if spec.type is ModelType.LLM:
             run = ChatRun(engine, spec.family, _chat_job(4 if warm_up else request.max_tokens))
             async for _ in run.events():
@@ -144,8 +168,10 @@ def _run(device: Literal["gpu", "cpu"], seconds: float, work: float, unit: str) 
 
 
 def _chat_job(max_tokens: int) -> ChatJob:
-    return ChatJob(messages=[Message(role="user", content=PROMPT)],
-                   params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0))
+    return ChatJob(
+        messages=[Message(role="user", content=PROMPT)],
+        params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0),
+    )
 
 
 # ---- speech workloads (blocking): (engine, request, warm_up) -> (work done, unit) -----------

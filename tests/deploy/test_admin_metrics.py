@@ -5,18 +5,16 @@ and that /metrics counts exactly what the test sent."""
 from __future__ import annotations
 
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import numpy as np
 import pytest
 from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
-
-import threading
-
-import numpy as np
 
 from llmux.app import create_app
 from llmux.engines.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice

@@ -111,7 +111,7 @@ def test_non_streamed_chat_through_a_virtual_model(client: openai.OpenAI) -> Non
     assert choice.message.content == "echo: hello there"
     assert choice.finish_reason == "stop"
     assert reply.usage is not None and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
-    assert getattr(choice.message, "reasoning_content") == "effort=None thinking=True"
+    assert choice.message.reasoning_content == "effort=None thinking=True"
 
 
 def test_streamed_chat_with_usage(client: openai.OpenAI) -> None:

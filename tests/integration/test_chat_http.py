@@ -31,8 +31,8 @@ from tests.fixtures.tiny_models import (
 from tests.support.server import serve, wait_for
 
 pytestmark = pytest.mark.slow
-import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 import llama_cpp  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
+import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 
 KEY = "sk-test-chat-http-0123456789"
 

@@ -21,8 +21,8 @@ from llmux.protocol.errors import LlmuxError, ModelCannotFit, ModelLoadFailed
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.config import Limits
 from llmux.residency.controller import ResidencyController
-from llmux.residency.slots import Lease
 from llmux.residency.memory import measure
+from llmux.residency.slots import Lease
 
 BUDGET = 16.0
 MODELS = {

@@ -159,7 +159,7 @@ def test_remote_images_are_fetched_only_when_enabled() -> None:
     png = _png()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(png)
