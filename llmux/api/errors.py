@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from llmux.protocol.errors import ErrorBody, ErrorDetail, LlmuxError, error_body
+from llmux.services.record import note
 
 log = structlog.get_logger("llmux.api")
 
@@ -41,6 +42,7 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = Non
 
 
 def handle_llmux_error(_: Request[Any, Any, Any], exc: LlmuxError) -> Response[Any]:
+    note(error=exc.code)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return _response(exc.status, error_body(exc), headers)
 

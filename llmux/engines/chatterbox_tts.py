@@ -71,7 +71,7 @@ class ChatterboxTTS:
         return [Voice(id=n, name=n) for n in names]
 
     def load(self) -> float | None:
-        from llmux.engines.transformers_asr import torch_device
+        from llmux.engines.devices import torch_device
 
         module_name, class_name = VARIANTS[self._options.variant]
         model_class = getattr(importlib.import_module(module_name), class_name)

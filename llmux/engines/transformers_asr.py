@@ -13,20 +13,13 @@ import threading
 from typing import Any
 
 from llmux.engines.base import ASR_SAMPLE_RATE, Segment, TranscribeOptions, Transcript
+from llmux.engines.devices import torch_device
 from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
 
 MAX_NEW_TOKENS = 440
 """Per 35 s chunk: far above what that much speech needs; the decoder has 1024 positions."""
-
-
-def torch_device(requested: str) -> str:
-    import torch
-
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return requested
 
 
 def torch_dtype(name: str, device: str) -> Any:

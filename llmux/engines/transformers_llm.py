@@ -28,6 +28,7 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import ModelLoadFailed
@@ -91,12 +92,6 @@ class Detokenizer:
         return after[len(before) :]
 
 
-def _device(requested: str) -> str:
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return requested
-
-
 def _dtype(name: str, device: str) -> Any:
     if name == "auto":
         # Half precision on a CPU is slow or unsupported: float32 unless asked otherwise.
@@ -110,7 +105,7 @@ class TransformersLLM(SerialTextEngine):
         self.spec = spec
         self.path = registry.weights_path(spec)
         self.options = options
-        self.device = _device(options.device)
+        self.device = torch_device(options.device)
         self.model: Any = None
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
         self.tokenizer: Any = None

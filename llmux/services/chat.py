@@ -112,14 +112,17 @@ class ChatService:
     async def complete(self, chat: PreparedChat) -> ChatCompletion:
         started = time.perf_counter()
         builder = CompletionBuilder(chat.model)
-        async with self.controller.lease(chat.physical.id) as lease:
+        lease = self.controller.try_acquire(chat.physical.id) or await self.controller.acquire(chat.physical.id)
+        run: ChatRun | None = None
+        try:
             run = self._start(lease, chat)
-            try:
-                async with aclosing(self._events(run)) as events:
-                    async for batch in events:
-                        for event in batch:
-                            builder.add(event)
-            finally:
+            async with aclosing(self._events(run)) as events:
+                async for batch in events:
+                    for event in batch:
+                        builder.add(event)
+        finally:
+            self._release_when_stopped(lease, run)
+            if run is not None:
                 self._account(run, started)
         return builder.build()
 
