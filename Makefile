@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test bench check
+.PHONY: install demo test lint bench check
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,15 @@ $(VENV)/.installed: pyproject.toml deploy/requirements-nodeps.txt
 demo: install
 	$(VENV)/bin/llmux serve --config config/demo --host $(HOST) --port $(PORT)
 
-test: install
+# Static checks, part of `make test`: lint and format (ruff), types (mypy), and the layer
+# contract (import-linter: layers point down, no cycles, lazy imports included).
+lint: install
+	$(VENV)/bin/ruff check llmux
+	$(VENV)/bin/ruff format --check llmux
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest
 
 bench: install

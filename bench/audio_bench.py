@@ -25,8 +25,8 @@ import numpy as np
 from llmux.audio.decode import decode_audio
 from llmux.audio.encode import encode_audio
 from llmux.audio.text import split_sentences
-from llmux.backends.base import SpeakOptions, TranscribeOptions
-from llmux.backends.factory import create_backend
+from llmux.engines.base import SpeakOptions, TranscribeOptions
+from llmux.engines.factory import create_engine
 from llmux.registry import load_keys, load_models
 from tests.support.server import free_port, wait_for
 
@@ -53,8 +53,8 @@ def _median_time(run: Callable[[], object]) -> float:
 
 def in_process() -> tuple[list[tuple[str, str, float, float]], np.ndarray]:
     registry = load_models(DEMO / "models.yaml")
-    tts = create_backend(registry.physical["hibari"], registry)
-    asr = create_backend(registry.physical["whisper-tiny-en"], registry)
+    tts = create_engine(registry.physical["hibari"], registry)
+    asr = create_engine(registry.physical["whisper-tiny-en"], registry)
     tts.load()
     asr.load()
     cancel = threading.Event()

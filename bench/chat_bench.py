@@ -4,9 +4,9 @@ versus reading the weight file: ``python -m bench.chat_bench`` prints one table.
 Rows:
 1. SmolLM2-135M-Instruct GGUF (llama.cpp, CPU) and a small random Qwen3.5 (transformers, CPU,
    ASCII-only vocabulary so every token is timeable text): decode tokens/s and time to first
-   token, in-process (``backend.chat``) and through ``llmux serve`` in its own process (raw SSE
+   token, in-process (the chat pipeline, ``ChatRun``, on the loaded engine) and through ``llmux serve`` in its own process (raw SSE
    over keep-alive HTTP). Greedy decoding, so both paths produce the same tokens.
-2. Load: ``backend.load()`` versus reading the weight files once at the measured page-cache
+2. Load: ``engine.load()`` versus reading the weight files once at the measured page-cache
    bandwidth (the files are read twice first, so both sides start warm).
 
 Targets (issue 3): HTTP tokens/s >= 95 % of in-process; <= 5 ms extra first token; load <= 1.3x read.
@@ -15,26 +15,30 @@ Targets (issue 3): HTTP tokens/s >= 95 % of in-process; <= 5 ms extra first toke
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmux.backends.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams  # noqa: E402
-from llmux.backends.factory import create_backend  # noqa: E402
+from llmux.chat.events import ChatJob, ContentDelta, Finish, ReasoningDelta  # noqa: E402
+from llmux.chat.pipeline import ChatRun  # noqa: E402
+from llmux.engines.base import SamplingParams  # noqa: E402
+from llmux.engines.factory import create_engine  # noqa: E402
+from llmux.protocol.chat import Message  # noqa: E402
 from llmux.registry import load_models  # noqa: E402
 from llmux.registry.config import Behaviour  # noqa: E402
 
@@ -64,17 +68,25 @@ def summarise(runs: list[Run], how: str) -> tuple[float, float, int]:
 # ---- the two ways of asking --------------------------------------------------------------------
 
 
-def in_process(backend: Any, max_tokens: int, behaviour: Behaviour) -> Run:
-    job = ChatJob(messages=PROMPT, params=SamplingParams(max_tokens=max_tokens, temperature=0, seed=1), behaviour=behaviour)
+def in_process(engine: Any, max_tokens: int, behaviour: Behaviour) -> Run:
+    job = ChatJob(messages=msgspec.convert(PROMPT, list[Message]),
+                  params=SamplingParams(max_tokens=max_tokens, temperature=0, seed=1), behaviour=behaviour)
+    return asyncio.run(_in_process(engine, job))
+
+
+async def _in_process(engine: Any, job: ChatJob) -> Run:
     started = time.perf_counter()
     first = last = None
     tokens = 0
-    for event in backend.chat(job, threading.Event()):
-        if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
-            last = time.perf_counter()
-            first = first or last
-        elif isinstance(event, Finish):
-            tokens = event.usage.completion_tokens
+    run = ChatRun(engine, engine.spec.family, job)
+    async for batch in run.events():
+        for event in batch:
+            if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
+                last = time.perf_counter()
+                first = first or last
+            elif isinstance(event, Finish):
+                tokens = event.usage.completion_tokens
+    await run.stopped
     assert first is not None and last is not None, "the model produced no text"
     return Run(first - started, tokens, last - first)
 
@@ -165,11 +177,11 @@ def load_row(name: str, registry: Any, physical: str) -> list[str]:
     read_s = min(read_seconds(files) for _ in range(3))
     loads = []
     for _ in range(3):
-        backend = create_backend(spec, registry)
+        engine = create_engine(spec, registry)
         started = time.perf_counter()
-        backend.load()
+        engine.load()
         loads.append(time.perf_counter() - started)
-        backend.unload()
+        engine.unload()
     load_s = min(loads)
     return [name, f"{size / 1e6:.0f} MB", f"{size / read_s / 1e9:.2f} GB/s", f"{read_s * 1000:.1f} ms",
             f"{load_s * 1000:.1f} ms", f"{load_s / read_s:.2f}x"]
@@ -206,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=18181)
     args = parser.parse_args(argv)
 
-    import structlog
     import logging
+
+    import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     work = write_config(Path(tempfile.mkdtemp(prefix="llmux-bench-")), args.threads)
@@ -223,16 +236,16 @@ def main(argv: list[str] | None = None) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {KEY}"},
                           timeout=300) as client:
             for virtual, physical, behaviour in models:
-                backend = create_backend(registry.physical[physical], registry)
-                backend.load()
-                in_process(backend, 8, behaviour)  # warm-up
+                engine = create_engine(registry.physical[physical], registry)
+                engine.load()
+                in_process(engine, 8, behaviour)  # warm-up
                 over_http(client, virtual, 8)  # loads the model in the server, warms the path
                 mine: list[Run] = []
                 theirs: list[Run] = []
                 for _ in range(args.runs):
-                    mine.append(in_process(backend, args.max_tokens, behaviour))
+                    mine.append(in_process(engine, args.max_tokens, behaviour))
                     theirs.append(over_http(client, virtual, args.max_tokens))
-                backend.unload()
+                engine.unload()
                 local[virtual], remote[virtual] = mine, theirs
     finally:
         server.terminate()

@@ -3,51 +3,70 @@
     python -m bench.http_overhead
 
 Time to first byte: p50 over many small streamed requests, HTTP (real uvicorn server in a
-separate process, keep-alive connection) minus in-process (the backend's first event).
+separate process, keep-alive connection) minus in-process (the first event batch of a chat
+turn through the chat pipeline, ``ChatRun``, on the same engine).
 Throughput: one long stream, SSE chunks per second as the client parses them.
 Targets (issue #2): <= 1 ms added at p50, >= 20,000 chunks/s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
+from contextlib import aclosing
 from pathlib import Path
 
-from llmux.backends.base import ChatJob, SamplingParams
-from llmux.registry import ModelType, PhysicalModel
-from tests.support.backends import InstantChat
-from tests.support.server import free_port
+import msgspec
 
-from bench.instant_server import KEY
+from bench.instant_server import CHUNKS, KEY, LONG_MODEL, engine
+from llmux.chat.events import ChatJob
+from llmux.chat.pipeline import ChatRun
+from llmux.engines.base import SamplingParams
+from llmux.protocol.chat import Message
+from llmux.registry import ModelType, PhysicalModel
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 300
-LONG = 100_000
+LONG = CHUNKS
 
 
-def in_process() -> tuple[float, float]:
-    backend = InstantChat(PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="i"))
-    backend.load()
+HI = msgspec.convert([{"role": "user", "content": "hi"}], list[Message])
+
+
+async def _in_process() -> tuple[float, float]:
+    spec = PhysicalModel(type=ModelType.LLM, backend="llamacpp", weights="-", vram_gb=1, id="instant")
+    short, long = engine(spec), engine(msgspec.structs.replace(spec, id=LONG_MODEL))
+    short.load()
+    long.load()
     firsts = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
-        next(iter(backend.chat(ChatJob(messages=[{"role": "user", "content": "hi"}]), threading.Event())))
+        run = ChatRun(short, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=1)))
+        async with aclosing(run.events()) as events:
+            await anext(events)
         firsts.append(time.perf_counter() - started)
-    job = ChatJob(messages=[{"role": "user", "content": "hi"}], params=SamplingParams(max_tokens=LONG))
+        await run.stopped
+    run = ChatRun(long, spec.family, ChatJob(messages=HI, params=SamplingParams(max_tokens=LONG)))
     started = time.perf_counter()
-    n = sum(1 for _ in backend.chat(job, threading.Event()))
+    n = 0
+    async for batch in run.events():
+        n += len(batch)
     return statistics.median(firsts), n / (time.perf_counter() - started)
 
 
-def _request(conn: http.client.HTTPConnection, max_tokens: int) -> http.client.HTTPResponse:
-    body = json.dumps({"model": "instant", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": max_tokens})
+def in_process() -> tuple[float, float]:
+    return asyncio.run(_in_process())
+
+
+def _request(conn: http.client.HTTPConnection, max_tokens: int, model: str = "instant") -> http.client.HTTPResponse:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": max_tokens})
     conn.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     return conn.getresponse()
 
@@ -63,8 +82,9 @@ def over_http(port: int) -> tuple[float, float]:
         firsts.append(time.perf_counter() - started)
         assert first.startswith(b"data: "), first
         response.read()
+    _request(conn, 1, LONG_MODEL).read()  # load the long model
     started = time.perf_counter()
-    response = _request(conn, LONG)
+    response = _request(conn, LONG, LONG_MODEL)
     chunks = 0
     while block := response.read1(1 << 16):
         chunks += block.count(b"data: ")
@@ -73,6 +93,9 @@ def over_http(port: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    from llmux.logging import configure
+
+    configure("warning", json=True)  # the in-process side logs like the server does
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "bench.instant_server", str(port)], cwd=ROOT, env=env)

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from llmux import download
-from llmux.errors import ConfigError, LlmuxError
+from llmux.protocol.errors import ConfigError, LlmuxError
+from llmux.registry import ApiKeysFile, Registry
 
 
-def _load(config_dir: Path):  # type: ignore[no-untyped-def]
+def _load(config_dir: Path) -> tuple[Registry, ApiKeysFile]:
     from llmux.registry import load_keys, load_models
 
     return load_models(config_dir / "models.yaml"), load_keys(config_dir / "api_keys.yaml")
@@ -33,8 +34,10 @@ def check(args: argparse.Namespace) -> int:
     """Validate both files and report weights missing on disk; non-zero on any problem."""
     registry, keys = _load(args.config)
     problems = 0
-    print(f"config {args.config}: {len(registry.physical)} physical, {len(registry.virtual)} virtual models, "
-          f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB")
+    print(
+        f"config {args.config}: {len(registry.physical)} physical, {len(registry.virtual)} virtual models, "
+        f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB"
+    )
     for spec in registry.physical.values():
         try:
             path: Path | str = registry.weights_path(spec)
@@ -57,14 +60,21 @@ def check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmux", description="Several AI models on one GPU behind one OpenAI-compatible API.")
+    parser = argparse.ArgumentParser(
+        prog="llmux", description="Several AI models on one GPU behind one OpenAI-compatible API."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the API server")
     p.add_argument("--config", type=Path, required=True, help="directory with models.yaml and api_keys.yaml")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-json", action=argparse.BooleanOptionalAction, default=None, help="JSON logs (default: when not a terminal)")
+    p.add_argument(
+        "--log-json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSON logs (default: when not a terminal)",
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests get on shutdown")
     p.set_defaults(run=serve)
     c = sub.add_parser("check", help="validate the config and report missing weights")

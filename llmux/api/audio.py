@@ -9,11 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 from litestar.response import Stream
 
-from llmux.api.audio_wire import (
+from llmux.api.decoding import decode_json, invalid_request
+from llmux.audio.languages import language_name
+from llmux.audio.subtitles import to_srt, to_vtt
+from llmux.engines.base import TranscribeOptions, Transcript
+from llmux.protocol.audio import (
     AudioModelList,
     AudioModelOut,
     DurationUsage,
@@ -26,24 +32,19 @@ from llmux.api.audio_wire import (
     VoiceOut,
     WordOut,
 )
-from llmux.api.decoding import decode_json, invalid_request
-from llmux.audio.languages import language_name
-from llmux.audio.service import MB, AudioService
-from llmux.audio.subtitles import to_srt, to_vtt
-from llmux.backends.base import TranscribeOptions, Transcript
-from llmux.errors import InvalidRequest
-from llmux.registry import ModelType, Registry
+from llmux.protocol.errors import InvalidRequest
+from llmux.registry import ModelType
+from llmux.services.audio import AudioService
 
-MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 _TEXT = "text/plain; charset=utf-8"
-
-
-def _service(request: Request[Any, Any, Any]) -> AudioService:
-    service: AudioService | None = getattr(request.app.state, "audio", None)
-    if service is None:  # created on first use: the state is shared by every request
-        service = AudioService(request.app.state.registry, request.app.state.controller)
-        request.app.state.audio = service
-    return service
 
 
 async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm, bytes]:
@@ -90,55 +91,41 @@ def _render(transcript: Transcript, form: TranscriptionForm) -> Response[Any]:
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
-@post("/audio/transcriptions", status_code=200)
-async def transcriptions(request: Request[Any, Any, Any]) -> Response[Any]:
-    form, data = await _read_form(request)
-    options = TranscribeOptions(
-        prompt=form.prompt,
-        temperature=form.temperature,
-        word_timestamps="word" in form.timestamp_granularities and form.response_format == "verbose_json",
-    )
-    transcript = await _service(request).transcribe(form.model, data, options, form.language)
-    return _render(transcript, form)
+class AudioController(Controller):
+    """Uploads may be as large as ``limits.max_audio_mb`` plus the multipart framing (the app
+    sets ``request_max_body_size``; a larger file is a 413 naming the limit)."""
 
+    path = "/audio"
 
-@post("/audio/speech", status_code=200)
-async def speech(request: Request[Any, Any, Any]) -> Response[Any]:
-    body = decode_json(await request.body(), SpeechRequest)
-    if body.stream_format == "sse":
-        raise InvalidRequest("stream_format 'sse' is not supported; use 'audio'.", param="stream_format")
-    stream = body.stream or body.stream_format == "audio"
-    service = _service(request)
-    job = service.prepare_speech(body.model, body.input, body.voice, body.response_format, body.speed, body.language, stream)
-    pieces = await service.start_speech(job)
-    media_type = MEDIA_TYPES[job.format]
-    if stream:
-        return Stream(pieces, media_type=media_type)
-    audio = b"".join([piece async for piece in pieces])
-    return Response(audio, media_type=media_type)
+    @post("/transcriptions", status_code=200)
+    async def transcriptions(
+        self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]
+    ) -> Response[Any]:
+        form, data = await _read_form(request)
+        options = TranscribeOptions(
+            prompt=form.prompt,
+            temperature=form.temperature,
+            word_timestamps="word" in form.timestamp_granularities and form.response_format == "verbose_json",
+        )
+        transcript = await audio.transcribe(form.model, data, options, form.language)
+        return _render(transcript, form)
 
+    @post("/speech", status_code=200)
+    async def speech(self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]) -> Response[Any]:
+        body = decode_json(await request.body(), SpeechRequest)
+        job = audio.prepare_speech(body)
+        pieces = await audio.start_speech(job)
+        if job.stream:
+            return Stream(pieces, media_type=MEDIA_TYPES[job.format])
+        return Response(b"".join([piece async for piece in pieces]), media_type=MEDIA_TYPES[job.format])
 
-@get("/audio/voices", opt={"public": True})
-async def voices(request: Request[Any, Any, Any]) -> VoiceList:
-    model = request.query_params.get("model")
-    return VoiceList([VoiceOut(v.id, v.name) for v in _service(request).voices(model)])
+    @get("/voices", opt={"public": True})
+    async def voices(self, audio: NamedDependency[AudioService], model: FromQuery[str | None] = None) -> VoiceList:
+        return VoiceList([VoiceOut(v.id, v.name) for v in audio.voices(model)])
 
-
-@get("/audio/models", opt={"public": True})
-async def audio_models(request: Request[Any, Any, Any]) -> AudioModelList:
-    """TTS models by default (Open WebUI fills its TTS model menu from this); ``?type=asr``."""
-    kind = request.query_params.get("type", "tts")
-    if kind not in ("tts", "asr"):
-        raise InvalidRequest("type must be 'tts' or 'asr'.", param="type")
-    names = _service(request).models(ModelType(kind))
-    return AudioModelList([AudioModelOut(id=name, type=kind) for name in names])
-
-
-HANDLERS = [transcriptions, speech, voices, audio_models]
-
-
-def router(registry: Registry, guards: list[Any]) -> Router:
-    """The /v1/audio routes; uploads may be as large as ``limits.max_audio_mb`` plus the
-    multipart framing (a larger file is a 413 naming the limit)."""
-    limit = int(registry.limits.max_audio_mb * MB) + MB
-    return Router(path="/v1", route_handlers=HANDLERS, guards=guards, request_max_body_size=limit)
+    @get("/models", opt={"public": True})
+    async def models(self, audio: NamedDependency[AudioService], type: FromQuery[str] = "tts") -> AudioModelList:
+        """TTS models by default (Open WebUI fills its TTS model menu from this); ``?type=asr``."""
+        if type not in ("tts", "asr"):
+            raise InvalidRequest("type must be 'tts' or 'asr'.", param="type")
+        return AudioModelList([AudioModelOut(id=name, type=type) for name in audio.models(ModelType(type))])

@@ -5,24 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency
 from litestar.response import Stream
 
 from llmux.api.decoding import decode_json
-from llmux.api.wire import ChatCompletionRequest
-from llmux.chat.service import ChatService, prepare
+from llmux.protocol.chat import ChatCompletionRequest
+from llmux.services.chat import ChatService
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@post("/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
-    service: ChatService = request.app.state.chat
-    chat = prepare(decode_json(await request.body(), ChatCompletionRequest), service.registry)
-    if chat.stream:
-        return Stream(service.stream(chat), media_type="text/event-stream", headers=SSE_HEADERS)
-    completion = await service.complete(chat)
-    return Response(msgspec.json.encode(completion), media_type="application/json")
+class ChatController(Controller):
+    path = "/chat"
 
-
-HANDLERS = [chat_completions]
+    @post("/completions", status_code=200)
+    async def completions(self, request: Request[Any, Any, Any], chat: NamedDependency[ChatService]) -> Response[Any]:
+        prepared = await chat.prepare(decode_json(await request.body(), ChatCompletionRequest))
+        if prepared.stream:
+            return Stream(chat.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
+        completion = await chat.complete(prepared)
+        return Response(msgspec.json.encode(completion), media_type="application/json")

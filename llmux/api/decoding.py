@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import msgspec
 
-from llmux.errors import InvalidRequest
+from llmux.protocol.errors import InvalidRequest
 
 T = TypeVar("T")
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")

@@ -14,8 +14,10 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
-from llmux.errors import LlmuxError
+from llmux.protocol.errors import ErrorBody, ErrorDetail, LlmuxError, error_body
+from llmux.services.record import note
 
 log = structlog.get_logger("llmux.api")
 
@@ -33,26 +35,14 @@ _TYPES = {
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-class ErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(msgspec.Struct):
-    error: ErrorDetail
-
-
-def error_body(exc: LlmuxError) -> ErrorBody:
-    return ErrorBody(ErrorDetail(exc.message, exc.type, exc.param, exc.code))
-
-
 def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def handle_llmux_error(_: Request[Any, Any, Any], exc: LlmuxError) -> Response[Any]:
+    note(error=exc.code)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return _response(exc.status, error_body(exc), headers)
 
@@ -74,11 +64,13 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("request.crashed", path=request.url.path, error=repr(exc))
-    body = ErrorBody(ErrorDetail("The server failed while handling this request.", "server_error", None, "internal_error"))
+    body = ErrorBody(
+        ErrorDetail("The server failed while handling this request.", "server_error", None, "internal_error")
+    )
     return _response(HTTP_500_INTERNAL_SERVER_ERROR, body)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LlmuxError: handle_llmux_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

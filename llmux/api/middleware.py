@@ -1,48 +1,60 @@
-"""One ``request.done`` event per HTTP request, with a request id bound for every log line
-the request causes. Raw ASGI, so a streamed response pays one dict lookup per chunk."""
+"""The canonical line: one ``request.done`` event per HTTP request, written in a ``finally``.
+
+The middleware binds a request id for every log line the request causes (worker threads
+inherit it through the bridge's ``contextvars``), opens the request's record
+(``services.record``) for the layers below to add to, and at the end — answered, failed or
+cancelled — logs the record once and hands it to the metrics. Raw ASGI, so a streamed
+response pays one dict update per chunk.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmux.services.record import open_record
 
 log = structlog.get_logger("llmux.http")
 
 
-def request_log(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        request_id = secrets.token_hex(6)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status: dict[str, Any] = {"code": 0, "bytes": 0}
+def canonical_line(observe: Callable[[dict[str, Any]], None]) -> Callable[[ASGIApp], ASGIApp]:
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def logged(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            request_id = secrets.token_hex(6)
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            record = open_record(method=scope["method"], path=scope["path"], status=0, bytes=0)
+            started = time.perf_counter()
 
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            elif message["type"] == "http.response.body":
-                status["bytes"] += len(message.get("body", b""))
-            await send(message)
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    record["status"] = message["status"]
+                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                elif message["type"] == "http.response.body":
+                    record["bytes"] += len(message.get("body", b""))
+                await send(message)
 
-        try:
-            await app(scope, receive, sending)
-        finally:
-            log.info(
-                "request.done",
-                method=scope["method"],
-                path=scope["path"],
-                status=status["code"],
-                bytes=status["bytes"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-            structlog.contextvars.unbind_contextvars("request_id")
+            try:
+                await app(scope, receive, sending)
+            except asyncio.CancelledError:
+                record["cancelled"] = True
+                raise
+            finally:
+                record["route"] = scope.get("path_template")  # set by Litestar's router
+                record["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                log.info("request.done", **{k: v for k, v in record.items() if v is not None and k != "route"})
+                observe(record)
+                structlog.contextvars.unbind_contextvars("request_id")
+
+        return logged
 
     return middleware

@@ -12,7 +12,7 @@ import io
 import av
 import numpy as np
 
-from llmux.errors import InvalidRequest
+from llmux.protocol.errors import InvalidRequest
 
 ASR_RATE = 16_000
 
@@ -39,7 +39,7 @@ def decode_audio(data: bytes, rate: int = ASR_RATE) -> np.ndarray:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise _undecodable("it has no audio stream")
-            samples = _decode_stream(container, stream, rate)
+            samples = _decode_stream(container, stream, rate)  # type: ignore[arg-type]  # type == "audio" above
     except av.FFmpegError as exc:
         raise _undecodable(type(exc).__name__) from None
     if samples.size == 0:

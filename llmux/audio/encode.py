@@ -62,7 +62,7 @@ class _Sink:
 
 
 def _s16(pcm: np.ndarray) -> bytes:
-    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return bytes((np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
 def resample(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -90,7 +90,9 @@ class AudioEncoder:
         self._container: av.container.OutputContainer | None = None
         if self.format.container is not None:
             self._container = av.open(self._file, mode="w", format=self.format.container)
-            self._stream = self._container.add_stream(self.format.codec, rate=OUTPUT_RATE, layout="mono")
+            self._stream: av.AudioStream = self._container.add_stream(
+                self.format.codec, rate=OUTPUT_RATE, layout="mono"
+            )  # type: ignore[assignment]  # an audio codec gives an AudioStream
             if self.format.bit_rate:
                 self._stream.bit_rate = self.format.bit_rate
 

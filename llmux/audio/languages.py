@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 NAMES = {
-    "ar": "arabic", "de": "german", "el": "greek", "en": "english", "es": "spanish", "fr": "french",
-    "it": "italian", "ja": "japanese", "ko": "korean", "nl": "dutch", "pl": "polish", "pt": "portuguese",
-    "vi": "vietnamese", "zh": "chinese",
+    "ar": "arabic",
+    "de": "german",
+    "el": "greek",
+    "en": "english",
+    "es": "spanish",
+    "fr": "french",
+    "it": "italian",
+    "ja": "japanese",
+    "ko": "korean",
+    "nl": "dutch",
+    "pl": "polish",
+    "pt": "portuguese",
+    "vi": "vietnamese",
+    "zh": "chinese",
 }
 
 

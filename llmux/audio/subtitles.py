@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmux.backends.base import Segment
+from llmux.engines.base import Segment
 
 
 def _stamp(seconds: float, separator: str) -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmux.backends.base import ChatEvent, ToolCallArgs, ToolCallStart
 from llmux.chat.arguments import json_arguments, new_call_id
+from llmux.chat.events import ChatEvent, ToolCallArgs, ToolCallStart
 from llmux.chat.parsers import content, reasoning
 from llmux.chat.scanner import MarkerScanner
 

@@ -9,9 +9,9 @@ are typed (Qwen3.5) or repaired (malformed JSON) as a whole.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from llmux.backends.base import ChatEvent, ContentDelta, ReasoningDelta
+from llmux.chat.events import ChatEvent, ContentDelta, ReasoningDelta
 from llmux.chat.scanner import MarkerScanner
 
 
@@ -80,17 +80,3 @@ class ChatMLParser:
         if self._done:
             return []
         return content(self._trim.push(self._scanner.drain()))
-
-
-def parser_for(family: str | None, *, prompt: str, tools: list[dict[str, Any]] | None) -> OutputParser:
-    """The parser for a model family. ``prompt`` is the rendered prompt: its tail tells whether
-    the template already opened a ``<think>`` block (Qwen3.5 thinking mode)."""
-    if family == "qwen3.5":
-        from llmux.chat.qwen import QwenParser
-
-        return QwenParser(tools=tools, thinking=QwenParser.opens_thinking(prompt))
-    if family == "gpt-oss":
-        from llmux.chat.harmony import HarmonyParser
-
-        return HarmonyParser(tools=tools)
-    return ChatMLParser()

@@ -1,43 +1,32 @@
-"""One rendering path for both runtimes: OpenAI messages + behaviour -> template input."""
+"""One rendering path for every text engine: a chat job + the engine's template -> the
+prompt text, and the parser that will read the answer.
+
+1. Messages become template input (``chat.messages``); images become the engine's
+   ``image_part`` (a model that takes none refuses them).
+2. The virtual model's behaviour adds its template variables or system line (``chat.behaviour``).
+3. The template renders, sandboxed (``chat.template``); a template that refuses the
+   conversation is the client's 400, not a server error.
+4. A forced ``tool_choice`` pre-fills the start of the call (``chat.tool_choice``); the parser
+   is fed the same pre-fill, so it starts inside the call.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from llmux.backends.base import ChatEvent, ChatJob
 from llmux.chat.behaviour import apply_to_messages, template_kwargs
-from llmux.chat.messages import IMAGE_PART, ImagePolicy, template_input
-from llmux.chat.parsers import OutputParser, parser_for
+from llmux.chat.events import ChatEvent, ChatJob
+from llmux.chat.families import parser_for
+from llmux.chat.messages import template_input
+from llmux.chat.parsers import OutputParser
+from llmux.chat.template import render
 from llmux.chat.tool_choice import forced_prefix
+from llmux.engines.base import ChatTemplate
+from llmux.protocol.errors import InvalidRequest
 
 
 @dataclass
-class PromptInput:
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None
-    kwargs: dict[str, Any]
-    """Extra template variables: ``enable_thinking``, ``reasoning_effort``."""
-    images: list[bytes]
-
-
-def prompt_input(
-    job: ChatJob,
-    *,
-    family: str | None,
-    vision: bool,
-    template_source: str,
-    image_part: dict[str, Any] = IMAGE_PART,
-    policy: ImagePolicy = ImagePolicy(),
-) -> PromptInput:
-    converted = template_input(job.messages, family=family, vision=vision, image_part=image_part, policy=policy)
-    messages = apply_to_messages(family, job.behaviour, template_source, converted.messages)
-    kwargs = template_kwargs(family, job.behaviour, template_source)
-    return PromptInput(messages=messages, tools=job.tools or None, kwargs=kwargs, images=converted.images)
-
-
-@dataclass
-class OutputSetup:
+class RenderedPrompt:
     prompt: str
     """The rendered prompt plus any pre-filled start of the answer: what the model sees."""
     parser: OutputParser
@@ -45,9 +34,25 @@ class OutputSetup:
     """Events the pre-fill already implies (a forced tool call's start)."""
 
 
-def output_setup(family: str | None, job: ChatJob, prompt: str) -> OutputSetup:
-    """The parser for this turn, with a forced tool call (``tool_choice``) pre-filled."""
-    prefill = forced_prefix(family, job.tool_choice, prompt, bool(job.tools))
+def render_prompt(job: ChatJob, family: str | None, template: ChatTemplate) -> RenderedPrompt:
+    if job.images and template.image_part is None:  # 1
+        raise InvalidRequest(
+            "This model has no vision encoder loaded: it cannot take images.",
+            param="messages",
+            code="vision_not_supported",
+        )
+    messages = template_input(job.messages, family=family, image_part=template.image_part)
+    messages = apply_to_messages(family, job.behaviour, template.source, messages)  # 2
+    kwargs = template_kwargs(family, job.behaviour, template.source)
+    try:  # 3
+        prompt = render(template.source, messages, tools=job.tools or None, **{**template.variables, **kwargs})
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # jinja2.TemplateError and friends: the conversation is at fault
+        raise InvalidRequest(
+            f"the model's chat template cannot render these messages: {exc}", param="messages"
+        ) from None
+    prefill = forced_prefix(family, job.tool_choice, prompt, bool(job.tools))  # 4
     parser = parser_for(family, prompt=prompt, tools=job.tools)
     preamble = parser.feed(prefill) if prefill else []
-    return OutputSetup(prompt=prompt + prefill, parser=parser, preamble=preamble)
+    return RenderedPrompt(prompt=prompt + prefill, parser=parser, preamble=preamble)

@@ -21,8 +21,8 @@ from typing import Any
 
 import json_repair
 
-from llmux.backends.base import ChatEvent, ToolCallArgs, ToolCallStart
 from llmux.chat.arguments import json_arguments, new_call_id, xml_arguments
+from llmux.chat.events import ChatEvent, ToolCallArgs, ToolCallStart
 from llmux.chat.parsers import Trimmer, content, reasoning
 from llmux.chat.scanner import MarkerScanner
 
@@ -50,10 +50,10 @@ class QwenParser:
 
     def _markers(self) -> tuple[str, ...]:
         if self._state == "reasoning":
-            return ("</think>",) + END
+            return ("</think>", *END)
         if self._state == "tool":
-            return ("</tool_call>",) + END
-        return ("<think>", "<tool_call>") + END
+            return ("</tool_call>", *END)
+        return ("<think>", "<tool_call>", *END)
 
     def feed(self, text: str) -> list[ChatEvent]:
         out: list[ChatEvent] = []

@@ -61,5 +61,3 @@ def _partial_tail(text: str, markers: Iterable[str]) -> int:
                 longest = size
                 break
     return longest
-
-

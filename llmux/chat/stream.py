@@ -16,9 +16,15 @@ import secrets
 import time
 from collections.abc import Iterable
 
-import msgspec
-
-from llmux.api.wire import (
+from llmux.chat.events import (
+    ChatEvent,
+    ContentDelta,
+    Finish,
+    ReasoningDelta,
+    ToolCallArgs,
+    ToolCallStart,
+)
+from llmux.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
@@ -31,27 +37,11 @@ from llmux.api.wire import (
     ToolCallFunctionDelta,
     UsageOut,
 )
-from llmux.backends.base import (
-    ChatEvent,
-    ContentDelta,
-    Finish,
-    ReasoningDelta,
-    ToolCallArgs,
-    ToolCallStart,
-)
-
-DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
-
-_encode = msgspec.json.Encoder().encode
+from llmux.protocol.sse import sse
 
 
 def completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
-
-
-def sse(payload: object) -> bytes:
-    return b"data: " + _encode(payload) + b"\n\n"
 
 
 def _usage(finish: Finish) -> UsageOut:
@@ -88,7 +78,9 @@ class ChunkEncoder:
         if isinstance(event, ToolCallArgs):
             if not event.text:
                 return b""
-            return self._chunk(Delta(tool_calls=[ToolCallDelta(event.index, function=ToolCallFunctionDelta(arguments=event.text))]))
+            return self._chunk(
+                Delta(tool_calls=[ToolCallDelta(event.index, function=ToolCallFunctionDelta(arguments=event.text))])
+            )
         return self._finish(event)
 
     def _finish(self, finish: Finish) -> bytes:
@@ -145,4 +137,6 @@ class CompletionBuilder:
             reasoning_content="".join(self.reasoning) or None,
         )
         reason = finish_reason(self.finished, len(calls))
-        return ChatCompletion(completion_id(), int(time.time()), self.model, [Choice(0, message, reason)], _usage(self.finished))
+        return ChatCompletion(
+            completion_id(), int(time.time()), self.model, [Choice(0, message, reason)], _usage(self.finished)
+        )

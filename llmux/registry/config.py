@@ -2,7 +2,7 @@
 
 Strict on config: unknown fields are errors, so a typo never silently falls back to a default.
 Per-backend ``options`` are validated against the Struct each backend registers
-(``llmux.backends.options``), so this module stays free of runtime imports.
+(``llmux.registry.options``), so this module stays free of runtime imports.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PositiveGB = Annotated[float, msgspec.Meta(gt=0)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")]
 
 
-class ModelType(str, enum.Enum):
+class ModelType(enum.StrEnum):
     """What a physical model does. The value order is not the eviction order: see ``priority``."""
 
     LLM = "llm"
@@ -39,7 +39,7 @@ _PRIORITY = {ModelType.LLM: 0, ModelType.TTS: 1, ModelType.ASR: 2}
 ChatFamily = Literal["qwen3.5", "gpt-oss", "chatml"]
 
 
-class PhysicalModel(Strict):
+class PhysicalModel(Strict, frozen=True):
     """One set of weights that occupies VRAM when loaded."""
 
     type: ModelType
@@ -62,7 +62,7 @@ class PhysicalModel(Strict):
     """Filled from the key under ``physical:``."""
 
 
-class Behaviour(Strict):
+class Behaviour(Strict, frozen=True):
     """How a virtual model changes the request before it reaches the physical model."""
 
     thinking: bool | None = None
@@ -75,7 +75,7 @@ class Behaviour(Strict):
     """TTS: default voice."""
 
 
-class VirtualModel(Strict):
+class VirtualModel(Strict, frozen=True):
     """A name clients use; maps to one physical model plus a behaviour."""
 
     physical: Identifier
@@ -85,7 +85,7 @@ class VirtualModel(Strict):
     """Filled from the key under ``virtual:``."""
 
 
-class Limits(Strict):
+class Limits(Strict, frozen=True):
     max_request_mb: PositiveGB = 10.0
     """Largest JSON request body (chat with inline images)."""
     max_audio_mb: PositiveGB = 25.0
@@ -94,7 +94,7 @@ class Limits(Strict):
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
 
 
-class ModelsFile(Strict):
+class ModelsFile(Strict, frozen=True):
     """``models.yaml``."""
 
     budget_gb: PositiveGB = 16.0
@@ -105,13 +105,13 @@ class ModelsFile(Strict):
     virtual: dict[str, dict[str, Any]] = {}
 
 
-class ApiKey(Strict):
+class ApiKey(Strict, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     key: Annotated[str, msgspec.Meta(min_length=16)]
     role: Literal["user", "admin"] = "user"
 
 
-class ApiKeysFile(Strict):
+class ApiKeysFile(Strict, frozen=True):
     """``api_keys.yaml``: one key per client."""
 
     keys: tuple[ApiKey, ...]

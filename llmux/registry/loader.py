@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from llmux.backends.options import BACKEND_OPTIONS
-from llmux.errors import ConfigError
+from llmux.protocol.errors import ConfigError
 from llmux.registry.config import (
     ApiKeysFile,
     ModelsFile,
@@ -25,6 +24,7 @@ from llmux.registry.config import (
     PhysicalModel,
     VirtualModel,
 )
+from llmux.registry.options import BACKEND_OPTIONS
 from llmux.registry.registry import Registry
 
 T = TypeVar("T")

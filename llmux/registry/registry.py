@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmux.errors import ModelLoadFailed, ModelNotFound
+from llmux.protocol.errors import ModelLoadFailed, ModelNotFound
 from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
 
 
@@ -26,7 +26,9 @@ class Registry:
         """
         virtual = self.virtual.get(name)
         if virtual is None:
-            raise ModelNotFound(f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model")
+            raise ModelNotFound(
+                f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model"
+            )
         physical = self.physical[virtual.physical]
         if expect is not None and physical.type is not expect:
             raise ModelNotFound(

@@ -15,98 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from llmux.backends.base import Backend
-from llmux.errors import ModelCannotFit, ModelLoadFailed, ModelNotFound, ServiceUnavailable
-from llmux.registry import PhysicalModel, Registry
+from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.residency import ModelStatus
+from llmux.registry import Registry
 from llmux.residency import planner
 from llmux.residency.lifecycle import ModelLifecycle
-from llmux.residency.memory import measure
+from llmux.residency.slots import EngineFactory, Lease, Offload, Slot, Waiter
+from llmux.residency.swap import SwapExecutor
 
 log = structlog.get_logger("llmux.residency")
 
-BackendFactory = Callable[[PhysicalModel, Registry], Backend]
-Offload = Callable[..., Awaitable[Any]]
-"""Runs a blocking call off the event loop: ``asyncio.to_thread`` in production; tests pass
-one that waits on a gate they control, so load times are decided by the test, not a clock."""
 
-
-@dataclass(eq=False)
-class _Slot:
-    spec: PhysicalModel
-    machine: ModelLifecycle
-    footprint_gb: float
-    measured: bool = False
-    draining: bool = False
-    pinned: bool = False
-    last_used: float = 0.0
-    backend: Backend | None = None
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    loads: int = 0
-    last_error: str | None = None
-
-    def __post_init__(self) -> None:
-        self.idle.set()
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def state(self) -> str:
-        return self.machine.state
-
-    @property
-    def leases(self) -> int:
-        return self.machine.leases
-
-
-@dataclass(eq=False)
-class _Waiter:
-    model: str
-    future: asyncio.Future[None]
-    since: float
-    granted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Permission to run inference on ``backend``; while held, the model cannot be evicted."""
-
-    model: str
-    backend: Any
-
-
-@dataclass(frozen=True, slots=True)
-class SlotView:
-    """A read-only picture of one physical model, for /health and the admin API."""
-
-    model: str
-    type: str
-    backend: str
-    state: str
-    vram_gb: float
-    measured: bool
-    leases: int
-    waiting: int
-    pinned: bool
-    loads: int
-    last_error: str | None
-
-
-class ResidencyController:
+class ResidencyController(SwapExecutor):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
         self,
         registry: Registry,
-        factory: BackendFactory,
+        factory: EngineFactory,
         *,
         clock: Callable[[], float] = time.monotonic,
         offload: Offload = asyncio.to_thread,
@@ -117,10 +49,10 @@ class ResidencyController:
         self._clock = clock
         self._offload = offload
         self._slots = {
-            mid: _Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
+            mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
         }
-        self._queue: list[_Waiter] = []
+        self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
         self.swaps = 0
@@ -136,7 +68,7 @@ class ResidencyController:
         slot = self._slot(model_id)
         if self._closing:
             raise ServiceUnavailable("llmux is shutting down", code="shutting_down")
-        waiter = _Waiter(model_id, asyncio.get_running_loop().create_future(), self._clock())
+        waiter = Waiter(model_id, asyncio.get_running_loop().create_future(), self._clock())
         self._queue.append(waiter)
         self._pump()
         try:
@@ -149,7 +81,7 @@ class ResidencyController:
                 log.info("lease.abandoned", model=model_id, waited_s=round(self._clock() - waiter.since, 3))
             self._pump()
             raise
-        return Lease(model_id, slot.backend)
+        return Lease(model_id, slot.engine)
 
     def try_acquire(self, model_id: str) -> Lease | None:
         """A lease at once if the model is resident, not draining and nobody waits; else None.
@@ -160,7 +92,7 @@ class ResidencyController:
         if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
             return None
         self._take(slot)
-        return Lease(model_id, slot.backend)
+        return Lease(model_id, slot.engine)
 
     def release(self, lease: Lease) -> None:
         """Give a lease back; each lease exactly once."""
@@ -183,11 +115,13 @@ class ResidencyController:
     async def unload(self, model_id: str) -> None:
         """Evict a model (admin) once its leases drain; no-op if it is not resident."""
         slot = self._slot(model_id)
-        while self._swap is not None:
-            await asyncio.shield(self._swap)
+        await self._swaps_done()
         if slot.state in ("ready", "serving") and not slot.draining:
             slot.draining = True
             self._start(self._run_swap(None, ((slot.id, "admin"),)))
+        await self._swaps_done()
+
+    async def _swaps_done(self) -> None:
         while self._swap is not None:
             await asyncio.shield(self._swap)
 
@@ -200,32 +134,31 @@ class ResidencyController:
         """Attach a python-statemachine listener to every model's lifecycle machine (metrics,
         tracing): it sees each transition, with ``machine.name`` as the model id."""
         for slot in self._slots.values():
-            slot.machine.add_listener(listener)
+            slot.machine.add_listener(listener)  # type: ignore[no-untyped-call]  # python-statemachine is untyped
 
-    def snapshot(self) -> list[SlotView]:
+    def status(self) -> list[ModelStatus]:
+        """Every physical model as /health and the admin API show it, in config order."""
         waiting: dict[str, int] = {}
         for w in self._queue:
             waiting[w.model] = waiting.get(w.model, 0) + 1
         return [
-            SlotView(
-                model=s.id,
+            ModelStatus(
+                id=s.id,
                 type=s.spec.type.value,
                 backend=s.spec.backend,
                 state=s.state,
                 vram_gb=round(s.footprint_gb, 3),
+                estimate_gb=s.spec.vram_gb,
                 measured=s.measured,
                 leases=s.leases,
                 waiting=waiting.get(s.id, 0),
                 pinned=s.pinned,
                 loads=s.loads,
                 last_error=s.last_error,
+                virtual=self.registry.virtual_of(s.id),
             )
             for s in self._slots.values()
         ]
-
-    @property
-    def used_gb(self) -> float:
-        return planner.used_gb(self._residents())
 
     @property
     def queue_depth(self) -> int:
@@ -249,7 +182,7 @@ class ResidencyController:
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 
-    def _slot(self, model_id: str) -> _Slot:
+    def _slot(self, model_id: str) -> Slot:
         slot = self._slots.get(model_id)
         if slot is None:
             raise ModelNotFound(f"no physical model {model_id!r}", param="model")
@@ -286,7 +219,7 @@ class ResidencyController:
             swap_claimed = True
             self._plan_swap(waiter, slot)
 
-    def _plan_swap(self, waiter: _Waiter, slot: _Slot) -> None:
+    def _plan_swap(self, waiter: Waiter, slot: Slot) -> None:
         target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
         decision = planner.plan(target, self._residents(), self.budget_gb)
         if isinstance(decision, planner.Infeasible):
@@ -297,17 +230,17 @@ class ResidencyController:
             self._slots[victim].draining = True
         self._start(self._run_swap(slot, tuple((v, decision.reason[v]) for v in decision.evict)))
 
-    def _start(self, coro: Any) -> None:
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
         self._swap = asyncio.get_running_loop().create_task(coro)
         self.swaps += 1
 
-    def _take(self, slot: _Slot) -> None:
+    def _take(self, slot: Slot) -> None:
         """Count one more lease on a resident model (the lifecycle moves it to ``serving``)."""
         slot.machine.send("acquire")
         slot.idle.clear()
         slot.last_used = self._clock()
 
-    def _grant(self, waiter: _Waiter, slot: _Slot) -> None:
+    def _grant(self, waiter: Waiter, slot: Slot) -> None:
         self._queue.remove(waiter)
         self._take(slot)
         waiter.granted = True
@@ -316,7 +249,7 @@ class ResidencyController:
         if waited > 0.001:
             log.info("lease.granted", model=slot.id, waited_s=round(waited, 3))
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         slot.machine.send("release")
         slot.last_used = self._clock()
         if slot.leases == 0:
@@ -329,92 +262,3 @@ class ResidencyController:
                 self._queue.remove(w)
                 if not w.future.done():
                     w.future.set_exception(error)
-
-    # ---- the swap task: the only place that awaits loads and unloads -------------------------
-
-    async def _run_swap(self, target: _Slot | None, victims: tuple[tuple[str, str], ...]) -> None:
-        try:
-            for victim_id, reason in victims:
-                victim = self._slots[victim_id]
-                await victim.idle.wait()
-                await self._evict(victim, reason, for_=target.id if target else None)
-            if target is not None:
-                await self._load(target)
-        except GeneratorExit:  # the event loop is being torn down: decide nothing more
-            self._swap = None
-            raise
-        finally:
-            if self._swap is not None:
-                self._swap = None
-                self._pump()
-
-    async def _evict(self, slot: _Slot, reason: str, for_: str | None = None) -> None:
-        slot.machine.send("evict")
-        started = self._clock()
-        backend, slot.backend = slot.backend, None
-        try:
-            if backend is not None:
-                await self._offload(backend.unload)
-        except Exception as exc:  # the weights are dropped either way; say so loudly
-            log.error("model.unload_failed", model=slot.id, error=repr(exc))
-        finally:
-            slot.machine.send("evicted")
-            slot.draining = False
-        log.info(
-            "model.evicted",
-            model=slot.id,
-            freed_gb=round(slot.footprint_gb, 3),
-            reason=reason,
-            for_=for_,
-            duration_s=round(self._clock() - started, 3),
-        )
-
-    async def _load(self, slot: _Slot) -> None:
-        slot.machine.send("load")
-        started = self._clock()
-        log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb)
-        try:
-            backend = slot.backend or self._factory(slot.spec, self.registry)
-            reported, probed = await self._offload(measure, backend.load)
-        except Exception as exc:
-            slot.machine.send("load_failed")
-            slot.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("model.load_failed", model=slot.id, error=slot.last_error, duration_s=round(self._clock() - started, 3))
-            self._fail_waiters(slot.id, ModelLoadFailed(f"loading model {slot.id!r} failed: {slot.last_error}"))
-            return
-        slot.backend = backend
-        slot.machine.send("loaded")
-        slot.loads += 1
-        slot.last_error = None
-        footprint = reported if reported is not None else probed
-        if footprint is not None and footprint > 0:
-            slot.footprint_gb, slot.measured = footprint, True
-        log.info(
-            "model.loaded",
-            model=slot.id,
-            footprint_gb=round(slot.footprint_gb, 3),
-            measured=slot.measured,
-            estimate_gb=slot.spec.vram_gb,
-            duration_s=round(self._clock() - started, 3),
-            used_gb=round(self.used_gb, 3),
-        )
-        await self._fit_after_measurement(slot)
-
-    async def _fit_after_measurement(self, slot: _Slot) -> None:
-        """A load that measured larger than estimated may push usage over the budget: evict
-        lower-priority models (rule 5 order) until it fits, or give the load back."""
-        decision = planner.overflow(self._residents(), self.budget_gb, keep=slot.id)
-        if isinstance(decision, planner.Infeasible) or slot.footprint_gb > self.budget_gb:
-            message = (
-                f"model {slot.id!r} measured {slot.footprint_gb:g} GB, more than fits in the "
-                f"{self.budget_gb:g} GB VRAM budget"
-            )
-            self._fail_waiters(slot.id, ModelCannotFit(message, param="model"))
-            await self._evict(slot, "over_budget")
-            return
-        for victim_id in decision:
-            self._slots[victim_id].draining = True
-        for victim_id in decision:
-            victim = self._slots[victim_id]
-            await victim.idle.wait()
-            await self._evict(victim, "over_budget", for_=slot.id)

@@ -24,7 +24,7 @@ def device_used_gb(device: int = 0) -> float | None:
     if torch is None or not torch.cuda.is_available():
         return None
     free, total = torch.cuda.mem_get_info(device)
-    return (total - free) / 1e9
+    return float(total - free) / 1e9
 
 
 def measure(load: Callable[[], T]) -> tuple[T, float | None]:

@@ -5,21 +5,19 @@ and that /metrics counts exactly what the test sent."""
 from __future__ import annotations
 
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import numpy as np
 import pytest
 from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
 
-import threading
-
-import numpy as np
-
 from llmux.app import create_app
-from llmux.backends.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
+from llmux.engines.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
 from llmux.registry import ApiKey, ApiKeysFile, ModelType, PhysicalModel, Registry, load_models
 from tests.support.backends import InstantChat
 
@@ -152,7 +150,7 @@ async def test_admin_routes_refuse_user_keys_and_missing_keys(app: Litestar, met
             response = await outsider.request(method, path, json=body)
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "invalid_api_key"
-    assert app.state.controller.snapshot()[0].state == "unloaded"  # nothing happened
+    assert app.state.services.controller.status()[0].state == "unloaded"  # nothing happened
 
 
 async def test_list_load_pin_unpin_unload(app: Litestar) -> None:
@@ -192,7 +190,7 @@ async def test_speedtest_runs_the_same_inference_on_the_resident_model_and_a_cpu
         response = await admin.post("/v1/admin/speedtest", json={"model": model, "max_tokens": 16})
     assert response.status_code == 200, response.text
     report = response.json()
-    physical = app.state.registry.resolve(model)[1] if model in app.state.registry.virtual else app.state.registry.physical[model]
+    physical = app.state.services.registry.resolve(model)[1] if model in app.state.services.registry.virtual else app.state.services.registry.physical[model]
     assert report["model"] == physical.id and report["type"] == "llm"
     gpu, cpu = report["gpu"], report["cpu"]
     assert (gpu["device"], cpu["device"]) == ("gpu", "cpu")
@@ -201,7 +199,7 @@ async def test_speedtest_runs_the_same_inference_on_the_resident_model_and_a_cpu
     assert report["passed"] == (report["speedup"] >= report["required"] == 5.0)
     # first the resident (GPU) backend from the spec as configured, then the CPU copy
     assert [s.options for s in built.specs] == [physical.options, {**physical.options, **override}]
-    assert app.state.controller.snapshot()[0 if physical.id == "qwen" else 1].state == "ready"
+    assert app.state.services.controller.status()[0 if physical.id == "qwen" else 1].state == "ready"
 
 
 @pytest.mark.parametrize(("model", "says"), [("Cpu-Chat", "configured to run on the CPU"), ("voice", "has no GPU mode")])

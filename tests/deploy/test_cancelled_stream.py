@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from llmux.app import create_app
-from llmux.backends.base import ChatEvent, ChatJob, ContentDelta, Finish, Usage
+from llmux.engines.base import Prompted, TextJob
+from llmux.engines.text import Item
 from llmux.registry import ApiKeysFile, PhysicalModel, Registry
 from tests.support.backends import InstantChat
 from tests.support.server import serve, wait_for
@@ -27,13 +28,14 @@ class StuckChat(InstantChat):
     unloaded_while_generating = False
     generating = False
 
-    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
+    def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         StuckChat.generating = True
         try:
-            yield ContentDelta("first ")
+            yield Prompted(1, 2)
+            yield "first "
             StuckChat.inside.set()
             assert StuckChat.step.wait(20)  # a step that does not look at `cancel`
-            yield Finish("length", Usage(1, 1))
+            yield "second"
         finally:
             StuckChat.generating = False
 
@@ -43,7 +45,7 @@ class StuckChat(InstantChat):
 
 
 def leases(controller: Any, physical: str) -> int:
-    return {v.model: v.leases for v in controller.snapshot()}[physical]
+    return {m.id: m.leases for m in controller.status()}[physical]
 
 
 def factory(spec: PhysicalModel, registry: Registry) -> Any:
@@ -55,7 +57,7 @@ def test_a_cancelled_stream_holds_its_lease_until_the_thread_stops(reference: Re
     import httpx
 
     app = create_app(reference, keys, factory=factory, keepalive_s=0.05)
-    controller = app.state.controller
+    controller = app.state.services.controller
     model = "Qwen3.5-4B-Instruct"
     physical = reference.virtual[model].physical
     with serve(app) as url:
@@ -68,7 +70,7 @@ def test_a_cancelled_stream_holds_its_lease_until_the_thread_stops(reference: Re
                         break
         # the client is gone; the generation thread is still inside its step
         assert StuckChat.inside.wait(5)
-        finished = app.state.metrics.requests.labels("POST", "/v1/chat/completions", "200")
+        finished = app.state.services.metrics.requests.labels("POST", "/v1/chat/completions", "200")
         wait_for(lambda: finished._value.get() == 1, 5, "the server to finish the cancelled request")
         assert leases(controller, physical) == 1, "the lease was given back while the generation thread still runs"
         StuckChat.step.set()

@@ -5,7 +5,6 @@ complete, resuming what is partial, and a kernel cache the ``kernels`` package c
 from __future__ import annotations
 
 import importlib
-
 import json
 import os
 import subprocess

@@ -14,7 +14,8 @@ import openai
 import pytest
 
 from llmux.app import create_app
-from llmux.backends.base import ChatEvent, ChatJob, ContentDelta, Finish, Usage
+from llmux.engines.base import Prompted, TextJob
+from llmux.engines.text import Item
 from llmux.registry import ApiKeysFile, PhysicalModel, Registry
 from tests.support.backends import InstantChat
 from tests.support.server import serve, wait_for
@@ -32,15 +33,16 @@ class SlowChat(InstantChat):
         assert self.load_gate.wait(10)
         return super().load()
 
-    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
+    def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
+        yield Prompted(1, 100_000)
+        yield "<|channel|>final<|message|>"  # gpt-oss's harmony format: the answer channel
         n = 0
         while not cancel.is_set() and n < 100_000:
-            yield ContentDelta("tick ")
+            yield "tick "
             n += 1
             time.sleep(0.001)
         if cancel.is_set():
             SlowChat.cancelled.set()
-        yield Finish("length", Usage(1, n))
 
 
 def factory(spec: PhysicalModel, registry: Registry) -> Any:
@@ -106,10 +108,10 @@ def test_health_answers_without_a_key(server: str) -> None:
 def test_non_streamed_chat_through_a_virtual_model(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(model="Qwen3.5-4B-Thinking", messages=user("hello there"))
     choice = reply.choices[0]
-    assert choice.message.content == "echo: hello there "
+    assert choice.message.content == "echo: hello there"
     assert choice.finish_reason == "stop"
     assert reply.usage is not None and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
-    assert getattr(choice.message, "reasoning_content") == "effort=None thinking=True"
+    assert choice.message.reasoning_content == "effort=None thinking=True"
 
 
 def test_streamed_chat_with_usage(client: openai.OpenAI) -> None:
@@ -130,7 +132,7 @@ def test_streamed_chat_with_usage(client: openai.OpenAI) -> None:
 def test_switching_virtual_models_of_one_physical_model_never_reloads(server: str, client: openai.OpenAI) -> None:
     for name in ("GPT-OSS-20B-Low", "GPT-OSS-20B-Medium", "GPT-OSS-20B-High"):
         client.chat.completions.create(model=name, messages=user("x"))
-    loaded = {m["model"]: m for m in httpx.get(f"{server}/health").json()["loaded"]}
+    loaded = {m["id"]: m for m in httpx.get(f"{server}/health").json()["loaded"]}
     assert loaded["gpt-oss-20b"]["state"] == "ready"
     assert set(loaded["gpt-oss-20b"]["virtual"]) == {"GPT-OSS-20B-Low", "GPT-OSS-20B-Medium", "GPT-OSS-20B-High"}
 
@@ -144,7 +146,8 @@ def test_streamed_tool_call_follows_the_contract(server: str) -> None:
     events = [json.loads(line[6:]) for line in r.text.split("\n\n") if line.startswith("data: {")]
     assert r.text.rstrip().endswith("data: [DONE]")
     calls = [e["choices"][0]["delta"]["tool_calls"][0] for e in events if e["choices"] and e["choices"][0]["delta"].get("tool_calls")]
-    assert calls[0] == {"index": 0, "id": "call_test0", "type": "function", "function": {"name": "read_file", "arguments": ""}}
+    assert calls[0] == {"index": 0, "id": calls[0]["id"], "type": "function", "function": {"name": "read_file", "arguments": ""}}
+    assert calls[0]["id"].startswith("call_") and len(calls[0]["id"]) > len("call_")
     assert all(set(c) == {"index", "function"} and set(c["function"]) == {"arguments"} for c in calls[1:])
     assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"echo": "go"}
     assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"

@@ -51,7 +51,7 @@ async def app(tmp_path_factory):  # type: ignore[no-untyped-def]
 async def _resident(app: Any) -> tuple[dict[str, float], float]:
     async with raw_client(app, key=None) as http:
         health = (await http.get("/health")).json()
-    return {m["model"]: m["vram_gb"] for m in health["loaded"]}, health["vram"]["used_gb"]
+    return {m["id"]: m["vram_gb"] for m in health["loaded"]}, health["vram"]["used_gb"]
 
 
 async def _chat(app: Any, model: str) -> None:

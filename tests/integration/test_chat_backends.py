@@ -1,18 +1,29 @@
-"""Both chat runtimes driven through the ChatBackend protocol on tiny random models:
-rendering with behaviours, the event contract, usage, max_tokens capping, stop, seed, cancel."""
+"""Both chat runtimes driven as text engines through the chat pipeline (``render_prompt``,
+``ChatRun``) on tiny random models: rendering with behaviours, the event contract, usage,
+max_tokens capping, stop, seed, cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
+import contextlib
 import io
+import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
-from llmux.backends.base import ChatJob, ContentDelta, Finish, ReasoningDelta, SamplingParams, ToolCallStart
-from llmux.errors import InvalidRequest
+from llmux.chat.events import ChatJob, ContentDelta, Finish, ReasoningDelta, ToolCallStart
+from llmux.chat.images import image_bytes
+from llmux.chat.messages import image_parts
+from llmux.chat.pipeline import ChatRun
+from llmux.chat.prompt import render_prompt
+from llmux.engines.base import Prompted, SamplingParams
+from llmux.protocol.chat import Message
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry.config import Behaviour
 from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir, vision_gguf  # noqa: F401
 
@@ -24,16 +35,59 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "description": "
 
 
 def job(messages: list[dict[str, Any]] = HELLO, **params: Any) -> ChatJob:
+    """The job the chat service would build: typed messages, their images decoded (a bad image
+    is refused here, before any engine sees it)."""
     behaviour = params.pop("behaviour", Behaviour())
     tools = params.pop("tools", None)
-    return ChatJob(messages=messages, tools=tools, params=SamplingParams(**params), behaviour=behaviour)
+    tool_choice = params.pop("tool_choice", None)
+    typed = msgspec.convert(messages, list[Message])
+    images = tuple(image_bytes(part.image_url.url, param=param) for param, part in image_parts(typed))
+    return ChatJob(messages=typed, tools=tools, tool_choice=tool_choice, params=SamplingParams(**params),
+                   behaviour=behaviour, images=images)
 
 
-def drain(backend: Any, j: ChatJob, cancel: threading.Event | None = None) -> list[Any]:
-    events = list(backend.chat(j, cancel or threading.Event()))
+def render(engine: Any, j: ChatJob) -> str:
+    """The prompt the engine would be given for ``j``."""
+    return render_prompt(j, engine.spec.family, engine.template()).prompt
+
+
+def drain(engine: Any, j: ChatJob) -> list[Any]:
+    """One whole chat turn through the pipeline, its events flattened."""
+
+    async def turn() -> list[Any]:
+        run = ChatRun(engine, engine.spec.family, j)
+        try:
+            return [event async for batch in run.events() for event in batch]
+        finally:
+            await run.stopped  # the engine's thread is done (also after a failure) before the loop closes
+
+    events = asyncio.run(turn())
     finishes = [e for e in events if isinstance(e, Finish)]
     assert len(finishes) == 1 and events[-1] is finishes[0]
     return events
+
+
+@contextlib.contextmanager
+def counting_tokens(engine: Any) -> Iterator[list[int]]:
+    """How many pieces the engine's own generator made (not just those the pipeline read)."""
+    made = [0]
+    generate = engine.generate
+
+    def counted(text_job: Any, cancel: threading.Event) -> Iterator[Any]:
+        for item in generate(text_job, cancel):
+            if not isinstance(item, Prompted):
+                made[0] += 1
+            yield item
+
+    engine.generate = counted
+    try:
+        yield made
+    finally:
+        del engine.generate
+
+
+def generate_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("generate-")]
 
 
 def text_of(events: list[Any]) -> str:
@@ -49,9 +103,9 @@ def qwen(request: pytest.FixtureRequest) -> Any:
 
 
 def test_qwen_instruct_and_thinking_render_differently(qwen: Any) -> None:
-    instruct, _ = qwen.render(job(behaviour=Behaviour(thinking=False)))
-    thinking, _ = qwen.render(job(behaviour=Behaviour(thinking=True)))
-    default, _ = qwen.render(job())
+    instruct = render(qwen, job(behaviour=Behaviour(thinking=False)))
+    thinking = render(qwen, job(behaviour=Behaviour(thinking=True)))
+    default = render(qwen, job())
     assert instruct.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert thinking.endswith("<|im_start|>assistant\n<think>\n")
     assert default == thinking  # Qwen3.5 thinks unless told otherwise
@@ -59,7 +113,7 @@ def test_qwen_instruct_and_thinking_render_differently(qwen: Any) -> None:
 
 @pytest.mark.parametrize("level", ["low", "medium", "high"])
 def test_gpt_oss_reasoning_level_in_system_message(gpt_oss_tf: Any, level: str) -> None:
-    prompt, _ = gpt_oss_tf.render(job(behaviour=Behaviour(reasoning_effort=level)))
+    prompt = render(gpt_oss_tf, job(behaviour=Behaviour(reasoning_effort=level)))
     system = prompt.split("<|end|>", 1)[0]
     assert f"Reasoning: {level}" in system
     assert "# Instructions\n\nBe brief." in prompt  # the client's system prompt stays the developer's
@@ -73,7 +127,7 @@ def test_tools_and_history_render_in_model_format(qwen: Any) -> None:
                          "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
-    prompt, _ = qwen.render(job(history, tools=[TOOL]))
+    prompt = render(qwen, job(history, tools=[TOOL]))
     assert '"name": "get_weather"' in prompt
     assert "<function=get_weather>\n<parameter=city>\nParis\n</parameter>" in prompt
     assert "<tool_response>\nsunny\n</tool_response>" in prompt
@@ -86,13 +140,13 @@ def test_gpt_oss_history_arguments_are_not_double_encoded(gpt_oss_tf: Any) -> No
          "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
         {"role": "tool", "tool_call_id": "c", "content": "rain"},
     ]
-    prompt, _ = gpt_oss_tf.render(job(history, tools=[TOOL]))
+    prompt = render(gpt_oss_tf, job(history, tools=[TOOL]))
     assert 'to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Oslo"}<|call|>' in prompt
 
 
 def test_text_parts_are_joined_for_text_models(gpt_oss_tf: Any) -> None:
     parts = [{"role": "user", "content": [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}]}]
-    prompt, _ = gpt_oss_tf.render(job(parts))
+    prompt = render(gpt_oss_tf, job(parts))
     assert "<|start|>user<|message|>one two<|end|>" in prompt
 
 
@@ -118,7 +172,7 @@ def test_max_tokens_is_capped_to_the_context(qwen_gguf: Any) -> None:
 
 def test_max_tokens_capped_on_transformers(gpt_oss_tf: Any) -> None:
     long = [{"role": "user", "content": "hello the weather " * 40}]  # leaves little room in 384
-    prompt_tokens = len(gpt_oss_tf.tokenizer(gpt_oss_tf.render(job(long))[0], add_special_tokens=False).input_ids)
+    prompt_tokens = len(gpt_oss_tf.tokenizer(render(gpt_oss_tf, job(long)), add_special_tokens=False).input_ids)
     assert 250 < prompt_tokens < 384
     events = drain(gpt_oss_tf, job(long, max_tokens=32000, seed=5))
     usage = events[-1].usage
@@ -128,7 +182,7 @@ def test_max_tokens_capped_on_transformers(gpt_oss_tf: Any) -> None:
 
 def test_prompt_longer_than_context_is_a_clear_400(gpt_oss_tf: Any) -> None:
     with pytest.raises(InvalidRequest) as info:
-        gpt_oss_tf.chat(job([{"role": "user", "content": "hello the weather " * 200}]), threading.Event())
+        drain(gpt_oss_tf, job([{"role": "user", "content": "hello the weather " * 200}]))
     assert info.value.code == "context_length_exceeded"
 
 
@@ -149,27 +203,34 @@ def test_stop_string_cuts_the_output(qwen_gguf: Any) -> None:
     assert cut[-1].usage.completion_tokens < plain[-1].usage.completion_tokens
 
 
-def test_cancel_stops_within_a_token(qwen: Any) -> None:
-    cancel = threading.Event()
+async def test_cancel_stops_within_a_token(qwen: Any) -> None:
+    # Cancelling is leaving the event stream: no Finish comes, the engine stops.
     seen_at_cancel = None
-    events = []
-    for event in qwen.chat(job(max_tokens=400, seed=2, temperature=1.0), cancel):
-        events.append(event)
-        if seen_at_cancel is None and not isinstance(event, Finish):
-            cancel.set()
-            seen_at_cancel = len(events)
-    finish = events[-1]
-    assert isinstance(finish, Finish) and finish.reason == "stop"
+    events: list[Any] = []
+    with counting_tokens(qwen) as made:
+        run = ChatRun(qwen, qwen.spec.family, job(max_tokens=400, seed=2, temperature=1.0))
+        async with contextlib.aclosing(run.events()) as stream:
+            async for batch in stream:
+                events.extend(batch)
+                if any(not isinstance(e, Finish) for e in batch):
+                    seen_at_cancel = len(events)
+                    break
+        await run.stopped
+    assert run.finished is None and not [e for e in events if isinstance(e, Finish)]
     assert seen_at_cancel is not None
-    # The loop checks the flag after every token: far fewer than the 400 asked for were made.
-    assert finish.usage.completion_tokens < 100
+    # The engine checks the flag after every token: far fewer than the 400 asked for were made.
+    assert run.completion_tokens < 100 and made[0] < 100
 
 
-def test_closing_the_stream_stops_the_generate_thread(qwen_tf: Any) -> None:
-    stream = qwen_tf.chat(job(max_tokens=500, seed=2), threading.Event())
-    next(stream)
-    stream.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("generate-")]
+async def test_closing_the_stream_stops_the_generate_thread(qwen_tf: Any) -> None:
+    run = ChatRun(qwen_tf, qwen_tf.spec.family, job(max_tokens=500, seed=2))
+    stream = run.events()
+    await stream.__anext__()
+    await stream.aclose()
+    await run.stopped  # resolves once the engine's thread is done with the job
+    for thread in generate_threads():
+        thread.join(timeout=5)  # it may still be returning from its last line
+    assert not generate_threads()
 
 
 # ---- vision --------------------------------------------------------------------------------
@@ -188,7 +249,8 @@ def test_image_reaches_the_qwen_processor(qwen_tf: Any) -> None:
         {"type": "text", "text": "what colour?"},
         {"type": "image_url", "image_url": {"url": png_data_url()}},
     ]}]
-    prompt, images = qwen_tf.render(job(messages))
+    with_picture = job(messages)
+    prompt, images = render(qwen_tf, with_picture), with_picture.images
     assert "<|vision_start|><|image_pad|><|vision_end|>" in prompt and len(images) == 1
     with_image = drain(qwen_tf, job(messages, max_tokens=4, seed=1))
     text_only = drain(qwen_tf, job([{"role": "user", "content": "what colour?"}], max_tokens=4, seed=1))
@@ -198,8 +260,8 @@ def test_image_reaches_the_qwen_processor(qwen_tf: Any) -> None:
 
 def test_broken_image_is_a_400(qwen_tf: Any) -> None:
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
-    with pytest.raises(InvalidRequest):
-        qwen_tf.chat(job(messages), threading.Event())
+    with pytest.raises(InvalidRequest):  # decoding the image, before the lease
+        drain(qwen_tf, job(messages))
 
 
 def test_no_tool_call_events_from_plain_output(gpt_oss_tf: Any) -> None:
@@ -210,19 +272,19 @@ def test_no_tool_call_events_from_plain_output(gpt_oss_tf: Any) -> None:
 def test_gguf_without_mmproj_refuses_images(qwen_gguf: Any) -> None:
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}}]}]
     with pytest.raises(InvalidRequest) as info:
-        qwen_gguf.chat(job(messages), threading.Event())
+        drain(qwen_gguf, job(messages))
     assert info.value.code == "vision_not_supported"
 
 
 def test_a_file_that_is_not_an_mmproj_fails_the_load_cleanly(tiny_dir: Any) -> None:  # noqa: F811
-    from llmux.backends.factory import create_backend
-    from llmux.errors import ModelLoadFailed
+    from llmux.engines.factory import create_engine
+    from llmux.protocol.errors import ModelLoadFailed
     from tests.fixtures.tiny_models import build_gguf, physical
 
     weights = build_gguf(tiny_dir / "mm-main.gguf")
     registry, spec = physical(weights, backend="llamacpp", family="qwen3.5", vision=True, n_gpu_layers=0,
                               threads=1, n_ctx=256, mmproj=str(build_gguf(tiny_dir / "not-an-mmproj.gguf")))
-    backend = create_backend(spec, registry)
+    backend = create_engine(spec, registry)
     with pytest.raises(ModelLoadFailed):
         backend.load()
     assert backend.llm is None and backend.vision is None
@@ -233,7 +295,8 @@ def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
         {"type": "text", "text": "what colour?"},
         {"type": "image_url", "image_url": {"url": png_data_url((50, 30))}},
     ]}]
-    prompt, images = vision_gguf.render(job(messages))
+    with_picture = job(messages)
+    prompt, images = render(vision_gguf, with_picture), with_picture.images
     assert vision_gguf.vision.marker in prompt and len(images) == 1
     with_image = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
     text_only = drain(vision_gguf, job([{"role": "user", "content": "what colour?"}], max_tokens=6, seed=1))
@@ -246,8 +309,8 @@ def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
 @pytest.mark.parametrize("name", ["qwen_gguf", "qwen_tf", "gpt_oss_tf"])
 def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name: str) -> None:
     backend = request.getfixturevalue(name)
-    forced = ChatJob(messages=HELLO, tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}},
-                     params=SamplingParams(max_tokens=6, seed=1), behaviour=Behaviour())
+    forced = job(HELLO, tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                 max_tokens=6, seed=1, behaviour=Behaviour())
     events = drain(backend, forced)
     assert events[0] == ToolCallStart(index=0, id=events[0].id, name="get_weather")
     assert events[-1].reason == "tool_calls"
@@ -256,12 +319,12 @@ def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name
 
 
 def test_a_broken_checkpoint_fails_the_load_cleanly(tmp_path: Any) -> None:
-    from llmux.backends.factory import create_backend
+    from llmux.engines.factory import create_engine
     from tests.fixtures.tiny_models import physical
 
     (tmp_path / "config.json").write_text("{not json")
     registry, spec = physical(tmp_path, backend="transformers", family="qwen3.5", device="cpu")
-    backend = create_backend(spec, registry)
+    backend = create_engine(spec, registry)
     with pytest.raises(Exception):
         backend.load()
     assert backend.model is None and backend.tokenizer is None

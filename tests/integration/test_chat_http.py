@@ -31,8 +31,8 @@ from tests.fixtures.tiny_models import (
 from tests.support.server import serve, wait_for
 
 pytestmark = pytest.mark.slow
-import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 import llama_cpp  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
+import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 
 KEY = "sk-test-chat-http-0123456789"
 
@@ -239,8 +239,8 @@ def test_client_disconnect_cancels_generation(server: str) -> None:
             for line in response.iter_lines():
                 if line.startswith("data: {") and '"choices":[{' in line.replace(" ", ""):
                     break  # first real chunk: hang up
-        wait_for(lambda: any(e["event"] == "chat.generated" for e in logs), 30, "generation to stop")
-    generated = next(e for e in logs if e["event"] == "chat.generated")
+        wait_for(lambda: any(e["event"] == "request.done" for e in logs), 30, "generation to stop")
+    generated = next(e for e in logs if e["event"] == "request.done")  # the request's canonical line
     assert generated["cancelled"] is True
     assert generated["completion_tokens"] < 2000
 

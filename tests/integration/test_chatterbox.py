@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 
 from llmux.audio.encode import encode_audio
-from llmux.backends.base import SpeakOptions
-from llmux.backends.chatterbox_tts import ChatterboxTTS, reference_voices
-from llmux.backends.factory import create_backend
-from llmux.errors import InvalidRequest
+from llmux.engines.base import SpeakOptions
+from llmux.engines.chatterbox_tts import ChatterboxTTS, reference_voices
+from llmux.engines.factory import create_engine
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry import load_models
 from tests.support.audio import tone
 from tests.support.http import demo_app, raw_client
@@ -132,7 +132,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 
 def test_reference_voice_conditionals_are_prepared_once(root: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
     registry = load_models(root / "models.yaml")
-    adapter = create_backend(registry.physical["chatterbox"], registry)
+    adapter = create_engine(registry.physical["chatterbox"], registry)
     assert isinstance(adapter, ChatterboxTTS)
     tiny_model.conds = None
     adapter.attach(tiny_model)
@@ -149,7 +149,7 @@ def test_reference_voice_conditionals_are_prepared_once(root: Path, tiny_model) 
 
 def test_multilingual_language_is_checked_before_generating(root: Path) -> None:
     registry = load_models(root / "models.yaml")
-    adapter = create_backend(registry.physical["chatterbox-multilingual"], registry)
+    adapter = create_engine(registry.physical["chatterbox-multilingual"], registry)
     assert adapter._generate_kwargs(SpeakOptions(language="de"))["language_id"] == "de"
     with pytest.raises(InvalidRequest, match="not supported"):
         list(adapter.speak("Hallo.", "alice", SpeakOptions(language="xx"), threading.Event()))
@@ -158,7 +158,7 @@ def test_multilingual_language_is_checked_before_generating(root: Path) -> None:
 @pytest.mark.slow  # random-weight Chatterbox generation: minutes on a 2-core CPU, but real
 def test_speak_runs_real_generation_with_a_reference_voice(root: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
     registry = load_models(root / "models.yaml")
-    adapter = create_backend(registry.physical["chatterbox"], registry)
+    adapter = create_engine(registry.physical["chatterbox"], registry)
     adapter.attach(tiny_model)
     pieces = list(adapter.speak("hi.", "alice", SpeakOptions(speed=1.25), threading.Event()))
     assert len(pieces) == 1 and pieces[0].dtype == np.float32 and pieces[0].size > 0

@@ -49,8 +49,8 @@ async def app(tmp_path_factory):  # type: ignore[no-untyped-def]
 async def prompts(app):  # type: ignore[no-untyped-def]
     """Decoder prompts the model really received, captured by a forward hook."""
     seen: list[list[int]] = []
-    async with app.state.controller.lease("cohere-tiny") as lease:
-        decoder = lease.backend._model.model.decoder
+    async with app.state.services.controller.lease("cohere-tiny") as lease:
+        decoder = lease.engine._model.model.decoder
 
         def record(module, args, kwargs):  # type: ignore[no-untyped-def]
             ids = kwargs.get("input_ids")

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from llmux.errors import LlmuxError, ModelCannotFit, ModelLoadFailed
+from llmux.protocol.errors import LlmuxError, ModelCannotFit, ModelLoadFailed
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.config import Limits
-from llmux.residency.controller import Lease, ResidencyController
+from llmux.residency.controller import ResidencyController
 from llmux.residency.memory import measure
+from llmux.residency.slots import Lease
 
 BUDGET = 16.0
 MODELS = {
@@ -106,10 +107,10 @@ class ControllerMachine(RuleBasedStateMachine):
     def _check_eviction(self, _: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("event") == "model.evicted" and event.get("reason") == "make_room":
             victim = MODELS[event["model"]][0].priority
-            for view in self.controller.snapshot():
-                if view.state != "unloaded" and not view.pinned and view.model != event["model"]:
+            for view in self.controller.status():
+                if view.state != "unloaded" and not view.pinned and view.id != event["model"]:
                     # Nothing of lower priority than the victim was left resident.
-                    assert MODELS[view.model][0].priority >= victim, (event, view)
+                    assert MODELS[view.id][0].priority >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
@@ -181,7 +182,7 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @invariant()
     def one_llm_one_tts(self) -> None:
-        views = [v for v in self.controller.snapshot() if v.state != "unloaded"]
+        views = [v for v in self.controller.status() if v.state != "unloaded"]
         assert sum(v.type == "llm" for v in views) <= 1
         assert sum(v.type == "tts" for v in views) <= 1
 
@@ -190,8 +191,8 @@ class ControllerMachine(RuleBasedStateMachine):
         counts: dict[str, int] = {}
         for lease in self.held:
             counts[lease.model] = counts.get(lease.model, 0) + 1
-        for view in self.controller.snapshot():
-            assert view.leases == counts.get(view.model, 0), view
+        for view in self.controller.status():
+            assert view.leases == counts.get(view.id, 0), view
             if view.leases:
                 assert view.state == "serving"
 
@@ -217,7 +218,7 @@ class ControllerMachine(RuleBasedStateMachine):
                     break
             assert not self.waiting, "a request neither served nor failed"
             assert self.controller.queue_depth == 0
-            assert all(v.leases == 0 for v in self.controller.snapshot()), "lease leaked"
+            assert all(v.leases == 0 for v in self.controller.status()), "lease leaked"
             assert self.controller.used_gb <= BUDGET + 1e-6
             assert all(isinstance(f, LlmuxError) and f.message for f in self.failures)
         finally:

@@ -7,8 +7,8 @@ import pytest
 
 from llmux.audio.decode import decode_audio
 from llmux.audio.encode import FORMATS, AudioEncoder, encode_audio
-from llmux.audio.tempo import change_tempo
-from llmux.errors import InvalidRequest
+from llmux.engines.tempo import change_tempo
+from llmux.protocol.errors import InvalidRequest
 from tests.support.audio import CASES, RATES, dominant_hz, encode, tone
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from llmux.audio.subtitles import to_srt, to_vtt
 from llmux.audio.text import split_sentences
-from llmux.backends.base import Segment
+from llmux.engines.base import Segment
 
 
 def test_sentences_are_packed_and_paragraphs_kept_apart() -> None:

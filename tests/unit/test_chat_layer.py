@@ -1,24 +1,34 @@
 """The runtime-independent chat layer: behaviours, message conversion, templates, stops,
-arguments, and the shared generation loop (fed plain text pieces)."""
+arguments, and the shared chat pipeline (``ChatRun``, fed plain text pieces by a fake engine)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections.abc import Generator
+from collections.abc import Iterator
+from typing import Any
 
+import msgspec
 import pytest
 
-from llmux.backends.base import ContentDelta, Finish, Usage
-from llmux.chat import generation
 from llmux.chat.arguments import json_arguments, typed_value, xml_arguments
 from llmux.chat.behaviour import apply_to_messages, template_kwargs
+from llmux.chat.events import ChatEvent, ChatJob, ContentDelta, Finish, Usage
+from llmux.chat.images import image_bytes
 from llmux.chat.messages import template_input
-from llmux.chat.parsers import ChatMLParser
+from llmux.chat.pipeline import ChatRun
 from llmux.chat.stops import StopScanner
 from llmux.chat.template import render
-from llmux.errors import InvalidRequest
+from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.protocol.chat import Message
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry.config import Behaviour
+
+
+def messages(dicts: list[dict[str, Any]]) -> list[Message]:
+    return msgspec.convert(dicts, list[Message])
 
 
 def test_qwen_thinking_switch_is_a_template_kwarg() -> None:
@@ -43,24 +53,25 @@ def test_gpt_oss_level_is_prepended_when_the_template_ignores_it() -> None:
 
 def test_messages_for_templates() -> None:
     converted = template_input(
-        [
+        messages([
             {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "name": None},
             {"role": "assistant", "content": None, "reasoning_content": "think",
              "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"x": 1,'}}]},
-        ],
+        ]),
         family="gpt-oss",
-        vision=False,
+        image_part=None,
     )
-    user, assistant = converted.messages
+    user, assistant = converted
     assert user == {"role": "user", "content": "ab"}
     assert assistant["content"] == "" and assistant["thinking"] == "think"
     assert assistant["tool_calls"][0]["function"]["arguments"] == {"x": 1}
 
 
 def test_remote_image_urls_are_never_fetched_by_a_backend() -> None:
+    # Engines only ever get decoded bytes; the decoding step (default policy) refuses remote URLs.
+    (message,) = messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}])
     with pytest.raises(InvalidRequest):
-        template_input([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}],
-                       family="qwen3.5", vision=True)
+        image_bytes(message.content[0].image_url.url)
 
 
 def test_gguf_template_rendering_matches_transformers_conventions() -> None:
@@ -88,13 +99,30 @@ def test_arguments_typed_and_repaired() -> None:
         "properties": {"n": {"type": "number"}}}}}], "f")) == {"n": 2.5}
 
 
-def _pieces(texts: list[str | None]) -> Generator[str | None, None, None]:
-    yield from texts
+class ScriptedEngine(SerialTextEngine):
+    """A text engine that reports a 5-token prompt and yields the scripted pieces."""
+
+    def __init__(self, texts: list[str | None], max_tokens: int) -> None:
+        super().__init__("scripted")
+        self.texts = texts
+        self.max_tokens = max_tokens
+
+    def template(self) -> ChatTemplate:
+        return ChatTemplate(source="{% for m in messages %}{{ m.content }}{% endfor %}")
+
+    def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
+        yield Prompted(5, self.max_tokens)
+        yield from self.texts
 
 
-def _run(texts: list[str | None], max_tokens: int = 100, stops: tuple[str, ...] = ()) -> list:
-    return list(generation.run(_pieces(texts), parser=ChatMLParser(), stops=stops, prompt_tokens=5,
-                               max_tokens=max_tokens, cancel=threading.Event(), model="m"))
+def _run(texts: list[str | None], max_tokens: int = 100, stops: tuple[str, ...] = ()) -> list[ChatEvent]:
+    job = ChatJob(messages=messages([{"role": "user", "content": "hi"}]), params=SamplingParams(stop=stops))
+    run = ChatRun(ScriptedEngine(texts, max_tokens), None, job)  # family None: the ChatML parser
+
+    async def drain() -> list[ChatEvent]:
+        return [event async for batch in run.events() for event in batch]
+
+    return asyncio.run(drain())
 
 
 def test_generation_finish_reasons() -> None:
@@ -106,11 +134,11 @@ def test_generation_finish_reasons() -> None:
 
 
 def test_completion_budget() -> None:
-    assert generation.completion_budget(32000, 100, 4096) == 3996
-    assert generation.completion_budget(None, 100, 4096) == 3996
-    assert generation.completion_budget(10, 100, 4096) == 10
+    assert completion_budget(32000, 100, 4096) == 3996
+    assert completion_budget(None, 100, 4096) == 3996
+    assert completion_budget(10, 100, 4096) == 10
     with pytest.raises(InvalidRequest):
-        generation.completion_budget(10, 4096, 4096)
+        completion_budget(10, 4096, 4096)
 
 
 def _png() -> bytes:
@@ -126,12 +154,12 @@ def _png() -> bytes:
 def test_remote_images_are_fetched_only_when_enabled() -> None:
     import http.server
 
-    from llmux.chat.messages import ImagePolicy, image_bytes
+    from llmux.chat.images import ImagePolicy
 
     png = _png()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(png)
@@ -167,9 +195,9 @@ def test_forced_tool_call_prefixes() -> None:
 
 def test_gpt_oss_tool_turn_keeps_text_or_reasoning_not_both() -> None:
     call = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    both = template_input([{"role": "assistant", "content": "checking", "reasoning_content": "r", "tool_calls": call}],
-                          family="gpt-oss", vision=False).messages[0]
+    both = template_input(messages([{"role": "assistant", "content": "checking", "reasoning_content": "r", "tool_calls": call}]),
+                          family="gpt-oss", image_part=None)[0]
     assert both["content"] == "checking" and "thinking" not in both
-    only = template_input([{"role": "assistant", "content": "", "reasoning_content": "r", "tool_calls": call}],
-                          family="gpt-oss", vision=False).messages[0]
+    only = template_input(messages([{"role": "assistant", "content": "", "reasoning_content": "r", "tool_calls": call}]),
+                          family="gpt-oss", image_part=None)[0]
     assert only["thinking"] == "r"

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from llmux.backends.base import ContentDelta, ReasoningDelta, ToolCallArgs, ToolCallStart
-from llmux.chat.parsers import parser_for
+from llmux.chat.events import ContentDelta, ReasoningDelta, ToolCallArgs, ToolCallStart
+from llmux.chat.families import parser_for
 
 WEATHER = {
     "type": "function",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llmux.__main__ import main
-from llmux.errors import ConfigError
+from llmux.protocol.errors import ConfigError
 from llmux.registry import ModelType, Registry, load_keys, load_models
 from tests.conftest import CONFIG
 

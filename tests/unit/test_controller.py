@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmux.errors import ModelCannotFit, ModelLoadFailed
+from llmux.protocol.errors import ModelCannotFit, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.memory import measure
@@ -50,7 +50,7 @@ class Harness:
         return fn(*args)
 
     def resident(self) -> dict[str, str]:
-        return {v.model: v.state for v in self.controller.snapshot() if v.state != "unloaded"}
+        return {v.id: v.state for v in self.controller.status() if v.state != "unloaded"}
 
     async def use(self, *models: str) -> None:
         for model in models:
@@ -158,7 +158,7 @@ async def test_a_failed_load_fails_its_waiters_and_leaves_others_serving(referen
     assert all(isinstance(r, ModelLoadFailed) and "out of memory" in r.message for r in results)
     assert h.resident() == {"cohere-transcribe": "serving"}
     h.controller.release(asr)
-    views = {v.model: v for v in h.controller.snapshot()}
+    views = {v.id: v for v in h.controller.status()}
     assert views["qwen3.5-4b"].last_error == "RuntimeError: CUDA error: out of memory"
     await h.use("qwen3.5-9b-fp8")  # the controller still works
     assert set(h.resident()) == {"cohere-transcribe", "qwen3.5-9b-fp8"}
@@ -184,7 +184,7 @@ async def test_measured_footprint_replaces_the_estimate(reference: Registry) -> 
     # 11.5 + 4 + 2 > 16: the over-budget correction evicts the TTS (lowest priority left).
     assert set(h.resident()) == {"cohere-transcribe", "qwen3.5-9b-fp8"}
     assert h.controller.used_gb == 15.5
-    view = next(v for v in h.controller.snapshot() if v.model == "qwen3.5-9b-fp8")
+    view = next(v for v in h.controller.status() if v.id == "qwen3.5-9b-fp8")
     assert view.measured and view.vram_gb == 11.5
 
 

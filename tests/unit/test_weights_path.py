@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmux.errors import ModelLoadFailed
+from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.config import Limits
 

@@ -1,34 +1,26 @@
-"""What the residency controller and the API need from a runtime.
+"""What the services need from a runtime, and the values that cross that seam.
 
-A backend wraps one physical model. ``load``/``unload`` are blocking and run in a worker
-thread, one at a time (the controller guarantees it). Inference methods are blocking too and
-run in worker threads; they check ``cancel`` between steps so a client that goes away stops
-the work within a token or a chunk.
+An engine wraps one physical model. ``load``/``unload`` (the ``Loadable`` the residency
+controller drives) are blocking and run in a worker thread, one at a time. Text engines take
+many jobs at once through ``submit`` (``engines.text``); speech engines are blocking calls the
+services run through the worker bridge (``engines.worker``), checking ``cancel`` between steps
+so a client that goes away stops the work within a token or a chunk.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from llmux.registry.config import Behaviour
+from llmux.residency.slots import Loadable
+
+Engine = Loadable
 
 
-class Backend(Protocol):
-    def load(self) -> float | None:
-        """Bring the weights into memory. Returns the measured footprint in GB, or None when
-        it cannot be measured (CPU); raises on failure, leaving nothing allocated."""
-        ...
-
-    def unload(self) -> None:
-        """Free everything ``load`` allocated."""
-        ...
-
-
-# ---- chat ---------------------------------------------------------------------------------
+# ---- text ---------------------------------------------------------------------------------
 
 
 class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,63 +31,34 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     seed: int | None = None
 
 
-class ChatJob(msgspec.Struct, frozen=True, kw_only=True):
-    """A chat request as a backend sees it: OpenAI messages and tools as plain data."""
+class ChatTemplate(msgspec.Struct, frozen=True, kw_only=True):
+    """How a loaded text model wants its prompt: the chat pipeline renders it, once for every
+    runtime."""
 
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    source: str
+    """The Jinja chat template (from the checkpoint or the GGUF, or ``options.chat_template``)."""
+    variables: dict[str, str] = {}
+    """Extra template variables the runtime defines (``bos_token``, ``eos_token``)."""
+    image_part: dict[str, Any] | None = None
+    """What an image becomes in a templated message (transformers processors expand
+    ``{"type": "image"}``, llama.cpp's multimodal tokenizer looks for its marker in the text);
+    None when the loaded model takes no images."""
+
+
+class TextJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One generation: the prompt exactly as the model sees it, the images it refers to (in
+    order, decoded and checked before the lease), and sampling."""
+
+    prompt: str
+    images: tuple[bytes, ...] = ()
     params: SamplingParams = SamplingParams()
-    behaviour: Behaviour = Behaviour()
 
 
-class Usage(msgspec.Struct, frozen=True):
+class Prompted(msgspec.Struct, frozen=True):
+    """The first item of every generation: the prompt is evaluated, this many tokens may follow."""
+
     prompt_tokens: int
-    completion_tokens: int
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-class ContentDelta(msgspec.Struct, frozen=True, tag="content"):
-    text: str
-
-
-class ReasoningDelta(msgspec.Struct, frozen=True, tag="reasoning"):
-    text: str
-
-
-class ToolCallStart(msgspec.Struct, frozen=True, tag="tool_call"):
-    """A new tool call; its arguments follow as ``ToolCallArgs`` with the same index."""
-
-    index: int
-    id: str
-    name: str
-
-
-class ToolCallArgs(msgspec.Struct, frozen=True, tag="tool_args"):
-    index: int
-    text: str
-
-
-FinishReason = Literal["stop", "length", "tool_calls"]
-
-
-class Finish(msgspec.Struct, frozen=True, tag="finish"):
-    reason: FinishReason
-    usage: Usage
-
-
-ChatEvent = ContentDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | Finish
-"""What a chat backend yields: deltas in order, then exactly one ``Finish``."""
-
-
-@runtime_checkable
-class ChatBackend(Backend, Protocol):
-    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
-        """Generate, yielding events as they are produced; stop soon after ``cancel`` is set."""
-        ...
+    max_tokens: int
 
 
 # ---- speech to text (ASR) -----------------------------------------------------------------
@@ -136,7 +99,7 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @runtime_checkable
-class SpeechToText(Backend, Protocol):
+class SpeechToText(Engine, Protocol):
     def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
         """Transcribe mono float32 audio at ``ASR_SAMPLE_RATE``; may be called from several
         threads at once (concurrent requests share one loaded model)."""
@@ -158,7 +121,7 @@ class SpeakOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @runtime_checkable
-class TextToSpeech(Backend, Protocol):
+class TextToSpeech(Engine, Protocol):
     sample_rate: int
 
     def voices(self) -> list[Voice]:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from llmux.audio.tempo import change_tempo
-from llmux.backends.base import SpeakOptions, Voice
-from llmux.backends.options import HibariOptions
+from llmux.engines.base import SpeakOptions, Voice
+from llmux.engines.tempo import change_tempo
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import HibariOptions
 
 DEFAULT_VOICE = "heart"
 _NATIVE_SPEED = (0.5, 2.0)

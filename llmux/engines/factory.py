@@ -1,4 +1,4 @@
-"""Build the backend for a physical model, importing its runtime only when first needed.
+"""Build the engine for a physical model, importing its runtime only when first needed.
 
 The core (config checks, the API, the residency controller) never imports torch,
 llama-cpp-python or chatterbox: each runtime module is imported on the first load of a model
@@ -12,18 +12,18 @@ from typing import Any
 
 import msgspec
 
-from llmux.backends.base import Backend
-from llmux.backends.options import BACKEND_OPTIONS
-from llmux.errors import ModelLoadFailed
+from llmux.engines.base import Engine
+from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.registry.options import BACKEND_OPTIONS
 
 RUNTIMES: dict[tuple[str, ModelType], str] = {
-    ("transformers", ModelType.LLM): "llmux.backends.transformers_llm:TransformersLLM",
-    ("llamacpp", ModelType.LLM): "llmux.backends.llamacpp_llm:LlamaCppLLM",
-    ("transformers", ModelType.ASR): "llmux.backends.transformers_asr:TransformersASR",
-    ("faster-whisper", ModelType.ASR): "llmux.backends.faster_whisper_asr:FasterWhisperASR",
-    ("chatterbox", ModelType.TTS): "llmux.backends.chatterbox_tts:ChatterboxTTS",
-    ("hibari", ModelType.TTS): "llmux.backends.hibari_tts:HibariTTS",
+    ("transformers", ModelType.LLM): "llmux.engines.transformers_llm:TransformersLLM",
+    ("llamacpp", ModelType.LLM): "llmux.engines.llamacpp_llm:LlamaCppLLM",
+    ("transformers", ModelType.ASR): "llmux.engines.transformers_asr:TransformersASR",
+    ("faster-whisper", ModelType.ASR): "llmux.engines.faster_whisper_asr:FasterWhisperASR",
+    ("chatterbox", ModelType.TTS): "llmux.engines.chatterbox_tts:ChatterboxTTS",
+    ("hibari", ModelType.TTS): "llmux.engines.hibari_tts:HibariTTS",
 }
 """(backend, type) -> "module:Class"; the class is called as ``Class(spec, registry, options)``."""
 
@@ -33,7 +33,7 @@ def options_for(spec: PhysicalModel) -> Any:
     return msgspec.convert(spec.options, BACKEND_OPTIONS[spec.backend])
 
 
-def create_backend(spec: PhysicalModel, registry: Registry) -> Backend:
+def create_engine(spec: PhysicalModel, registry: Registry) -> Engine:
     target = RUNTIMES.get((spec.backend, spec.type))
     if target is None:
         raise ModelLoadFailed(f"backend {spec.backend!r} cannot serve {spec.type.value} models")
@@ -46,5 +46,5 @@ def create_backend(spec: PhysicalModel, registry: Registry) -> Backend:
             "install llmux-server with the matching extra, e.g. pip install 'llmux-server[all]'"
         ) from exc
     cls = getattr(module, class_name)
-    backend: Backend = cls(spec, registry, options_for(spec))
-    return backend
+    engine: Engine = cls(spec, registry, options_for(spec))
+    return engine

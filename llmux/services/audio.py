@@ -2,7 +2,8 @@
 
 Policy that routes must not hold lives here: audio is decoded (and rejected) before a lease is
 taken, so a bad upload never loads or swaps a model; a voice is chosen only from the listed
-names; voice and model lists never load a model.
+names; voice and model lists never load a model. Blocking work goes through the one worker
+bridge (``engines.worker``); what a request did goes into its canonical line.
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import structlog
 
-from llmux.audio.worker import iterate_in_thread, run_cancellable
-from llmux.backends.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
-from llmux.backends.factory import create_backend
-from llmux.errors import InvalidRequest, PayloadTooLarge
+from llmux.engines.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
+from llmux.engines.factory import create_engine
+from llmux.engines.worker import ThreadStream, run_in_thread
+from llmux.protocol.audio import SpeechRequest
+from llmux.protocol.errors import InvalidRequest, PayloadTooLarge
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
-
-log = structlog.get_logger("llmux.audio")
+from llmux.services.record import note
 
 MB = 1024 * 1024
 OPENAI_VOICES = frozenset(
-    "alloy ash ballad coral echo fable nova onyx sage shimmer verse marin cedar".split()
+    ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin", "cedar"]
 )
 """OpenAI's own voice names. Clients send them by default (Open WebUI: ``alloy``); they mean
 "the model's default voice" here unless a voice of that name is configured."""
@@ -53,13 +53,11 @@ class AudioService:
     # ---- lists (never load a model) ---------------------------------------------------------
 
     def models(self, kind: ModelType) -> list[str]:
-        return [
-            name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind
-        ]
+        return [name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind]
 
     def voices_of(self, physical: PhysicalModel) -> list[Voice]:
-        backend: Any = create_backend(physical, self.registry)  # constructed, not loaded
-        voices: list[Voice] = backend.voices()
+        engine: Any = create_engine(physical, self.registry)  # constructed, not loaded
+        voices: list[Voice] = engine.voices()
         return voices
 
     def voices(self, model: str | None) -> list[Voice]:
@@ -78,7 +76,9 @@ class AudioService:
     def check_size(self, size: int) -> None:
         limit = self.registry.limits.max_audio_mb
         if size > limit * MB:
-            raise PayloadTooLarge(f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file")
+            raise PayloadTooLarge(
+                f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file"
+            )
 
     async def transcribe(self, model: str, data: bytes, options: TranscribeOptions, language: str | None) -> Transcript:
         """``language`` as the client sent it (None: the virtual model's default, else en)."""
@@ -88,35 +88,41 @@ class AudioService:
         virtual, physical = self.registry.resolve(model, expect=ModelType.ASR)
         lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
         opts = msgspec.structs.replace(options, language=lang)
-        audio = await run_cancellable(lambda _: decode_audio(data, ASR_SAMPLE_RATE))
-        audio_s = audio.size / ASR_SAMPLE_RATE
+        note(model=model, physical=physical.id, language=opts.language)
+        audio = await run_in_thread(lambda _: decode_audio(data, ASR_SAMPLE_RATE), name="decode-audio")
+        note(audio_s=round(audio.size / ASR_SAMPLE_RATE, 3))
         started = time.perf_counter()
         async with self.controller.lease(physical.id) as lease:
             leased = time.perf_counter()
-            transcript: Transcript = await run_cancellable(lambda cancel: lease.backend.transcribe(audio, opts, cancel))
-        done = time.perf_counter()
-        log.info(
-            "asr.transcribed",
-            model=model,
-            language=opts.language,
-            audio_s=round(audio_s, 3),
-            duration_s=round(done - leased, 3),
+            transcript: Transcript = await run_in_thread(
+                lambda cancel: lease.engine.transcribe(audio, opts, cancel), name=f"transcribe-{physical.id}"
+            )
+        note(
             waited_s=round(leased - started, 3),
+            inference_s=round(time.perf_counter() - leased, 3),
             chars=len(transcript.text),
         )
         return transcript
 
     # ---- speech -----------------------------------------------------------------------------
 
-    def prepare_speech(
-        self, model: str, text: str, voice: str | None, fmt: str, speed: float, language: str | None, stream: bool
-    ) -> SpeechJob:
-        virtual, physical = self.registry.resolve(model, expect=ModelType.TTS)
-        if not text.strip():
+    def prepare_speech(self, request: SpeechRequest) -> SpeechJob:
+        if request.stream_format == "sse":
+            raise InvalidRequest("stream_format 'sse' is not supported; use 'audio'.", param="stream_format")
+        virtual, physical = self.registry.resolve(request.model, expect=ModelType.TTS)
+        if not request.input.strip():
             raise InvalidRequest("The input text is empty.", param="input")
-        chosen = self._pick_voice(physical, voice or virtual.behaviour.voice)
-        options = SpeakOptions(speed=speed, language=language or virtual.behaviour.language)
-        return SpeechJob(model, physical.id, text, chosen, fmt, options, stream)
+        chosen = self._pick_voice(physical, request.voice or virtual.behaviour.voice)
+        options = SpeakOptions(speed=request.speed, language=request.language or virtual.behaviour.language)
+        stream = request.stream or request.stream_format == "audio"
+        note(
+            model=request.model,
+            physical=physical.id,
+            voice=chosen,
+            format=request.response_format,
+            chars=len(request.input),
+        )
+        return SpeechJob(request.model, physical.id, request.input, chosen, request.response_format, options, stream)
 
     def _pick_voice(self, physical: PhysicalModel, wanted: str | None) -> str:
         """1. a listed voice id is used as is; 2. no voice, or an OpenAI voice name that is not
@@ -146,17 +152,23 @@ class AudioService:
         lease = await self.controller.acquire(job.physical)
         started = time.perf_counter()
         audio_s = 0.0
+        # At most a few pieces ahead of the client: a slow reader does not make the server
+        # buffer a whole long synthesis.
+        produced = ThreadStream(
+            lambda cancel: _produce(lease.engine, job, cancel), maxsize=4, name=f"speak-{job.physical}"
+        )
         try:
             yield b""
-            async for piece, seconds in iterate_in_thread(lambda cancel: _produce(lease.backend, job, cancel)):
-                audio_s += seconds
-                if piece:
-                    yield piece
+            async for batch in produced.batches():
+                for piece, seconds in batch:
+                    audio_s += seconds
+                    if piece:
+                        yield piece
         finally:
-            self.controller.release(lease)
-        wall = time.perf_counter() - started
-        log.info("tts.spoken", model=job.model, voice=job.voice, format=job.format, chars=len(job.text),
-                 audio_s=round(audio_s, 3), duration_s=round(wall, 3))
+            produced.close()
+            # The lease goes back when the synthesis thread has stopped, not before.
+            produced.stopped.add_done_callback(lambda _: self.controller.release(lease))
+            note(audio_s=round(audio_s, 3), inference_s=round(time.perf_counter() - started, 3))
 
     async def start_speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
         """The audio of ``job``, with the model already leased (and loaded): a load failure is
@@ -166,15 +178,15 @@ class AudioService:
         return pieces
 
 
-def _produce(backend: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[tuple[bytes, float]]:
+def _produce(engine: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[tuple[bytes, float]]:
     """Runs in the worker thread: synthesise sentence groups, encode each as it comes."""
     from llmux.audio.encode import AudioEncoder
     from llmux.audio.text import split_sentences
 
-    encoder = AudioEncoder(job.format, backend.sample_rate, seekable=not job.stream)
+    encoder = AudioEncoder(job.format, engine.sample_rate, seekable=not job.stream)
     for piece in split_sentences(job.text, max_chars=300):
-        for pcm in backend.speak(piece, job.voice, job.options, cancel):
+        for pcm in engine.speak(piece, job.voice, job.options, cancel):
             if cancel.is_set():
                 return
-            yield encoder.add(pcm), pcm.size / backend.sample_rate
+            yield encoder.add(pcm), pcm.size / engine.sample_rate
     yield encoder.finish(), 0.0

@@ -12,21 +12,14 @@ import gc
 import threading
 from typing import Any
 
-from llmux.backends.base import ASR_SAMPLE_RATE, Segment, TranscribeOptions, Transcript
-from llmux.backends.options import TransformersOptions
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.engines.base import ASR_SAMPLE_RATE, Segment, TranscribeOptions, Transcript
+from llmux.engines.devices import torch_device
+from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import TransformersOptions
 
 MAX_NEW_TOKENS = 440
 """Per 35 s chunk: far above what that much speech needs; the decoder has 1024 positions."""
-
-
-def torch_device(requested: str) -> str:
-    import torch
-
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return requested
 
 
 def torch_dtype(name: str, device: str) -> Any:
@@ -43,7 +36,9 @@ def _stopper(cancel: threading.Event) -> Any:
 
     class Cancelled(StoppingCriteria):  # checked after every generated token
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+            return torch.full(  # type: ignore[return-value]  # a bool tensor; torch's stubs have no BoolTensor constructor
+                (input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     return Cancelled()
 
@@ -105,10 +100,14 @@ class TransformersASR:
 
         if options.language not in LANGUAGES:
             supported = ", ".join(sorted(LANGUAGES))
-            raise InvalidRequest(f"Language {options.language!r} is not supported by this model ({supported}).", param="language")
+            raise InvalidRequest(
+                f"Language {options.language!r} is not supported by this model ({supported}).", param="language"
+            )
         inputs = self._processor(audio, sampling_rate=ASR_SAMPLE_RATE, return_tensors="pt", language=options.language)
         chunks = inputs.pop("audio_chunk_index", None)
         inputs = inputs.to(self.device, dtype=self._dtype)
         output = self._model.generate(**inputs, **self._generate_kwargs(options, cancel))
-        texts = self._processor.decode(output, skip_special_tokens=True, audio_chunk_index=chunks, language=options.language)
+        texts = self._processor.decode(
+            output, skip_special_tokens=True, audio_chunk_index=chunks, language=options.language
+        )
         return str(texts[0] if isinstance(texts, list) else texts).strip()

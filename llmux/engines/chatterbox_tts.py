@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from llmux.audio.tempo import change_tempo
-from llmux.backends.base import SpeakOptions, Voice
-from llmux.backends.options import ChatterboxOptions
-from llmux.errors import InvalidRequest
+from llmux.engines.base import SpeakOptions, Voice
+from llmux.engines.tempo import change_tempo
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import ChatterboxOptions
 
 BUILTIN_VOICE = "default"
 VARIANTS = {
@@ -71,7 +71,7 @@ class ChatterboxTTS:
         return [Voice(id=n, name=n) for n in names]
 
     def load(self) -> float | None:
-        from llmux.backends.transformers_asr import torch_device
+        from llmux.engines.devices import torch_device
 
         module_name, class_name = VARIANTS[self._options.variant]
         model_class = getattr(importlib.import_module(module_name), class_name)
@@ -121,7 +121,11 @@ class ChatterboxTTS:
         o = self._options
         if o.variant == "turbo":  # Turbo has no exaggeration or CFG and warns when given them
             return {"temperature": o.temperature, "exaggeration": 0.0, "cfg_weight": 0.0, "min_p": 0.0}
-        kwargs: dict[str, Any] = {"temperature": o.temperature, "exaggeration": o.exaggeration, "cfg_weight": o.cfg_weight}
+        kwargs: dict[str, Any] = {
+            "temperature": o.temperature,
+            "exaggeration": o.exaggeration,
+            "cfg_weight": o.cfg_weight,
+        }
         if o.variant == "multilingual":
             from chatterbox.mtl_tts import SUPPORTED_LANGUAGES
 

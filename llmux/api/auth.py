@@ -12,8 +12,9 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from llmux.errors import Forbidden, Unauthorized
+from llmux.protocol.errors import Forbidden, Unauthorized
 from llmux.registry import ApiKey, ApiKeysFile
+from llmux.services.record import note
 
 
 class KeyRing:
@@ -34,15 +35,20 @@ class KeyRing:
         return found
 
 
-def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+class RequireKey:
     """Guard for /v1 routes; handlers with ``opt={"public": True}`` are open (Open WebUI reads
-    the audio model and voice lists without a key)."""
-    if handler.opt.get("public"):
-        return
-    ring: KeyRing = connection.app.state.keyring
-    client = ring.identify(connection.headers.get("authorization"))
-    if client is None:
-        raise Unauthorized("Missing or invalid API key. Send 'Authorization: Bearer <key>'.")
-    connection.state.client = client.name
-    if handler.opt.get("admin") and client.role != "admin":
-        raise Forbidden("This endpoint needs an admin key.")
+    the audio model and voice lists without a key), ``opt={"admin": True}`` need an admin key.
+    The client's name goes into the request's canonical line."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if handler.opt.get("public"):
+            return
+        client = self.ring.identify(connection.headers.get("authorization"))
+        if client is None:
+            raise Unauthorized("Missing or invalid API key. Send 'Authorization: Bearer <key>'.")
+        note(client=client.name)
+        if handler.opt.get("admin") and client.role != "admin":
+            raise Forbidden("This endpoint needs an admin key.")

@@ -15,7 +15,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 
 
 class VisionEncoder:
@@ -64,7 +64,8 @@ class VisionEncoder:
             llm._ctx.kv_cache_clear()
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
                 self._eval_chunk(mtmd.mtmd_input_chunks_get(chunks, i))
-            return llm.input_ids[: llm.n_tokens].tolist()
+            tokens: list[int] = llm.input_ids[: llm.n_tokens].tolist()
+            return tokens
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
@@ -82,8 +83,14 @@ class VisionEncoder:
         self._check_room(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
         past = llama_cpp.llama_pos(0)
         status = mtmd.mtmd_helper_eval_chunk_single(
-            self._ctx, llm._ctx.ctx, chunk, llama_cpp.llama_pos(llm.n_tokens), llama_cpp.llama_seq_id(0),
-            llm.n_batch, False, ctypes.byref(past),
+            self._ctx,
+            llm._ctx.ctx,
+            chunk,
+            llama_cpp.llama_pos(llm.n_tokens),
+            llama_cpp.llama_seq_id(0),
+            llm.n_batch,
+            False,
+            ctypes.byref(past),
         )
         if status != 0:
             raise RuntimeError(f"mtmd failed to evaluate an image (status {status})")
@@ -93,5 +100,6 @@ class VisionEncoder:
         if self._llm.n_tokens + count > self._llm.n_ctx():
             raise InvalidRequest(
                 f"The prompt with its images exceeds this model's context of {self._llm.n_ctx()} tokens.",
-                param="messages", code="context_length_exceeded",
+                param="messages",
+                code="context_length_exceeded",
             )

@@ -1,10 +1,13 @@
 """One exception tree, one wire shape.
 
 Code raises an ``LlmuxError`` subclass; one handler in ``api/errors.py`` turns it (or any
-validation or HTTP error) into ``{"error": {"message", "type", "param", "code"}}``.
+validation or HTTP error) into ``{"error": {"message", "type", "param", "code"}}`` — the
+``ErrorBody`` below, which a stream also sends in-band once its headers are out.
 """
 
 from __future__ import annotations
+
+import msgspec
 
 
 class LlmuxError(Exception):
@@ -78,3 +81,18 @@ class ConfigError(LlmuxError):
     status = 500
     type = "server_error"
     code = "config_error"
+
+
+class ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+def error_body(exc: LlmuxError) -> ErrorBody:
+    return ErrorBody(ErrorDetail(exc.message, exc.type, exc.param, exc.code))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from llmux.backends.base import Segment, TranscribeOptions, Transcript, Word
-from llmux.backends.options import FasterWhisperOptions
+from llmux.engines.base import Segment, TranscribeOptions, Transcript, Word
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import FasterWhisperOptions
 
 
 class FasterWhisperASR:
@@ -55,7 +55,9 @@ class FasterWhisperASR:
         segments: list[Segment] = []
         for piece in pieces:  # a generator: decoding happens as it is consumed
             words = tuple(Word(float(w.start), float(w.end), w.word) for w in piece.words or ())
-            segments.append(Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words))
+            segments.append(
+                Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words)
+            )
             if cancel.is_set():
                 break
         text = " ".join(s.text for s in segments).strip()

@@ -14,7 +14,7 @@ from llmux.registry.config import Strict
 Threads = Annotated[int, msgspec.Meta(ge=1, le=512)]
 
 
-class TransformersOptions(Strict):
+class TransformersOptions(Strict, frozen=True):
     device: str = "cuda"
     """``cuda``, ``cuda:1`` or ``cpu``; ``cuda`` falls back to cpu when no GPU is present."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -23,7 +23,7 @@ class TransformersOptions(Strict):
     threads: Threads | None = None
 
 
-class LlamaCppOptions(Strict):
+class LlamaCppOptions(Strict, frozen=True):
     mmproj: str | None = None
     """Vision encoder GGUF, relative to ``models_dir`` or absolute."""
     n_gpu_layers: int = -1
@@ -34,7 +34,7 @@ class LlamaCppOptions(Strict):
     """Override the template stored in the GGUF (a Jinja string)."""
 
 
-class ChatterboxOptions(Strict):
+class ChatterboxOptions(Strict, frozen=True):
     variant: Literal["standard", "turbo", "multilingual"] = "standard"
     device: str = "cuda"
     """``cuda`` falls back to cpu when no GPU is present."""
@@ -44,7 +44,7 @@ class ChatterboxOptions(Strict):
     temperature: Annotated[float, msgspec.Meta(gt=0, le=2)] = 0.8
 
 
-class FasterWhisperOptions(Strict):
+class FasterWhisperOptions(Strict, frozen=True):
     device: str = "auto"
     compute_type: str = "default"
     threads: Threads | None = None
@@ -53,7 +53,7 @@ class FasterWhisperOptions(Strict):
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 
 
-class HibariOptions(Strict):
+class HibariOptions(Strict, frozen=True):
     threads: Threads | None = None
 
 
@@ -65,4 +65,4 @@ BACKEND_OPTIONS: dict[str, type[Strict]] = {
     "hibari": HibariOptions,
 }
 """Every backend name models.yaml may use. A backend's runtime registers its factory in
-``llmux.backends.factory``; this table only validates configuration."""
+``llmux.engines.factory``; this table only validates configuration."""

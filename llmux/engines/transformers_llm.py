@@ -1,8 +1,9 @@
-"""Chat with a Hugging Face checkpoint through transformers (LLMUX-RT-001).
+"""A Hugging Face checkpoint through transformers, as a text engine (LLMUX-RT-001).
 
-The model's own chat template renders the prompt; ``generate`` runs in a helper thread and
-hands token ids over a queue; llmux's family parser turns the decoded text into events. A stop
-criterion checks a halt flag every token, so a cancelled request stops within one token.
+The checkpoint's chat template is what ``template()`` hands the chat pipeline; ``generate``
+tokenizes the rendered prompt (through the multimodal processor when images come with it),
+runs ``model.generate`` in a helper thread and hands token ids over a queue, decoded to text
+pieces. A stop criterion checks a halt flag every token, so a cancelled job stops within one.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from llmux.backends.base import ChatEvent, ChatJob, SamplingParams
-from llmux.backends.options import TransformersOptions
-from llmux.chat import generation
-from llmux.chat.messages import ImagePolicy, to_pil
-from llmux.chat.prompt import output_setup, prompt_input
-from llmux.errors import InvalidRequest, ModelLoadFailed
+from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.devices import torch_device
+from llmux.engines.images import to_pil
+from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
+from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
 
-log = structlog.get_logger("llmux.backends")
+log = structlog.get_logger("llmux.engines")
 
 _DONE = object()
 
@@ -45,7 +46,9 @@ class _Halt(StoppingCriteria):
         self.flag = flag
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full(  # type: ignore[return-value]  # a bool tensor; torch's stubs have no BoolTensor constructor
+            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
+        )
 
 
 class _QueueStreamer(BaseStreamer):
@@ -77,7 +80,7 @@ class Detokenizer:
         self._read = 0
 
     def _decode(self, ids: list[int]) -> str:
-        return self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def push(self, token: int) -> str:
         self._ids.append(token)
@@ -89,12 +92,6 @@ class Detokenizer:
         return after[len(before) :]
 
 
-def _device(requested: str) -> str:
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return requested
-
-
 def _dtype(name: str, device: str) -> Any:
     if name == "auto":
         # Half precision on a CPU is slow or unsupported: float32 unless asked otherwise.
@@ -102,14 +99,13 @@ def _dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
-class TransformersLLM:
+class TransformersLLM(SerialTextEngine):
     def __init__(self, spec: PhysicalModel, registry: Registry, options: TransformersOptions) -> None:
+        super().__init__(spec.id)
         self.spec = spec
         self.path = registry.weights_path(spec)
         self.options = options
-        self.images = ImagePolicy(remote=registry.limits.remote_images,
-                                  max_bytes=int(registry.limits.max_request_mb * 2**20))
-        self.device = _device(options.device)
+        self.device = torch_device(options.device)
         self.model: Any = None
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
         self.tokenizer: Any = None
@@ -132,8 +128,14 @@ class TransformersLLM:
         self.context = self.options.max_context or self._model_context()
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        log.info("model.weights_loaded", model=self.spec.id, device=self.device, context=self.context,
-                 seconds=round(time.perf_counter() - started, 3), gb=footprint)
+        log.info(
+            "model.weights_loaded",
+            model=self.spec.id,
+            device=self.device,
+            context=self.context,
+            seconds=round(time.perf_counter() - started, 3),
+            gb=footprint,
+        )
         return footprint
 
     def _open(self) -> None:
@@ -161,29 +163,16 @@ class TransformersLLM:
 
     # ---- prompt -------------------------------------------------------------------------------
 
-    def template_source(self) -> str:
+    def template(self) -> ChatTemplate:
         source = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
         if not isinstance(source, str):
             raise ModelLoadFailed(f"{self.spec.id}: the checkpoint has no chat template")
-        return source
+        variables = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        return ChatTemplate(
+            source=source, variables=variables, image_part={"type": "image"} if self.spec.vision else None
+        )
 
-    def render(self, job: ChatJob) -> tuple[str, list[bytes]]:
-        """The prompt text exactly as the model sees it, and the decoded images."""
-        source = self.template_source()
-        made = prompt_input(job, family=self.spec.family, vision=self.spec.vision, template_source=source,
-                            policy=self.images)
-        try:
-            prompt = self.tokenizer.apply_chat_template(
-                made.messages, tools=made.tools, chat_template=source, tokenize=False,
-                add_generation_prompt=True, **made.kwargs,
-            )
-        except InvalidRequest:
-            raise
-        except Exception as exc:  # jinja2.TemplateError and friends: the conversation is at fault
-            raise InvalidRequest(f"the model's chat template cannot render these messages: {exc}", param="messages") from None
-        return prompt, made.images
-
-    def _inputs(self, prompt: str, images: list[bytes]) -> dict[str, Any]:
+    def _inputs(self, prompt: str, images: tuple[bytes, ...]) -> dict[str, Any]:
         if images:
             pictures = [to_pil(raw) for raw in images]
             encoded = self.processor(text=[prompt], images=pictures, return_tensors="pt")
@@ -193,25 +182,14 @@ class TransformersLLM:
 
     # ---- generation ---------------------------------------------------------------------------
 
-    def chat(self, job: ChatJob, cancel: threading.Event) -> Iterator[ChatEvent]:
+    def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.model is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
-        prompt, images = self.render(job)
-        setup = output_setup(self.spec.family, job, prompt)
-        inputs = self._inputs(setup.prompt, images)
-        log.debug("chat.rendered", model=self.spec.id, prompt=setup.prompt, images=len(images))
+        inputs = self._inputs(job.prompt, job.images)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        budget = generation.completion_budget(job.params.max_tokens, prompt_tokens, self.context)
-        return generation.run(
-            self._pieces(inputs, budget, job.params),
-            parser=setup.parser,
-            preamble=setup.preamble,
-            stops=job.params.stop,
-            prompt_tokens=prompt_tokens,
-            max_tokens=budget,
-            cancel=cancel,
-            model=self.spec.id,
-        )
+        budget = completion_budget(job.params.max_tokens, prompt_tokens, self.context)
+        yield Prompted(prompt_tokens, budget)
+        yield from self._pieces(inputs, budget, job.params)
 
     def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}
@@ -234,8 +212,9 @@ class TransformersLLM:
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 with torch.inference_mode():
-                    self.model.generate(**inputs, **kwargs, streamer=streamer,
-                                        stopping_criteria=StoppingCriteriaList([_Halt(halt)]))
+                    self.model.generate(
+                        **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Halt(halt)])
+                    )
             except BaseException as exc:  # handed to the consumer, raised there
                 streamer.queue.put(exc)
             finally:

@@ -1,4 +1,4 @@
-"""OpenAI wire shapes for chat, models and health, as msgspec Structs.
+"""OpenAI wire shapes of chat completions, as msgspec Structs.
 
 Lenient on requests: unknown fields are ignored (clients add new ones all the time); the fields
 we act on are typed and constrained so that a bad value is a 400 naming its ``param``.
@@ -151,43 +151,3 @@ class ChatCompletion(msgspec.Struct):
     choices: list[Choice]
     usage: UsageOut
     object: str = "chat.completion"
-
-
-# ---- models and health --------------------------------------------------------------------
-
-
-class ModelCard(msgspec.Struct):
-    id: str
-    created: int
-    owned_by: str
-    object: str = "model"
-
-
-class ModelList(msgspec.Struct):
-    data: list[ModelCard]
-    object: str = "list"
-
-
-class LoadedModel(msgspec.Struct):
-    model: str
-    type: str
-    state: str
-    vram_gb: float
-    measured: bool
-    leases: int
-    waiting: int
-    virtual: list[str]
-
-
-class VramInfo(msgspec.Struct):
-    budget_gb: float
-    used_gb: float
-    free_gb: float
-
-
-class Health(msgspec.Struct):
-    status: str
-    loaded: list[LoadedModel]
-    vram: VramInfo
-    queue_depth: int
-    uptime_s: float

@@ -1,0 +1,75 @@
+"""Images in chat requests: fetched (where allowed) and decoded before a model is leased.
+
+A bad image is the client's mistake: it is a 400 before anything is loaded or swapped, even
+with ``stream: true`` (the refusal is the HTTP status, not an in-band error).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from llmux.protocol.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    remote: bool = False
+    """Fetch ``http(s)`` URLs (``limits.remote_images``). Off by default: SSRF."""
+    max_bytes: int = 20 * 2**20
+    timeout_s: float = 10.0
+
+
+def check_url(url: str, policy: ImagePolicy, param: str = "image_url") -> None:
+    """Refuse, without any I/O, a URL this server will not read: ``data:`` always goes, an
+    ``http(s)`` URL only when the policy allows remote images."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "data" or (scheme in ("http", "https") and policy.remote):
+        return
+    raise InvalidRequest(
+        "Send images inline as data: URLs; fetching remote image URLs is disabled on this server.",
+        param=param,
+        code="remote_images_disabled" if scheme in ("http", "https") else "invalid_image_url",
+    )
+
+
+def image_bytes(url: str, policy: ImagePolicy = ImagePolicy(), param: str = "image_url") -> bytes:
+    """The image file a URL names, checked to decode (blocking: it may fetch the URL)."""
+    check_url(url, policy, param)
+    if url.split(":", 1)[0].lower() == "data":
+        _, _, payload = url.partition(",")
+        try:
+            raw = base64.b64decode(payload, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"the image is not valid base64: {exc}", param=param, code="invalid_image") from None
+    else:
+        raw = _fetch(url, policy, param)
+    try:
+        _check_decodes(raw)
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"the image could not be decoded: {exc}", param=param, code="invalid_image") from None
+    return raw
+
+
+def _fetch(url: str, policy: ImagePolicy, param: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=policy.timeout_s) as response:  # noqa: S310 (scheme checked)
+            raw = response.read(policy.max_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise InvalidRequest(
+            f"the image URL could not be fetched: {exc}", param=param, code="image_fetch_failed"
+        ) from None
+    if len(raw) > policy.max_bytes:
+        raise InvalidRequest("the image is too large", param=param, code="image_too_large")
+    return bytes(raw)
+
+
+def _check_decodes(raw: bytes) -> None:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(raw)) as image:
+        image.load()

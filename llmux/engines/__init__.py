@@ -1,0 +1,1 @@
+"""Runtime adapters: load weights, tokenize, generate (text), transcribe, speak."""

@@ -1,0 +1,1 @@
+"""OpenAI and admin wire shapes, the error body, SSE framing: the bottom layer (imports nothing from llmux)."""

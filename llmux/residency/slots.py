@@ -1,0 +1,83 @@
+"""The controller's value types: one ``Slot`` per physical model, a ``Waiter`` per queued
+request, the ``Lease`` a request holds, and the seam to the runtimes (``Loadable``).
+
+Only the controller mutates these; everyone else sees ``ModelStatus`` (``protocol.residency``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llmux.registry import PhysicalModel, Registry
+from llmux.residency.lifecycle import ModelLifecycle
+
+
+class Loadable(Protocol):
+    """What residency needs of a runtime: weights in, weights out (both blocking)."""
+
+    def load(self) -> float | None:
+        """Bring the weights into memory. Returns the measured footprint in GB, or None when
+        it cannot be measured (CPU); raises on failure, leaving nothing allocated."""
+        ...
+
+    def unload(self) -> None:
+        """Free everything ``load`` allocated."""
+        ...
+
+
+EngineFactory = Callable[[PhysicalModel, Registry], Loadable]
+Offload = Callable[..., Awaitable[Any]]
+"""Runs a blocking call off the event loop: ``asyncio.to_thread`` in production; tests pass
+one that waits on a gate they control, so load times are decided by the test, not a clock."""
+
+
+@dataclass(eq=False)
+class Slot:
+    spec: PhysicalModel
+    machine: ModelLifecycle
+    footprint_gb: float
+    measured: bool = False
+    draining: bool = False
+    pinned: bool = False
+    last_used: float = 0.0
+    engine: Any = None
+    """The loaded runtime (a ``Loadable``, and whatever inference protocol its type has)."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    loads: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def state(self) -> str:
+        return str(self.machine.state)
+
+    @property
+    def leases(self) -> int:
+        return int(self.machine.leases)
+
+
+@dataclass(eq=False)
+class Waiter:
+    model: str
+    """The physical model id it waits for."""
+    future: asyncio.Future[None]
+    since: float
+    granted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Permission to run inference on ``engine``; while held, the model cannot be evicted."""
+
+    model: str
+    """The physical model id."""
+    engine: Any

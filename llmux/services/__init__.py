@@ -1,0 +1,1 @@
+"""Services: validate before the lease, lease, run, account — one per kind of request."""

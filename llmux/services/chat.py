@@ -1,0 +1,204 @@
+"""Chat completions: validate everything, lease the physical model, run one chat turn, encode.
+
+1. ``prepare`` resolves the model and checks the request against its capabilities, and
+   fetches and decodes every image — all before a lease, so a bad request never loads or
+   swaps a model (and is a 400 even with ``stream: true``).
+2. The lease is held until the engine has really stopped working on the turn (a cancelled
+   stream's generation thread may still be inside a step): a model is never evicted under a
+   running generation.
+3. What the turn did (tokens, time to first token, how it ended) goes into the request's
+   canonical line (``services.record``), on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import msgspec
+
+from llmux.chat.events import ChatEvent, ChatJob
+from llmux.chat.images import ImagePolicy, check_url, image_bytes
+from llmux.chat.messages import image_parts
+from llmux.chat.pipeline import ChatRun
+from llmux.chat.stream import ChunkEncoder, CompletionBuilder
+from llmux.engines.base import SamplingParams
+from llmux.engines.worker import run_in_thread
+from llmux.protocol.chat import ChatCompletion, ChatCompletionRequest
+from llmux.protocol.errors import InvalidRequest, LlmuxError, error_body
+from llmux.protocol.sse import DONE, KEEPALIVE, sse
+from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.residency.controller import ResidencyController
+from llmux.residency.slots import Lease
+from llmux.services.record import note
+
+
+class GenerationFailed(LlmuxError):
+    status = 500
+    type = "server_error"
+    code = "generation_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChat:
+    """A validated request: the virtual name it used, its physical model, and the job."""
+
+    model: str
+    """The virtual model name, as the client sent it (and as the response names it)."""
+    physical: PhysicalModel
+    job: ChatJob
+    stream: bool
+    include_usage: bool
+
+
+class ChatService:
+    def __init__(self, registry: Registry, controller: ResidencyController, *, keepalive_s: float = 5.0) -> None:
+        self.registry = registry
+        self.controller = controller
+        self.keepalive_s = keepalive_s
+        self.images = ImagePolicy(
+            remote=registry.limits.remote_images, max_bytes=int(registry.limits.max_request_mb * 2**20)
+        )
+
+    # ---- 1. validation, before any lease -------------------------------------------------------
+
+    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+        virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
+        note(model=request.model, physical=physical.id, stream=request.stream)
+        images = image_parts(request.messages)
+        for param, part in images:
+            if not physical.vision:
+                raise InvalidRequest(
+                    f"The model {request.model!r} does not accept images.", param=param, code="vision_not_supported"
+                )
+            check_url(part.image_url.url, self.images, param)
+        if request.tools and not physical.tools:
+            raise InvalidRequest(f"The model {request.model!r} does not support tool calling.", param="tools")
+        decoded = (
+            await run_in_thread(
+                lambda _: tuple(image_bytes(p.image_url.url, self.images, param) for param, p in images)
+            )
+            if images
+            else ()
+        )
+        behaviour = virtual.behaviour
+        if request.reasoning_effort is not None and physical.family == "gpt-oss":
+            behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
+        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+        params = SamplingParams(
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=stop,
+            seed=request.seed,
+        )
+        tools = msgspec.to_builtins(request.tools) if request.tools and request.tool_choice != "none" else None
+        job = ChatJob(
+            messages=request.messages,
+            tools=tools,
+            tool_choice=request.tool_choice,
+            params=params,
+            behaviour=behaviour,
+            images=decoded,
+        )
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        return PreparedChat(request.model, physical, job, request.stream, include_usage)
+
+    # ---- 2. a turn under a lease ---------------------------------------------------------------
+
+    async def complete(self, chat: PreparedChat) -> ChatCompletion:
+        started = time.perf_counter()
+        builder = CompletionBuilder(chat.model)
+        lease = self.controller.try_acquire(chat.physical.id) or await self.controller.acquire(chat.physical.id)
+        run: ChatRun | None = None
+        try:
+            run = self._start(lease, chat)
+            async with aclosing(self._events(run)) as events:
+                async for batch in events:
+                    for event in batch:
+                        builder.add(event)
+        finally:
+            self._release_when_stopped(lease, run)
+            if run is not None:
+                self._account(run, started)
+        return builder.build()
+
+    async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
+        """SSE bytes. Keep-alive comments flow while the model loads or the turn queues."""
+        started = time.perf_counter()
+        encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
+        run: ChatRun | None = None
+        try:
+            lease = self.controller.try_acquire(chat.physical.id)
+            if lease is None:
+                acquiring = asyncio.ensure_future(self.controller.acquire(chat.physical.id))
+                try:
+                    while not acquiring.done():
+                        await asyncio.wait({acquiring}, timeout=self.keepalive_s)
+                        if not acquiring.done():
+                            yield KEEPALIVE
+                except BaseException:  # the client left while the model loads or the turn queues
+                    _abandon(acquiring, self.controller)
+                    raise
+                lease = acquiring.result()
+            try:
+                run = self._start(lease, chat)
+                yield encoder.start()
+                async with aclosing(self._events(run)) as events:
+                    async for batch in events:
+                        yield encoder.events(batch)
+            finally:
+                self._release_when_stopped(lease, run)
+        except LlmuxError as exc:
+            note(error=exc.code)
+            yield sse(error_body(exc))
+        except (GeneratorExit, asyncio.CancelledError):
+            note(cancelled=True)  # the client went away
+            raise
+        finally:
+            if run is not None:
+                self._account(run, started)
+        yield DONE
+
+    def _start(self, lease: Lease, chat: PreparedChat) -> ChatRun:
+        return ChatRun(lease.engine, chat.physical.family, chat.job)
+
+    async def _events(self, run: ChatRun) -> AsyncGenerator[list[ChatEvent], None]:
+        try:
+            async for batch in run.events():
+                yield batch
+        except LlmuxError:
+            raise  # the engine's own verdict (a prompt over the context is a 400)
+        except Exception as exc:
+            raise GenerationFailed(f"generation failed: {type(exc).__name__}: {exc}") from exc
+
+    def _release_when_stopped(self, lease: Lease, run: ChatRun | None) -> None:
+        """2: a cancelled request may leave here while its thread is still inside a step (a
+        Litestar stream's cancellation interrupts even a shielded wait): the lease goes back
+        when the engine has stopped, not before."""
+        if run is None or run.stopped.done():
+            self.controller.release(lease)
+        else:
+            run.stopped.add_done_callback(lambda _: self.controller.release(lease))
+
+    @staticmethod
+    def _account(run: ChatRun, started: float) -> None:
+        """3."""
+        finish = run.finished
+        note(
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            finish_reason=finish.reason if finish else None,
+            ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
+        )
+
+
+def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:
+    """Stop waiting for a lease, or give back the one granted just as the client left."""
+    if not acquiring.done():
+        acquiring.cancel()  # the controller drops the waiter, or releases what it granted
+    elif not acquiring.cancelled() and acquiring.exception() is None:
+        controller.release(acquiring.result())
