@@ -93,10 +93,7 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
 
 def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
     refuse_unsupported(request)
-    messages: list[Message] = []
-    if request.instructions:
-        messages.append(Message(role="system", content=request.instructions))
-    messages += _messages(_items(request.input))
+    messages = _leading_system([*_instructions(request.instructions), *_messages(_items(request.input))])
     if not messages:
         raise InvalidRequest("`input` holds no messages.", param="input")
     tools = [_tool(i, t) for i, t in enumerate(request.tools or ()) if t.get("type") == "function"]
@@ -113,6 +110,30 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         reasoning_effort=_EFFORT[effort] if effort else None,
         user=request.user,
     )
+
+
+def _instructions(instructions: str | None) -> list[Message]:
+    return [Message(role="system", content=instructions)] if instructions else []
+
+
+def _leading_system(messages: list[Message]) -> list[Message]:
+    """``instructions`` and the leading system/developer messages (Codex sends several) as one
+    system message: chat templates take one, first (Qwen's refuses a system message elsewhere,
+    and none knows ``developer``). A later developer message is a system message in place."""
+    head = 0
+    while head < len(messages) and messages[head].role in ("system", "developer"):
+        head += 1
+    rest = [msgspec.structs.replace(m, role="system") if m.role == "developer" else m for m in messages[head:]]
+    if not head:
+        return rest
+    text = "\n\n".join(_plain(m.content) for m in messages[:head])
+    return [Message(role="system", content=text), *rest]
+
+
+def _plain(content: str | list[ContentPart] | None) -> str:
+    if isinstance(content, list):
+        return "".join(p.text for p in content if isinstance(p, TextPart))
+    return content or ""
 
 
 def _items(raw: str | list[dict[str, Any]]) -> list[InputItem]:
