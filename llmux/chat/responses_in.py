@@ -24,7 +24,9 @@ from llmux.protocol.chat import (
     FunctionDef,
     ImagePart,
     ImageUrl,
+    JsonSchemaFormat,
     Message,
+    ResponseFormat,
     TextPart,
     Tool,
     ToolCall,
@@ -77,11 +79,6 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
             "text.verbosity",
             "Only `medium` verbosity is supported.",
         ),
-        (
-            bool(request.text and request.text.format and request.text.format.get("type") != "text"),
-            "text.format",
-            "Only `text` output is supported on /v1/responses yet.",
-        ),
     ]
     for failed, param, message in checks:
         if failed:
@@ -108,8 +105,23 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         temperature=request.temperature,
         top_p=request.top_p,
         reasoning_effort=_EFFORT[effort] if effort else None,
+        response_format=_format(request),
         user=request.user,
     )
+
+
+def _format(request: ResponsesRequest) -> ResponseFormat | None:
+    """``text.format`` is chat's ``response_format`` with the schema's fields one level up."""
+    fmt = request.text.format if request.text else None
+    if not fmt:
+        return None
+    try:
+        if fmt.get("type") == "json_schema":
+            schema = msgspec.convert({k: v for k, v in fmt.items() if k != "type"}, JsonSchemaFormat)
+            return ResponseFormat(type="json_schema", json_schema=schema)
+        return msgspec.convert(fmt, ResponseFormat)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Malformed `text.format`: {exc}", param="text.format") from None
 
 
 def _instructions(instructions: str | None) -> list[Message]:

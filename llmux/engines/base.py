@@ -29,6 +29,18 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_k: int | None = None
+    """0 turns it off; None leaves the runtime's default."""
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    """OpenAI's: subtracted once from the logit of every token already generated."""
+    frequency_penalty: float | None = None
+    """OpenAI's: subtracted once per earlier occurrence of the token in the answer."""
+    repetition_penalty: float | None = None
+    """CTRL's multiplicative penalty (transformers, llama.cpp ``repeat_penalty``); 1 is off."""
+    json_schema: str | None = None
+    """Constrain decoding to JSON matching this schema (JSON text); ``{"type": "object"}`` for
+    OpenAI's ``json_object``."""
 
 
 class ChatTemplate(msgspec.Struct, frozen=True, kw_only=True):

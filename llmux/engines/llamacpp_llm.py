@@ -19,6 +19,7 @@ from typing import Any
 
 import llama_cpp
 import structlog
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
@@ -156,9 +157,7 @@ class LlamaCppLLM(SerialTextEngine):
         vocab = llm._model.vocab
         produced = 0
         try:
-            for token in llm.generate(
-                tokens, temp=temperature, top_p=1.0 if params.top_p is None else params.top_p, reset=True
-            ):
+            for token in llm.generate(tokens, **_sampling(params, temperature), reset=True):
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return
@@ -170,3 +169,27 @@ class LlamaCppLLM(SerialTextEngine):
             if not reuse_cache:
                 # Image positions hold no token ids: never let the next prompt "match" them.
                 llm.reset()
+
+
+def _sampling(params: SamplingParams, temperature: float) -> dict[str, Any]:
+    """llama-cpp-python's ``generate`` keywords; None leaves llama.cpp's own defaults (top-k 40,
+    min-p 0.05, no penalties)."""
+    kwargs: dict[str, Any] = {"temp": temperature, "top_p": 1.0 if params.top_p is None else params.top_p}
+    for ours, theirs in [
+        ("top_k", "top_k"),
+        ("min_p", "min_p"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("repetition_penalty", "repeat_penalty"),
+    ]:
+        value = getattr(params, ours)
+        if value is not None:
+            kwargs[theirs] = value
+    if params.json_schema is not None:
+        try:
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
+        except Exception as exc:  # the converter raises plain exceptions on schemas it cannot map
+            raise InvalidRequest(
+                f"This JSON schema cannot be enforced: {exc}", param="response_format.json_schema.schema"
+            ) from None
+    return kwargs

@@ -22,6 +22,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -31,6 +32,7 @@ from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.engines.transformers_sampling import JsonGrammars, logits_processors
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
@@ -111,6 +113,7 @@ class TransformersLLM(SerialTextEngine):
         self.tokenizer: Any = None
         self.context = 0
         self._eos: set[int] = set()
+        self._grammars: JsonGrammars | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -128,6 +131,8 @@ class TransformersLLM(SerialTextEngine):
         self.context = self.options.max_context or self._model_context()
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self._grammars = JsonGrammars(self.tokenizer, int(vocab))
         log.info(
             "model.weights_loaded",
             model=self.spec.id,
@@ -156,7 +161,7 @@ class TransformersLLM(SerialTextEngine):
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
     def unload(self) -> None:
-        self.model = self.processor = self.tokenizer = None
+        self.model = self.processor = self.tokenizer = self._grammars = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -191,21 +196,32 @@ class TransformersLLM(SerialTextEngine):
         yield Prompted(prompt_tokens, budget)
         yield from self._pieces(inputs, budget, job.params)
 
-    def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
+    def _generate_kwargs(self, params: SamplingParams, budget: int, prompt_tokens: int = 0) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}
         if params.temperature is not None:
             if params.temperature <= 0:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:
                 kwargs.update(do_sample=True, temperature=params.temperature)
-        if params.top_p is not None and kwargs.get("do_sample", True):
+        sampling = kwargs.get("do_sample", True)
+        if params.top_p is not None and sampling:
             kwargs["top_p"] = params.top_p
+        if params.top_k is not None and sampling:
+            kwargs["top_k"] = params.top_k
+        if params.min_p is not None and sampling:
+            kwargs["min_p"] = params.min_p
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if self._grammars is not None:
+            processors = logits_processors(params, prompt_tokens, self._grammars)
+            if processors:
+                kwargs["logits_processor"] = LogitsProcessorList(processors)
         return kwargs
 
     def _pieces(self, inputs: dict[str, Any], budget: int, params: SamplingParams) -> Generator[str | None, None, None]:
         halt = threading.Event()
         streamer = _QueueStreamer()
-        kwargs = self._generate_kwargs(params, budget)
+        kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]))
 
         def work() -> None:
             try:

@@ -24,8 +24,8 @@ from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
+from llmux.chat.sampling import sampling_params
 from llmux.chat.stream import ChunkEncoder, CompletionBuilder
-from llmux.engines.base import SamplingParams
 from llmux.engines.worker import run_in_thread
 from llmux.protocol.chat import ChatCompletion, ChatCompletionRequest
 from llmux.protocol.errors import InvalidRequest, LlmuxError, error_body
@@ -87,14 +87,7 @@ class ChatService:
         behaviour = virtual.behaviour
         if request.reasoning_effort is not None and physical.family == "gpt-oss":
             behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
-        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-        params = SamplingParams(
-            max_tokens=request.max_completion_tokens or request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=stop,
-            seed=request.seed,
-        )
+        params = sampling_params(request, behaviour, physical.family)
         tools = msgspec.to_builtins(request.tools) if request.tools and request.tool_choice != "none" else None
         job = ChatJob(
             messages=request.messages,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from llmux.chat.responses_in import chat_request
 from llmux.chat.responses_out import ResponseBuilder, frame, response_skeleton
 from llmux.protocol.errors import LlmuxError
-from llmux.protocol.responses import Response, ResponsesRequest
+from llmux.protocol.responses import Response, ResponsesRequest, TextConfig
 from llmux.protocol.sse import KEEPALIVE
 from llmux.services.chat import ChatService, PreparedChat
 
@@ -42,6 +42,7 @@ class PreparedResponse:
             top_p=r.top_p,
             reasoning=r.reasoning,
             metadata=r.metadata or {},
+            text=r.text if r.text and r.text.format else TextConfig(format={"type": "text"}),
         )
         return ResponseBuilder(
             skeleton,
