@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from llmux.chat.events import ChatEvent, ChatJob, Finish, FinishReason, Usage
+from llmux.chat.events import ChatEvent, ChatJob, Finish, FinishReason, Logprobs, Usage
 from llmux.chat.prompt import render_prompt
 from llmux.chat.stops import StopScanner
-from llmux.engines.base import Prompted, TextJob
+from llmux.engines.base import LoggedPiece, Prompted, TextJob, TokenLogprob
 from llmux.engines.text import TextEngine
 
 log = structlog.get_logger("llmux.chat")
@@ -52,6 +52,7 @@ class ChatRun:
                 yield list(self._rendered.preamble)
             async for batch in batches:
                 out: list[ChatEvent] = []
+                logprobs: list[TokenLogprob] = []
                 done = False
                 for item in batch:
                     if isinstance(item, Prompted):
@@ -61,10 +62,15 @@ class ChatRun:
                     if item is None:
                         done = eos = True
                         break
+                    if isinstance(item, LoggedPiece):
+                        logprobs.append(item.logprob)
+                        item = item.text
                     out.extend(parser.feed(scanner.feed(item)))
                     if scanner.hit or self.completion_tokens >= budget:
                         done = True
                         break
+                if logprobs:
+                    out.append(Logprobs(tuple(logprobs)))
                 if out:
                     yield out
                 if done:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from llmux.chat.events import ChatEvent, ContentDelta, Finish, ReasoningDelta, ToolCallArgs, ToolCallStart
+from llmux.chat.events import ChatEvent, ContentDelta, Finish, Logprobs, ReasoningDelta, ToolCallArgs, ToolCallStart
 from llmux.protocol.responses import (
     IncompleteDetails,
     OutputFunctionCall,
@@ -117,6 +117,8 @@ class ResponseBuilder:
             out = self._close("completed")
             self._open = _Open("call", len(self.response.output), new_id("fc"), [], event.id, event.name)
             return self._n([*out, OutputItemAdded(output_index=self._open.index, item=self._item("in_progress"))])
+        if isinstance(event, Logprobs):
+            return []  # the Responses API reports them only when asked (``include``), not yet
         if isinstance(event, ToolCallArgs):
             if self._skipping or self._open is None or self._open.kind != "call" or not event.text:
                 return []

@@ -22,8 +22,11 @@ JSON_OBJECT = '{"type": "object"}'
 
 def refuse_unsupported(request: ChatCompletionRequest) -> None:
     checks: list[tuple[bool, str, str]] = [
-        (bool(request.logprobs), "logprobs", "Log probabilities are not supported yet."),
-        (request.top_logprobs is not None, "top_logprobs", "Log probabilities are not supported yet."),
+        (
+            request.top_logprobs is not None and not request.logprobs,
+            "top_logprobs",
+            "`top_logprobs` needs `logprobs: true`.",
+        ),
         (bool(request.logit_bias), "logit_bias", "`logit_bias` is not supported."),
         (
             request.parallel_tool_calls is False,
@@ -78,14 +81,32 @@ def sampling_params(request: ChatCompletionRequest, behaviour: Behaviour, family
         stop=stop,
         seed=request.seed,
         json_schema=_json_schema(request, behaviour, family),
+        logprobs=_logprobs(request, behaviour, family),
     )
+
+
+def _reasons_first(behaviour: Behaviour, family: str | None) -> bool:
+    return family == "gpt-oss" or (family == "qwen3.5" and behaviour.thinking is not False)
+
+
+def _logprobs(request: ChatCompletionRequest, behaviour: Behaviour, family: str | None) -> int | None:
+    if not request.logprobs:
+        return None
+    if _reasons_first(behaviour, family):
+        raise InvalidRequest(
+            f"{request.model!r} reasons before it answers; log probabilities need a model that answers "
+            "directly (e.g. an Instruct variant).",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
+    return request.top_logprobs or 0
 
 
 def _json_schema(request: ChatCompletionRequest, behaviour: Behaviour, family: str | None) -> str | None:
     fmt = request.response_format
     if fmt is None or fmt.type == "text":
         return None
-    if family == "gpt-oss" or (family == "qwen3.5" and behaviour.thinking is not False):
+    if _reasons_first(behaviour, family):
         raise InvalidRequest(
             f"{request.model!r} reasons before it answers; structured output needs a model that answers "
             "directly (e.g. an Instruct variant).",

@@ -18,10 +18,12 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import llama_cpp
+import numpy as np
 import structlog
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob, TokenLogprob
+from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
@@ -112,6 +114,12 @@ class LlamaCppLLM(SerialTextEngine):
             piece = self._pieces_cache[token] = buffer.raw[:n]
         return piece
 
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        """From the logits of the step that chose ``token``: the context's last output row
+        (llama-cpp-python keeps no scores without ``logits_all``)."""
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        return token_logprob(logits, token, top, self._token_bytes)
+
     def unload(self) -> None:
         if self.vision is not None:
             self.vision.close()
@@ -148,7 +156,7 @@ class LlamaCppLLM(SerialTextEngine):
 
     def _pieces(
         self, tokens: list[int], params: SamplingParams, budget: int, *, reuse_cache: bool
-    ) -> Generator[str | None, None, None]:
+    ) -> Generator[str | LoggedPiece | None, None, None]:
         llm = self.llm
         if params.seed is not None:
             llm.set_seed(params.seed)
@@ -161,7 +169,8 @@ class LlamaCppLLM(SerialTextEngine):
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return
-                yield decoder.decode(self._token_bytes(token))
+                text = decoder.decode(self._token_bytes(token))
+                yield text if params.logprobs is None else LoggedPiece(text, self._logprob(token, params.logprobs))
                 produced += 1
                 if produced >= budget:
                     return

@@ -28,11 +28,12 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
+from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
-from llmux.engines.transformers_sampling import JsonGrammars, logits_processors
+from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
@@ -160,6 +161,9 @@ class TransformersLLM(SerialTextEngine):
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
+    def _token_bytes(self, token: int) -> bytes:
+        return str(self.tokenizer.decode([token], skip_special_tokens=False)).encode()
+
     def unload(self) -> None:
         self.model = self.processor = self.tokenizer = self._grammars = None
         gc.collect()
@@ -196,7 +200,9 @@ class TransformersLLM(SerialTextEngine):
         yield Prompted(prompt_tokens, budget)
         yield from self._pieces(inputs, budget, job.params)
 
-    def _generate_kwargs(self, params: SamplingParams, budget: int, prompt_tokens: int = 0) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, params: SamplingParams, budget: int, prompt_tokens: int = 0, scores: StepScores | None = None
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}
         if params.temperature is not None:
             if params.temperature <= 0:
@@ -213,15 +219,18 @@ class TransformersLLM(SerialTextEngine):
         if params.repetition_penalty is not None:
             kwargs["repetition_penalty"] = params.repetition_penalty
         if self._grammars is not None:
-            processors = logits_processors(params, prompt_tokens, self._grammars)
+            processors = logits_processors(params, prompt_tokens, self._grammars, scores)
             if processors:
                 kwargs["logits_processor"] = LogitsProcessorList(processors)
         return kwargs
 
-    def _pieces(self, inputs: dict[str, Any], budget: int, params: SamplingParams) -> Generator[str | None, None, None]:
+    def _pieces(
+        self, inputs: dict[str, Any], budget: int, params: SamplingParams
+    ) -> Generator[str | LoggedPiece | None, None, None]:
         halt = threading.Event()
         streamer = _QueueStreamer()
-        kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]))
+        scores = StepScores() if params.logprobs is not None else None
+        kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]), scores)
 
         def work() -> None:
             try:
@@ -239,6 +248,7 @@ class TransformersLLM(SerialTextEngine):
         thread = threading.Thread(target=work, name=f"generate-{self.spec.id}", daemon=True)
         thread.start()
         detok = Detokenizer(self.tokenizer)
+        produced = 0
         try:
             while (item := streamer.queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -246,7 +256,13 @@ class TransformersLLM(SerialTextEngine):
                 if item in self._eos:
                     yield None
                     return
-                yield detok.push(item)
+                text = detok.push(item)
+                if scores is None:
+                    yield text
+                else:  # the step's scores were kept before its token was streamed
+                    step = scores.steps[produced]
+                    yield LoggedPiece(text, token_logprob(step.numpy(), item, params.logprobs or 0, self._token_bytes))
+                produced += 1
         finally:
             halt.set()
             thread.join()

@@ -34,6 +34,18 @@ class OpenAIPenalties(LogitsProcessor):
         return scores - self.presence * (counts > 0).to(scores.dtype) - self.frequency * counts  # type: ignore[return-value]  # a FloatTensor
 
 
+class StepScores(LogitsProcessor):
+    """Keeps each step's scores (after penalties, before temperature and truncation: custom
+    processors run there) so that a streamed token can be given its log probability."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps.append(scores[0].detach().float().cpu())
+        return scores
+
+
 class JsonGrammars:
     """One xgrammar compiler per loaded tokenizer (built on first use, with its cache)."""
 
@@ -59,8 +71,10 @@ class JsonGrammars:
         return GrammarProcessor(compiled)
 
 
-def logits_processors(params: SamplingParams, prompt_tokens: int, grammars: JsonGrammars) -> list[LogitsProcessor]:
-    out: list[LogitsProcessor] = []
+def logits_processors(
+    params: SamplingParams, prompt_tokens: int, grammars: JsonGrammars, scores: StepScores | None = None
+) -> list[LogitsProcessor]:
+    out: list[LogitsProcessor] = [scores] if scores is not None else []
     if params.presence_penalty or params.frequency_penalty:
         out.append(OpenAIPenalties(prompt_tokens, params.presence_penalty or 0.0, params.frequency_penalty or 0.0))
     if params.json_schema is not None:

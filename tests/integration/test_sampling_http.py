@@ -116,3 +116,29 @@ def test_structured_output_on_a_reasoning_turn_is_refused(client: openai.OpenAI)
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model="tf-thinking", messages=HELLO, response_format={"type": "json_object"})
     assert exc.value.body["param"] == "response_format"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_logprobs_streamed_and_not(client: openai.OpenAI, model: str) -> None:
+    reply = client.chat.completions.create(model=model, messages=HELLO, max_tokens=8, temperature=0,
+                                           logprobs=True, top_logprobs=3)
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert len(content) == reply.usage.completion_tokens  # every generated token (none is the end token)
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        tops = [t.logprob for t in entry.top_logprobs]
+        assert tops == sorted(tops, reverse=True) and sum(2.718281828 ** t for t in tops) <= 1.0 + 1e-6
+        # greedy: the chosen token is the most likely one
+        assert entry.logprob == pytest.approx(tops[0], abs=1e-4) and entry.bytes == entry.top_logprobs[0].bytes
+    assert b"".join(bytes(e.bytes) for e in content).decode(errors="replace") == reply.choices[0].message.content
+    chunks = list(client.chat.completions.create(model=model, messages=HELLO, max_tokens=8, temperature=0,
+                                                 logprobs=True, stream=True))
+    streamed = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content or ()]
+    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in content]
+    assert all(e.top_logprobs == [] for e in streamed)
+
+
+def test_logprobs_on_a_reasoning_turn_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="tf-thinking", messages=HELLO, logprobs=True)
+    assert exc.value.body["param"] == "logprobs"  # type: ignore[index]

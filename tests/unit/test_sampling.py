@@ -28,7 +28,6 @@ def test_the_request_wins_over_the_virtual_models_defaults() -> None:
 
 
 @pytest.mark.parametrize(("fields", "param"), [
-    ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
     ({"parallel_tool_calls": False}, "parallel_tool_calls"),
