@@ -45,7 +45,7 @@ from llmux.protocol.responses import (
     ResponsesRequest,
 )
 
-INCLUDABLE = frozenset({"reasoning.encrypted_content"})
+INCLUDABLE = frozenset({"reasoning.encrypted_content", "message.output_text.logprobs"})
 Effort = Literal["low", "medium", "high"]
 _EFFORT: dict[str, Effort] = {
     "none": "low",
@@ -68,7 +68,6 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
         (request.prompt is not None, "prompt", "Stored prompt templates are not supported."),
         (request.truncation == "auto", "truncation", "Only `truncation: disabled` is supported."),
         (request.max_tool_calls is not None, "max_tool_calls", "`max_tool_calls` is not supported."),
-        (request.top_logprobs is not None, "top_logprobs", "Log probabilities are not supported yet."),
         (
             request.service_tier not in (None, "auto", "default"),
             "service_tier",
@@ -95,6 +94,7 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         raise InvalidRequest("`input` holds no messages.", param="input")
     tools = [_tool(i, t) for i, t in enumerate(request.tools or ()) if t.get("type") == "function"]
     effort = request.reasoning.effort if request.reasoning else None
+    logprobs = "message.output_text.logprobs" in (request.include or ()) or request.top_logprobs is not None
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
@@ -106,6 +106,8 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         top_p=request.top_p,
         reasoning_effort=_EFFORT[effort] if effort else None,
         response_format=_format(request),
+        logprobs=logprobs or None,
+        top_logprobs=request.top_logprobs if logprobs else None,
         user=request.user,
     )
 

@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 
 from llmux.chat.events import ChatEvent, ContentDelta, Finish, Logprobs, ReasoningDelta, ToolCallArgs, ToolCallStart
+from llmux.chat.stream import choice_logprobs
+from llmux.engines.base import TokenLogprob
 from llmux.protocol.responses import (
     IncompleteDetails,
     OutputFunctionCall,
@@ -76,6 +78,7 @@ class _Open(msgspec.Struct):
     text: list[str]
     call_id: str = ""
     name: str = ""
+    logprobs: list[TokenLogprob] = []
 
 
 class ResponseBuilder:
@@ -90,6 +93,7 @@ class ResponseBuilder:
         self._calls = 0
         self._skipping = False
         """Inside a tool call dropped by ``parallel_tool_calls: false``."""
+        self._pending: list[TokenLogprob] = []
 
     def _n(self, events: list[StreamEvent]) -> list[StreamEvent]:
         for event in events:
@@ -118,7 +122,12 @@ class ResponseBuilder:
             self._open = _Open("call", len(self.response.output), new_id("fc"), [], event.id, event.name)
             return self._n([*out, OutputItemAdded(output_index=self._open.index, item=self._item("in_progress"))])
         if isinstance(event, Logprobs):
-            return []  # the Responses API reports them only when asked (``include``), not yet
+            # Only a message's tokens have them on this API: kept until a message opens.
+            if self._open is not None and self._open.kind == "message":
+                self._open.logprobs.extend(event.tokens)
+            elif self._open is None or self._open.kind != "call":
+                self._pending.extend(event.tokens)
+            return []
         if isinstance(event, ToolCallArgs):
             if self._skipping or self._open is None or self._open.kind != "call" or not event.text:
                 return []
@@ -144,6 +153,8 @@ class ResponseBuilder:
                 return []  # whitespace between items (after </think>, before <tool_call>)
             out = self._close("completed")
             self._open = _Open(kind, len(self.response.output), new_id("rs" if kind == "reasoning" else "msg"), [])
+            if kind == "message":
+                self._open.logprobs, self._pending = self._pending, []
             empty: OutputTextPart | ReasoningText = ReasoningText("") if kind == "reasoning" else OutputTextPart("")
             out += [
                 OutputItemAdded(output_index=self._open.index, item=self._item("in_progress")),
@@ -177,7 +188,9 @@ class ResponseBuilder:
                 encrypted_content=secret,
             )
         return OutputMessage(
-            id=open_.id, status=status, content=[OutputTextPart(text.rstrip())] if status != "in_progress" else []
+            id=open_.id,
+            status=status,
+            content=[OutputTextPart(text, logprobs=_logprobs(open_.logprobs))] if status != "in_progress" else [],
         )
 
     def _close(self, status: Status) -> list[StreamEvent]:
@@ -202,7 +215,13 @@ class ResponseBuilder:
         else:
             text_part = item.content[0]
             out = [
-                OutputTextDone(item_id=item_id, output_index=index, content_index=0, text=text_part.text),
+                OutputTextDone(
+                    item_id=item_id,
+                    output_index=index,
+                    content_index=0,
+                    text=text_part.text,
+                    logprobs=text_part.logprobs,
+                ),
                 ContentPartDone(item_id=item_id, output_index=index, content_index=0, part=text_part),
             ]
         return [*out, OutputItemDone(output_index=open_.index, item=item)]
@@ -223,3 +242,7 @@ class ResponseBuilder:
             else ResponseCompleted(response=self._snapshot())
         )
         return [*out, done]
+
+
+def _logprobs(tokens: list[TokenLogprob]) -> list[Any]:
+    return list(choice_logprobs(tokens).content) if tokens else []

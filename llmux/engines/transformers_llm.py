@@ -26,6 +26,7 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.generation.streamers import BaseStreamer
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
@@ -42,6 +43,7 @@ from llmux.residency.memory import measure
 log = structlog.get_logger("llmux.engines")
 
 _DONE = object()
+_BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 class _Halt(StoppingCriteria):
@@ -162,6 +164,11 @@ class TransformersLLM(SerialTextEngine):
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
     def _token_bytes(self, token: int) -> bytes:
+        """A token's exact bytes: byte-level BPE vocabularies (Qwen, gpt-oss) spell each byte as
+        one character; other tokens (specials, SentencePiece) as their decoded text."""
+        spelled = self.tokenizer.convert_ids_to_tokens(token)
+        if isinstance(spelled, str) and all(c in _BYTE_OF for c in spelled):
+            return bytes(_BYTE_OF[c] for c in spelled)
         return str(self.tokenizer.decode([token], skip_special_tokens=False)).encode()
 
     def unload(self) -> None:

@@ -142,3 +142,14 @@ def test_logprobs_on_a_reasoning_turn_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model="tf-thinking", messages=HELLO, logprobs=True)
     assert exc.value.body["param"] == "logprobs"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_responses_logprobs(client: openai.OpenAI, model: str) -> None:
+    r = client.responses.create(model=model, input="hello", max_output_tokens=8, temperature=0, top_logprobs=2,
+                                include=["message.output_text.logprobs"])
+    (message,) = [i for i in r.output if i.type == "message"]  # a random model may also write a tool call
+    part = message.content[0]
+    assert 0 < len(part.logprobs or ()) <= 8
+    assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in part.logprobs or ())
+    assert part.text.strip() in b"".join(bytes(e.bytes) for e in part.logprobs or ()).decode(errors="replace")
