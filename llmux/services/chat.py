@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -34,6 +35,8 @@ from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
 from llmux.services.record import note
+
+T = TypeVar("T")
 
 
 class GenerationFailed(LlmuxError):
@@ -158,7 +161,8 @@ class ChatService:
 
     async def turn(self, chat: PreparedChat) -> AsyncGenerator[list[ChatEvent] | None, None]:
         """One turn under a lease, for other wire formats (the Responses API): batches of
-        events, and ``None`` every ``keepalive_s`` while the model loads or the turn queues.
+        events, and ``None`` every ``keepalive_s`` without one — while the model loads, the turn
+        queues or a long prompt is evaluated (clients drop a connection that stays silent).
         Errors raise (an ``LlmuxError``); the caller encodes them."""
         started = time.perf_counter()
         run: ChatRun | None = None
@@ -178,7 +182,7 @@ class ChatService:
             try:
                 run = self._start(lease, chat)
                 async with aclosing(self._events(run)) as events:
-                    async for batch in events:
+                    async for batch in _ticking(events, self.keepalive_s):
                         yield batch
             finally:
                 self._release_when_stopped(lease, run)
@@ -223,6 +227,32 @@ class ChatService:
             finish_reason=finish.reason if finish else None,
             ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
         )
+
+
+async def _ticking(source: AsyncGenerator[T, None], every: float) -> AsyncGenerator[T | None, None]:
+    """``source``'s items, and ``None`` whenever ``every`` seconds pass without one. The step in
+    flight runs in its own task; if the consumer leaves, it is cancelled and awaited, so the
+    source is never closed while it runs."""
+    step: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if step is None:
+                step = asyncio.ensure_future(anext(source))
+            await asyncio.wait({step}, timeout=every)
+            if not step.done():
+                yield None
+                continue
+            finished, step = step, None
+            try:
+                item = finished.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if step is not None:
+            step.cancel()
+            with suppress(BaseException):  # its own end (cancelled, or the error it raised) is not ours
+                await step
 
 
 def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:
