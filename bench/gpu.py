@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the GPU host has no network: never try to fetch
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
+from bench import gpu_gguf  # noqa: E402
 from bench import gpu_measure as m  # noqa: E402
 from bench import gpu_models as g  # noqa: E402
 from llmux.registry import ModelType, PhysicalModel, Registry, load_models  # noqa: E402
@@ -49,6 +51,14 @@ from llmux.residency.controller import ResidencyController  # noqa: E402
 
 BUDGET_S = 480
 REFERENCE_BUDGET_GB = 16.0  # the reference deployment's GPU (config/models.yaml budget_gb)
+
+
+def _text(tiny: bool) -> dict[str, object]:
+    return dict(g.TINY_QWEN["text"] if tiny else g.QWEN35_9B["text"])
+
+
+def _ctx(tiny: bool) -> int:
+    return 4096 if tiny else 32768
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,10 @@ class Plan:
     disk_gb: float
     tiny: bool = True
     """Part of ``--tiny``."""
+    weights: str = ""
+    """The weights path under the model dir when it is a file (a GGUF); the dir itself if empty."""
+    options: dict[str, object] | None = None
+    """Options replacing models.yaml's (a GGUF built without its vision encoder has no mmproj)."""
 
 
 PLANS = [
@@ -72,6 +86,14 @@ PLANS = [
         12.6,
     ),
     Plan("gpt-oss-20b", lambda d, v, tiny: g.build_gpt_oss(d, g.TINY_GPT_OSS if tiny else g.GPT_OSS_20B), 150, 13.9),
+    Plan(
+        "qwen3.5-9b-fp8-uncensored",
+        lambda d, v, tiny: g.Built(d, gpu_gguf.build_qwen35_gguf(d / "model.gguf", _text(tiny), context=_ctx(tiny))),
+        90,
+        10.0,
+        weights="model.gguf",
+        options={"n_gpu_layers": -1, "n_ctx": 32768},
+    ),
     Plan("qwen3.5-4b", lambda d, v, tiny: g.build_qwen35(d, g.TINY_QWEN if tiny else g.QWEN35_4B, fp8=False), 80, 9.9),
     Plan(
         "cohere-transcribe", lambda d, v, tiny: g.build_cohere_asr(d, g.TINY_COHERE if tiny else g.COHERE_ASR), 40, 4.2
@@ -88,7 +110,7 @@ class Bench:
         self.engines: dict[tuple[str, str], m.Timed] = {}
         self.gpu = _cuda()
         reference = load_models(ROOT / "config" / "models.yaml")
-        physical = {p.id: msgspec.structs.replace(reference.physical[p.id], weights=p.id) for p in PLANS}
+        physical = {p.id: self._spec(reference.physical[p.id], p) for p in PLANS}
         budget = self.gpu[1] if self.gpu else 64.0  # measure everything; fit to 16 GB is a column
         self.registry = Registry(
             budget_gb=budget,
@@ -99,6 +121,17 @@ class Bench:
             virtual={},
         )
         self.controller = ResidencyController(self.registry, self.factory)
+
+    def _spec(self, spec: PhysicalModel, plan: Plan) -> PhysicalModel:
+        """models.yaml's spec with the built weights; in a full run the transformers LLMs' CPU
+        copies use bf16 (the GPU side is bf16 either way), halving the CPU copy's RAM and load."""
+        options = dict(spec.options if plan.options is None else plan.options)
+        if spec.backend == "transformers" and spec.type is ModelType.LLM and not self.tiny:
+            options.setdefault("dtype", "bfloat16")
+        if spec.backend == "llamacpp" and self.tiny:
+            options["n_ctx"] = _ctx(True)
+        weights = f"{plan.id}/{plan.weights}" if plan.weights else plan.id
+        return msgspec.structs.replace(spec, weights=weights, options=options)
 
     def factory(self, spec: PhysicalModel, registry: Registry) -> m.Timed:
         from llmux.engines.factory import create_engine
@@ -124,6 +157,9 @@ class Bench:
         if self.tiny and not plan.tiny:
             self.row(plan.id, "skipped", "not in --tiny", "from_local always builds the full-size model")
             return
+        if plan.weights.endswith(".gguf") and (reason := _no_llama_gpu(self.tiny)):
+            self.row(plan.id, "skipped", reason, "no GGUF built: TST-021 unmeasured")
+            return
         if self.left() < cost:
             self.row(plan.id, "skipped", "time budget", f"needs ~{cost:.0f} s, {self.left():.0f} s left")
             return
@@ -141,7 +177,7 @@ class Bench:
     async def _measure(self, plan: Plan, directory: Path) -> None:
         spec = self.registry.physical[plan.id]
         started = time.perf_counter()
-        built = await asyncio.to_thread(plan.build, directory, self.work / "voices", self.tiny)
+        built = await asyncio.to_thread(_build, plan, directory, self.work / "voices", self.tiny)
         build_s = time.perf_counter() - started
         files = m.weight_files(directory)
         size = sum(f.stat().st_size for f in files)
@@ -198,8 +234,11 @@ class Bench:
     def _footprint(self, model: str, spec: PhysicalModel, built: g.Built) -> None:
         status = next(s for s in self.controller.status() if s.id == model)
         engine = self.engines[(model, "gpu")]
-        context = getattr(engine.inner, "context", 0)
-        cache = m.cache_gb(m.loaded_module(engine), context) if context else None
+        if getattr(engine.inner, "llm", None) is not None:  # llama.cpp allocates its cache at load
+            context, module = engine.inner.llm.n_ctx(), SimpleNamespace(config=SimpleNamespace(**_text(self.tiny)))
+        else:
+            context, module = getattr(engine.inner, "context", 0), m.loaded_module(engine)
+        cache = m.cache_gb(module, context) if context else None
         computed = f"{_size(built.bytes)} weights" + (
             f" + {_size(cache * 1e9)} cache @{context} tokens" if cache is not None else ""
         )
@@ -282,6 +321,11 @@ class Bench:
             await self.controller.shutdown(grace_s=10)
 
 
+def _build(plan: Plan, directory: Path, voices: Path, tiny: bool) -> g.Built:
+    directory.mkdir(parents=True, exist_ok=True)
+    return plan.build(directory, voices, tiny)
+
+
 def _size(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
@@ -295,27 +339,16 @@ def _cuda() -> tuple[str, float] | None:
     return props.name, props.total_memory / 1e9
 
 
-def gguf_row(bench: Bench) -> None:
-    """The llama.cpp engine's row: only a CUDA build can show a GPU speed-up."""
+def _no_llama_gpu(tiny: bool) -> str | None:
+    """Why the llama.cpp row cannot show a GPU speed-up here, or None. ``--tiny`` runs it on the
+    CPU anyway, so the code path stays alive."""
     try:
         import llama_cpp
     except ImportError:
-        bench.row("qwen3.5-9b-fp8-uncensored", "skipped", "llama-cpp-python is not installed")
-        return
-    if not llama_cpp.llama_supports_gpu_offload():
-        bench.row(
-            "qwen3.5-9b-fp8-uncensored",
-            "skipped",
-            "llama-cpp-python was built without CUDA",
-            "llama_supports_gpu_offload() is False: no GGUF built, TST-021 unmeasured",
-        )
-        return
-    bench.row(
-        "qwen3.5-9b-fp8-uncensored",
-        "skipped",
-        "GGUF builder for the qwen35 architecture not written yet",
-        "llama-cpp-python has CUDA here",
-    )
+        return "llama-cpp-python is not installed"
+    if not tiny and not llama_cpp.llama_supports_gpu_offload():
+        return "llama-cpp-python was built without CUDA (llama_supports_gpu_offload() is False)"
+    return None
 
 
 def table(rows: list[list[str]]) -> str:
@@ -341,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(work, args.tiny, args.budget_s)
     try:
         asyncio.run(bench.run())
-        gguf_row(bench)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bench.row("bench", "cleanup", "temp dir removed" if not work.exists() else f"LEFT BEHIND: {work}")

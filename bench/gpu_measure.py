@@ -73,8 +73,11 @@ def numeric_path(engine: Any, *, declared: str | None, generation_error: str | N
     the quantisation the checkpoint declared: never a silent fallback."""
     inner = getattr(engine, "inner", engine)
     if getattr(inner, "llm", None) is not None:  # llama.cpp
+        import llama_cpp
+
         layers = getattr(getattr(inner, "options", None), "n_gpu_layers", None)
-        return f"GGUF via llama.cpp, n_gpu_layers={layers}"
+        where = "CUDA offload" if llama_cpp.llama_supports_gpu_offload() else "a CPU-only build: runs on the CPU"
+        return f"GGUF Q8_0 via llama.cpp, n_gpu_layers={layers} ({where})"
     model = loaded_module(engine)
     if model is None or not hasattr(model, "modules"):
         return "n/a"

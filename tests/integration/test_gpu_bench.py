@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LLMS = ["qwen3.5-9b-fp8", "gpt-oss-20b", "qwen3.5-4b"]
+LLMS = ["qwen3.5-9b-fp8", "gpt-oss-20b", "qwen3.5-9b-fp8-uncensored", "qwen3.5-4b"]
 
 
 @pytest.mark.slow
@@ -41,9 +41,27 @@ def test_tiny_run_prints_every_row_and_cleans_up(tmp_path: Path) -> None:
     path = {line.split()[0]: line for line in table.splitlines() if " numeric path " in line}
     assert "DEQUANTISED fp8" in path["qwen3.5-9b-fp8"] and "DEQUANTISED mxfp4" in path["gpt-oss-20b"]
     assert "no quantisation" in path["qwen3.5-4b"]
-    assert "warm tier: pending" in table and "chatterbox" in table and "qwen3.5-9b-fp8-uncensored" in table
+    assert "GGUF Q8_0 via llama.cpp" in path["qwen3.5-9b-fp8-uncensored"]
+    assert "warm tier: pending" in table and "chatterbox" in table
     assert "temp dir removed" in table
     assert not list(tmp_path.glob("llmux-gpu-bench-*")), "the bench left its checkpoints behind"
+
+
+def test_qwen35_gguf_runs_in_llama_cpp(tmp_path: Path) -> None:
+    import llama_cpp
+
+    from bench import gpu_gguf
+    from bench import gpu_models as g
+
+    path = gpu_gguf.build_qwen35_gguf(tmp_path / "q.gguf", g.TINY_QWEN["text"], context=1024) and tmp_path / "q.gguf"
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_gpu_layers=0, n_threads=1, verbose=False)
+    try:
+        assert llm.metadata["general.architecture"] == "qwen35"
+        prompt = llm.tokenize(b"<|im_start|>user\nhello<|im_end|>\n", add_bos=False, special=True)
+        generated = [t for _, t in zip(range(4), llm.generate(prompt, temp=0), strict=False)]
+        assert len(generated) == 4
+    finally:
+        llm.close()
 
 
 @pytest.mark.parametrize("arch", ["qwen35-fp8", "qwen35", "gpt-oss-mxfp4", "cohere-asr"])
