@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
 import sys
@@ -159,6 +160,9 @@ class Bench:
             return
         if plan.weights.endswith(".gguf") and (reason := _no_llama_gpu(self.tiny)):
             self.row(plan.id, "skipped", reason, "no GGUF built: TST-021 unmeasured")
+            return
+        if missing := _missing_runtime(self.registry.physical[plan.id].backend):
+            self.row(plan.id, "skipped", f"{missing} is not installed", "the runtime this backend needs")
             return
         if self.left() < cost:
             self.row(plan.id, "skipped", "time budget", f"needs ~{cost:.0f} s, {self.left():.0f} s left")
@@ -339,6 +343,46 @@ def _cuda() -> tuple[str, float] | None:
     return props.name, props.total_memory / 1e9
 
 
+RUNTIME_MODULES = {
+    "transformers": ["transformers"],
+    "chatterbox": ["chatterbox", "perth", "av"],
+    "llamacpp": ["llama_cpp"],
+}
+
+
+def _missing_runtime(backend: str) -> str | None:
+    import importlib.util
+
+    return next((n for n in RUNTIME_MODULES.get(backend, []) if importlib.util.find_spec(n) is None), None)
+
+
+def environment() -> list[str]:
+    """What the numeric paths depend on: versions, and whether the Hub kernels could load."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    import torch
+
+    cuda = f"CUDA {torch.version.cuda}" if torch.cuda.is_available() else "no CUDA"
+    llama = "absent"
+    if importlib.util.find_spec("llama_cpp") is not None:
+        import llama_cpp
+
+        llama = (
+            f"{version('llama_cpp_python')} ({'CUDA' if llama_cpp.llama_supports_gpu_offload() else 'CPU-only build'})"
+        )
+    hub = "offline" if os.environ.get("HF_HUB_OFFLINE") == "1" else "online"
+    return [
+        f"torch {torch.__version__} ({cuda}); transformers {version('transformers')}",
+        f"kernels package {version('kernels')}, Hub {hub}; llama-cpp-python {llama}",
+    ]
+
+
 def _no_llama_gpu(tiny: bool) -> str | None:
     """Why the llama.cpp row cannot show a GPU speed-up here, or None. ``--tiny`` runs it on the
     CPU anyway, so the code path stays alive."""
@@ -372,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="llmux-gpu-bench-", dir=args.workdir))
     started = time.monotonic()
     bench = Bench(work, args.tiny, args.budget_s)
+    result, note = environment()
+    bench.row("bench", "environment", result, note)
     try:
         asyncio.run(bench.run())
     finally:

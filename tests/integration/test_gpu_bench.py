@@ -43,7 +43,7 @@ def test_tiny_run_prints_every_row_and_cleans_up(tmp_path: Path) -> None:
     assert "no quantisation" in path["qwen3.5-4b"]
     assert "GGUF Q8_0 via llama.cpp" in path["qwen3.5-9b-fp8-uncensored"]
     assert "warm tier: pending" in table and "chatterbox" in table
-    assert "temp dir removed" in table
+    assert "temp dir removed" in table and " environment " in table
     assert not list(tmp_path.glob("llmux-gpu-bench-*")), "the bench left its checkpoints behind"
 
 
