@@ -104,10 +104,11 @@ PLANS = [
 
 
 class Bench:
-    def __init__(self, work: Path, tiny: bool, budget_s: float) -> None:
-        self.work, self.tiny = work, tiny
+    def __init__(self, work: Path, tiny: bool, budget_s: float, out: Path | None = None) -> None:
+        self.work, self.tiny, self.out = work, tiny, out
         self.deadline = time.monotonic() + budget_s
         self.rows: list[list[str]] = []
+        self.only: set[str] = set()
         self.engines: dict[tuple[str, str], m.Timed] = {}
         self.gpu = _cuda()
         reference = load_models(ROOT / "config" / "models.yaml")
@@ -145,6 +146,8 @@ class Bench:
     def row(self, model: str, measure: str, result: str, note: str = "") -> None:
         self.rows.append([model, measure, result, note])
         print(f"  {model}: {measure}: {result}  {note}", file=sys.stderr, flush=True)
+        if self.out is not None:  # a run killed at its time limit still leaves what it measured
+            self.out.write_text(table(self.rows) + "\n")
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -192,7 +195,7 @@ class Bench:
             f"{_size(built.bytes)} of weights, {len(files)} files",
         )
 
-        m.drop_page_cache(files)  # 2: a cold load, as after a reboot
+        cold = m.drop_page_cache(files)  # 2: a cold load, as after a reboot
         started = time.perf_counter()
         await self.controller.load(plan.id)
         load_s = time.perf_counter() - started
@@ -206,7 +209,8 @@ class Bench:
             f"load/read(disk) {load_s / disk_s:.2f}x; {size / disk_s / 1e9:.2f} GB/s disk, "
             f"{size / cache_s / 1e9:.2f} GB/s cache",
         )
-        self.row(plan.id, "swap-in", f"cold load {load_s:.2f} s", "warm tier: pending (llmux has no warm tier yet)")
+        swap = "cold load" if cold else "load (page cache could not be dropped)"
+        self.row(plan.id, "swap-in", f"{swap} {load_s:.2f} s", "warm tier: pending (llmux has no warm tier yet)")
         self._footprint(plan.id, spec, built)
 
         error = None
@@ -238,7 +242,8 @@ class Bench:
     def _footprint(self, model: str, spec: PhysicalModel, built: g.Built) -> None:
         status = next(s for s in self.controller.status() if s.id == model)
         engine = self.engines[(model, "gpu")]
-        if getattr(engine.inner, "llm", None) is not None:  # llama.cpp allocates its cache at load
+        preallocated = getattr(engine.inner, "llm", None) is not None  # llama.cpp allocates its cache at load
+        if preallocated:
             context, module = engine.inner.llm.n_ctx(), SimpleNamespace(config=SimpleNamespace(**_text(self.tiny)))
         else:
             context, module = getattr(engine.inner, "context", 0), m.loaded_module(engine)
@@ -252,7 +257,7 @@ class Bench:
             if not status.measured
             else (
                 "; fits the 16 GB reference GPU"
-                if status.vram_gb + (cache or 0) <= REFERENCE_BUDGET_GB
+                if status.vram_gb + (0 if preallocated else cache or 0) <= REFERENCE_BUDGET_GB
                 else "; does NOT fit the 16 GB reference GPU with its cache"
             )
         )
@@ -320,6 +325,8 @@ class Bench:
     async def run(self) -> None:
         try:
             for plan in PLANS:
+                if self.only and plan.id not in self.only:
+                    continue
                 await self.model(plan)
         finally:
             await self.controller.shutdown(grace_s=10)
@@ -407,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="small configurations, on the CPU (CI)")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="skip what does not fit in this time")
     parser.add_argument("--workdir", type=Path, default=None, help="where the checkpoints are built (a disk)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here (row by row)")
+    parser.add_argument("--only", default="", help="comma-separated physical model ids (a rerun of some rows)")
     args = parser.parse_args(argv)
     _quiet()
     if not args.tiny and _cuda() is None:
@@ -415,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="llmux-gpu-bench-", dir=args.workdir))
     started = time.monotonic()
-    bench = Bench(work, args.tiny, args.budget_s)
+    bench = Bench(work, args.tiny, args.budget_s, args.out)
+    bench.only = {name for name in args.only.split(",") if name}
     result, note = environment()
     bench.row("bench", "environment", result, note)
     try:

@@ -306,7 +306,7 @@ class Pools:
         self.scale = {**{k: v.view(torch.uint8).numpy().tobytes() for k, v in scale.items()}, "U8": bytes([118])}
         self._offset = 0
 
-    def chunks(self, tensor: Tensor) -> Iterator[bytes]:
+    def chunks(self, tensor: Tensor) -> Iterator[memoryview]:
         size = tensor.nbytes
         if tensor.fill in ("ones", "scale", "zeros"):
             unit = {"ones": self.ones, "scale": self.scale}.get(tensor.fill, {}).get(tensor.dtype)
@@ -314,11 +314,12 @@ class Pools:
             block = unit * ((1 << 20) // len(unit))
         else:
             block = self.random[tensor.dtype]
+        view = memoryview(block)  # slices without copies
         start = self._offset % len(block)
         self._offset += 4099 * ITEMSIZE[tensor.dtype]  # next tensor starts elsewhere, aligned
         start -= start % ITEMSIZE[tensor.dtype]
         while size > 0:
-            piece = block[start : start + size]
+            piece = view[start : start + size]
             yield piece
             size -= len(piece)
             start = 0
