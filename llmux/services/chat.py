@@ -17,14 +17,17 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any, cast
 
 import msgspec
+import structlog
 
 from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
 from llmux.chat.stream import ChunkEncoder, CompletionBuilder
+from llmux.chat.tool_choice import forced_name
 from llmux.engines.base import SamplingParams
 from llmux.engines.worker import run_in_thread
 from llmux.protocol.chat import ChatCompletion, ChatCompletionRequest
@@ -34,6 +37,8 @@ from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
 from llmux.services.record import note
+
+log = structlog.get_logger("llmux.chat")
 
 
 class GenerationFailed(LlmuxError):
@@ -75,8 +80,7 @@ class ChatService:
                     f"The model {request.model!r} does not accept images.", param=param, code="vision_not_supported"
                 )
             check_url(part.image_url.url, self.images, param)
-        if request.tools and not physical.tools:
-            raise InvalidRequest(f"The model {request.model!r} does not support tool calling.", param="tools")
+        tools = _tools(request, physical)
         decoded = (
             await run_in_thread(
                 lambda _: tuple(image_bytes(p.image_url.url, self.images, param) for param, p in images)
@@ -95,7 +99,6 @@ class ChatService:
             stop=stop,
             seed=request.seed,
         )
-        tools = msgspec.to_builtins(request.tools) if request.tools and request.tool_choice != "none" else None
         job = ChatJob(
             messages=request.messages,
             tools=tools,
@@ -194,6 +197,24 @@ class ChatService:
             finish_reason=finish.reason if finish else None,
             ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
         )
+
+
+def _tools(request: ChatCompletionRequest, physical: PhysicalModel) -> list[dict[str, Any]] | None:
+    """The tools the prompt offers. Clients (Open WebUI, OpenCode) send ``tools`` on every
+    request: a model without tool calling answers without them unless the request insists on
+    a call, which it cannot honour."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    if physical.tools:
+        return cast("list[dict[str, Any]]", msgspec.to_builtins(request.tools))
+    if forced_name(request.tool_choice) is not None:
+        raise InvalidRequest(
+            f"The model {request.model!r} does not support tool calling, so it cannot honour this tool_choice.",
+            param="tool_choice",
+            code="tools_not_supported",
+        )
+    log.info("chat.tools_dropped", model=request.model, tools=len(request.tools), reason="model has no tool calling")
+    return None
 
 
 def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:
