@@ -45,6 +45,11 @@ class LlamaCppLLM(SerialTextEngine):
         self._specials: dict[str, str] = {}
         self._pieces_cache: dict[int, bytes] = {}
 
+    @property
+    def context(self) -> int:
+        """Tokens the loaded context holds (0 before ``load``), what ``/v1/models`` reports."""
+        return int(self.llm.n_ctx()) if self.llm is not None else 0
+
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def load(self) -> float | None:

@@ -250,3 +250,10 @@ def test_error_body_for_a_prompt_over_the_context(client: openai.OpenAI) -> None
         client.chat.completions.create(model="oss-low", max_tokens=3,
                                        messages=[{"role": "user", "content": "hello the weather " * 300}])
     assert "context" in json.dumps(info.value.body)
+
+
+def test_transformers_context_is_known_once_loaded(client: openai.OpenAI) -> None:
+    """No ``max_context`` in the config: the model's own limit, reported once it is loaded."""
+    client.chat.completions.create(model="qwen-instruct", max_tokens=2, messages=HELLO)
+    card = client.models.retrieve("qwen-instruct").model_dump()
+    assert card["status"] == {"value": "loaded"} and card["context_length"] == card["meta"]["n_ctx"] == 2048

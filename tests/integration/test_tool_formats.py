@@ -86,3 +86,13 @@ async def test_hermes_tool_call_streams(client: openai.AsyncOpenAI) -> None:
     assert calls[0].function.name == "read" and calls[0].id
     assert json.loads("".join(c.function.arguments or "" for c in calls)) == {"filePath": "notes.txt"}
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+async def test_model_card_reports_the_runtime_once_loaded(client: openai.AsyncOpenAI) -> None:
+    before = (await client.models.retrieve("hermes")).model_dump()
+    assert before["status"] == {"value": "unloaded"} and before["context_length"] == 2048
+    assert before["capabilities"]["tools"] is True and before["type"] == "llm"
+    await client.chat.completions.create(model="hermes", messages=USER, max_tokens=2)
+    after = (await client.models.retrieve("hermes")).model_dump()
+    assert after["status"] == {"value": "loaded"} and after["meta"] == {"n_ctx": 2048}
+    assert (await client.models.retrieve("plain")).model_dump()["capabilities"]["tools"] is False
