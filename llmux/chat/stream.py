@@ -29,8 +29,10 @@ from llmux.protocol.chat import (
     ChatCompletionChunk,
     Choice,
     ChunkChoice,
+    CompletionTokensDetails,
     Delta,
     FunctionCall,
+    PromptTokensDetails,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
@@ -46,7 +48,13 @@ def completion_id() -> str:
 
 def _usage(finish: Finish) -> UsageOut:
     u = finish.usage
-    return UsageOut(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+    return UsageOut(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        PromptTokensDetails(cached_tokens=u.cached_tokens),
+        CompletionTokensDetails(reasoning_tokens=u.reasoning_tokens),
+    )
 
 
 class ChunkEncoder:

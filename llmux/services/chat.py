@@ -194,6 +194,8 @@ class ChatService:
         note(
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
+            reasoning_tokens=run.reasoning_tokens,
+            cached_tokens=run.cached_tokens,
             finish_reason=finish.reason if finish else None,
             ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
         )

@@ -257,3 +257,16 @@ def test_transformers_context_is_known_once_loaded(client: openai.OpenAI) -> Non
     client.chat.completions.create(model="qwen-instruct", max_tokens=2, messages=HELLO)
     card = client.models.retrieve("qwen-instruct").model_dump()
     assert card["status"] == {"value": "loaded"} and card["context_length"] == card["meta"]["n_ctx"] == 2048
+
+
+def test_usage_details_reasoning_and_cached_prefix(client: openai.OpenAI) -> None:
+    """llama.cpp keeps the previous prompt evaluated: the same conversation again reuses all
+    of it but the last token, which it evaluates for fresh logits."""
+    client.chat.completions.create(model="thinker", messages=HELLO)
+    usage = client.chat.completions.create(model="thinker", messages=HELLO).usage
+    assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
+    assert usage.completion_tokens_details.reasoning_tokens == 2  # "The user greets me." and "</think>"
+    stream = client.chat.completions.create(model="thinker", messages=HELLO, stream=True,
+                                            stream_options={"include_usage": True})
+    last = list(stream)[-1].usage
+    assert last.completion_tokens_details.reasoning_tokens == 2 and last.prompt_tokens_details.cached_tokens > 0

@@ -242,3 +242,19 @@ def test_forced_hermes_call_is_prefilled_and_parsed() -> None:
     assert [(type(e).__name__, getattr(e, "name", None)) for e in rendered.preamble] == [("ToolCallStart", "read")]
     events = [*rendered.parser.feed('{"path": "x"}}\n</tool_call>'), *rendered.parser.close()]
     assert [json.loads(e.text) for e in events if hasattr(e, "text")] == [{"path": "x"}]
+
+
+def test_reasoning_tokens_are_counted_while_the_parser_reasons() -> None:
+    job = ChatJob(messages=messages([{"role": "user", "content": "hi"}]))
+    pieces = ["Hmm", ", ", "<", "/think>", "\n\n", "Hi", "!", None]
+    engine = ScriptedEngine(pieces, 100)
+    engine.template = lambda: ChatTemplate(source="<|im_start|>assistant\n<think>\n")  # type: ignore[method-assign]
+    run = ChatRun(engine, "qwen3.5", job)
+
+    async def drain() -> list[ChatEvent]:
+        return [event async for batch in run.events() for event in batch]
+
+    finish = asyncio.run(drain())[-1]
+    assert isinstance(finish, Finish)
+    # "Hmm", ", ", "<" (held back), "/think>" and "\n\n" (nothing released yet) are reasoning.
+    assert finish.usage == Usage(5, 8, reasoning_tokens=5)
