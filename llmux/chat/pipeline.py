@@ -79,14 +79,17 @@ class ChatRun:
             await batches.aclose()  # stops the engine's generation on every path
         tail = [*parser.feed(scanner.drain()), *parser.close()]
         reason = _reason(parser.calls, eos=eos, stopped=scanner.hit, produced=self.completion_tokens, limit=budget)
-        usage = Usage(
+        self.finished = Finish(reason, self.usage())
+        yield [*tail, self.finished]
+
+    def usage(self) -> Usage:
+        """What the turn has used so far (all of it once finished)."""
+        return Usage(
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             reasoning_tokens=self.reasoning_tokens,
             cached_tokens=self.cached_tokens,
         )
-        self.finished = Finish(reason, usage)
-        yield [*tail, self.finished]
 
     def _count_reasoning(self, events: list[ChatEvent]) -> None:
         """A token is a reasoning token while the parser is in reasoning: one that released

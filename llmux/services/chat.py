@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 import structlog
@@ -39,6 +39,7 @@ from llmux.residency.slots import Lease
 from llmux.services.record import note
 
 log = structlog.get_logger("llmux.chat")
+T = TypeVar("T")
 
 
 class GenerationFailed(LlmuxError):
@@ -130,7 +131,11 @@ class ChatService:
         return builder.build()
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
-        """SSE bytes. Keep-alive comments flow while the model loads or the turn queues."""
+        """SSE bytes. Keep-alive comments flow whenever ``keepalive_s`` passes without bytes:
+        while the model loads, the turn queues, or a long prompt is evaluated (OpenCode drops a
+        connection after 5 minutes of silence). Every stream ends with a ``finish_reason``,
+        after an in-band error too, followed only by usage and ``[DONE]`` (strict parsers, such
+        as OpenCode's, reject anything else)."""
         started = time.perf_counter()
         encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
         run: ChatRun | None = None
@@ -150,14 +155,14 @@ class ChatService:
             try:
                 run = self._start(lease, chat)
                 yield encoder.start()
-                async with aclosing(self._events(run)) as events:
+                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
                     async for batch in events:
-                        yield encoder.events(batch)
+                        yield KEEPALIVE if batch is None else encoder.events(batch)
             finally:
                 self._release_when_stopped(lease, run)
         except LlmuxError as exc:
             note(error=exc.code)
-            yield sse(error_body(exc))
+            yield sse(error_body(exc)) + encoder.abort(run.usage() if run is not None else None)
         except (GeneratorExit, asyncio.CancelledError):
             note(cancelled=True)  # the client went away
             raise
@@ -217,6 +222,27 @@ def _tools(request: ChatCompletionRequest, physical: PhysicalModel) -> list[dict
         )
     log.info("chat.tools_dropped", model=request.model, tools=len(request.tools), reason="model has no tool calling")
     return None
+
+
+async def _paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T | None, None]:
+    """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
+    due). Each step runs as a task so the wait can time out without cancelling the step."""
+    while True:
+        step = asyncio.ensure_future(anext(events))
+        try:
+            while not step.done():
+                await asyncio.wait({step}, timeout=interval)
+                if not step.done():
+                    yield None
+        except BaseException:  # the client left mid-step: stop the step, whose cleanup closes the run
+            step.cancel()
+            await asyncio.gather(step, return_exceptions=True)
+            raise
+        try:
+            item = step.result()
+        except StopAsyncIteration:
+            return
+        yield item
 
 
 def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:
