@@ -45,6 +45,11 @@ class LlamaCppLLM(SerialTextEngine):
         self._specials: dict[str, str] = {}
         self._pieces_cache: dict[int, bytes] = {}
 
+    @property
+    def context(self) -> int:
+        """Tokens the loaded context holds (0 before ``load``), what ``/v1/models`` reports."""
+        return int(self.llm.n_ctx()) if self.llm is not None else 0
+
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def load(self) -> float | None:
@@ -142,8 +147,21 @@ class LlamaCppLLM(SerialTextEngine):
         else:
             tokens = self.llm.tokenize(job.prompt.encode("utf-8"), add_bos=False, special=True)
         budget = completion_budget(job.params.max_tokens, len(tokens), self.llm.n_ctx())
-        yield Prompted(len(tokens), budget)
+        yield Prompted(len(tokens), budget, cached_tokens=0 if job.images else self._cached_prefix(tokens))
         yield from self._pieces(tokens, job.params, budget, reuse_cache=not job.images)
+
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """What ``Llama.generate(reset=True)`` will reuse: the evaluated tokens this prompt
+        starts with (it re-evaluates at least the prompt's last token). Recurrent and hybrid
+        models (Qwen3.5's linear attention) cannot drop a cache suffix: they re-evaluate all."""
+        model = self.llm._model.model
+        if (
+            self.llm.n_tokens == 0
+            or llama_cpp.llama_model_is_recurrent(model)
+            or llama_cpp.llama_model_is_hybrid(model)
+        ):
+            return 0
+        return int(llama_cpp.Llama.longest_token_prefix(self.llm._input_ids.tolist(), tokens[:-1]))
 
     def _pieces(
         self, tokens: list[int], params: SamplingParams, budget: int, *, reuse_cache: bool

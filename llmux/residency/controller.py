@@ -160,6 +160,11 @@ class ResidencyController(SwapExecutor):
             for s in self._slots.values()
         ]
 
+    def residency(self, model_id: str) -> tuple[str, Any]:
+        """A physical model's lifecycle state, and its engine while it is loaded (else None)."""
+        slot = self._slot(model_id)
+        return slot.state, slot.engine if slot.state in ("ready", "serving") else None
+
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
