@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check
+.PHONY: install demo test lint bench check codex
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,14 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+# Real clients the end-to-end tests drive (npm; ~10 s): Codex CLI, which speaks /v1/responses.
+CODEX_VERSION ?= 0.171.0
+codex: .npm/node_modules/.bin/codex
+
+.npm/node_modules/.bin/codex:
+	npm install --no-audit --no-fund --prefix .npm @openai/codex@$(CODEX_VERSION)
+
+test: lint codex
 	$(PY) -m pytest
 
 bench: install

@@ -23,6 +23,7 @@ from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
+from llmux.api.responses import ResponsesController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
 from llmux.residency.controller import ResidencyController
@@ -31,6 +32,7 @@ from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 
 MB = 1024 * 1024
@@ -43,6 +45,7 @@ class Services:
     registry: Registry
     controller: ResidencyController
     chat: ChatService
+    responses: ResponsesService
     audio: AudioService
     speedtest: SpeedTest
     metrics: Metrics
@@ -70,10 +73,12 @@ def create_app(
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
     created = int(time.time())
+    chat = ChatService(registry, controller, keepalive_s=keepalive_s)
     services = Services(
         registry=registry,
         controller=controller,
-        chat=ChatService(registry, controller, keepalive_s=keepalive_s),
+        chat=chat,
+        responses=ResponsesService(chat),
         audio=AudioService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
@@ -92,7 +97,7 @@ def create_app(
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ModelsController, AdminController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )

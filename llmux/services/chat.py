@@ -171,6 +171,42 @@ class ChatService:
                 self._account(run, started)
         yield DONE
 
+    async def turn(self, chat: PreparedChat) -> AsyncGenerator[list[ChatEvent] | None, None]:
+        """One turn under a lease, for other wire formats (the Responses API): batches of
+        events, and ``None`` every ``keepalive_s`` while the model loads or the turn queues.
+        Errors raise (an ``LlmuxError``); the caller encodes them."""
+        started = time.perf_counter()
+        run: ChatRun | None = None
+        try:
+            lease = self.controller.try_acquire(chat.physical.id)
+            if lease is None:
+                acquiring = asyncio.ensure_future(self.controller.acquire(chat.physical.id))
+                try:
+                    while not acquiring.done():
+                        await asyncio.wait({acquiring}, timeout=self.keepalive_s)
+                        if not acquiring.done():
+                            yield None
+                except BaseException:
+                    _abandon(acquiring, self.controller)
+                    raise
+                lease = acquiring.result()
+            try:
+                run = self._start(lease, chat)
+                async with aclosing(self._events(run)) as events:
+                    async for batch in events:
+                        yield batch
+            finally:
+                self._release_when_stopped(lease, run)
+        except LlmuxError as exc:
+            note(error=exc.code)
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            note(cancelled=True)
+            raise
+        finally:
+            if run is not None:
+                self._account(run, started)
+
     def _start(self, lease: Lease, chat: PreparedChat) -> ChatRun:
         return ChatRun(lease.engine, chat.physical.family, chat.job)
 

@@ -36,7 +36,7 @@ def hermes_model(directory: Path, *, tools: bool) -> dict[str, Any]:
     weights = directory / "hermes.gguf"
     if not weights.exists():
         build_scripted_gguf(weights, HERMES_TOOL_SCRIPT, template="chatml_scripted.jinja",
-                            more={"\t": HERMES_ANSWER_SCRIPT})
+                            turns=(("\t", HERMES_ANSWER_SCRIPT),))
     return {"type": "llm", "backend": "llamacpp", "family": "chatml", "tools": tools, "vram_gb": 0.1,
             "weights": str(weights), "options": {"n_gpu_layers": 0, "threads": 1, "n_ctx": 2048}}
 

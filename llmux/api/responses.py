@@ -1,0 +1,28 @@
+"""POST /v1/responses: decode, call the responses service, encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency
+from litestar.response import Stream
+
+from llmux.api.chat import SSE_HEADERS
+from llmux.api.decoding import decode_json
+from llmux.protocol.responses import ResponsesRequest
+from llmux.services.responses import ResponsesService
+
+
+class ResponsesController(Controller):
+    path = "/responses"
+
+    @post("/", status_code=200)
+    async def create(
+        self, request: Request[Any, Any, Any], responses: NamedDependency[ResponsesService]
+    ) -> Response[Any]:
+        prepared = await responses.prepare(decode_json(await request.body(), ResponsesRequest))
+        if prepared.stream:
+            return Stream(responses.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
+        return Response(msgspec.json.encode(await responses.create(prepared)), media_type="application/json")
