@@ -26,7 +26,9 @@ def serve(args: argparse.Namespace) -> int:
     registry, keys = _load(args.config)
     if any(k.key.startswith("CHANGE-ME") for k in keys.keys):
         print("llmux: warning: api_keys.yaml still holds the shipped placeholder keys", file=sys.stderr)
-    run(create_app(registry, keys, shutdown_grace_s=args.grace), host=args.host, port=args.port, grace_s=args.grace)
+    app = create_app(registry, keys, shutdown_grace_s=args.grace)
+    controller = app.state.services.controller
+    run(app, host=args.host, port=args.port, grace_s=args.grace, on_stop=controller.begin_shutdown)
     return 0
 
 
