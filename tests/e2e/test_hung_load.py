@@ -7,6 +7,7 @@ LLM keeps serving meanwhile, ``/health`` says degraded and why, and SIGTERM stil
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -113,3 +114,11 @@ def test_a_hung_load_fails_clearly_others_serve_and_sigterm_exits_within_grace(s
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=GRACE_S + 15) == 0
     assert time.monotonic() - stopping < GRACE_S + 5, "SIGTERM took longer than the grace"
+    log.seek(0)
+    events = [json.loads(line) for line in log if line.startswith("{")]
+    clients = {e["request_id"]: e.get("client") for e in events if e.get("event") == "request.done"}
+    keyed = {rid for rid, client in clients.items() if client == "test"}
+    assert len(keyed) == 4
+    lines = [e for e in events if e.get("request_id") in keyed]
+    assert len(lines) > len(keyed)  # loads, failures: more than the canonical lines
+    assert all(e.get("client") == "test" for e in lines), [e for e in lines if e.get("client") != "test"]
