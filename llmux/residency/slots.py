@@ -48,6 +48,12 @@ class Slot:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     loads: int = 0
     last_error: str | None = None
+    broken_until: float | None = None
+    """Set after a failed or timed-out load: refused until then (or an admin reset)."""
+    failures: int = 0
+    """Failed loads since the last success (the backoff doubles with each)."""
+    abandoned: int = 0
+    """Timed-out load threads that have not returned yet."""
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -59,6 +65,9 @@ class Slot:
     @property
     def state(self) -> str:
         return str(self.machine.state)
+
+    def broken(self, now: float) -> bool:
+        return self.broken_until is not None and now < self.broken_until
 
     @property
     def leases(self) -> int:

