@@ -24,7 +24,11 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     leases: int
     """Requests running on it now."""
     waiting: int
-    """Requests queued for it."""
+    """Requests queued for it (for a lease: the model is loading or draining)."""
+    sequences_running: int = 0
+    """Text models: sequences generating now (at most ``max_parallel``)."""
+    sequences_waiting: int = 0
+    """Text models: leased requests waiting inside the engine for a slot (counted in ``leases``)."""
     pinned: bool
     loads: int
     last_error: str | None

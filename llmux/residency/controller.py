@@ -31,7 +31,7 @@ from llmux.registry import Registry
 from llmux.residency import faults, planner
 from llmux.residency.faults import broken_error
 from llmux.residency.lifecycle import ModelLifecycle
-from llmux.residency.slots import EngineFactory, Lease, Offload, Slot, Waiter
+from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
 from llmux.residency.threads import in_daemon_thread
 
@@ -170,6 +170,7 @@ class ResidencyController(SwapExecutor):
                 measured=s.measured,
                 leases=s.leases,
                 waiting=waiting.get(s.id, 0),
+                **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
                 last_error=s.last_error,
@@ -297,3 +298,11 @@ class ResidencyController(SwapExecutor):
                 self._queue.remove(w)
                 if not w.future.done():
                     w.future.set_exception(error)
+
+
+def _sequences(slot: Slot) -> dict[str, int]:
+    """What a text engine runs itself: leases count requests, some only waiting for a slot."""
+    if isinstance(slot.engine, Occupied):
+        running, waiting = slot.engine.occupancy()
+        return {"sequences_running": running, "sequences_waiting": waiting}
+    return {}

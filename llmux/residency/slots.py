@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from llmux.registry import PhysicalModel, Registry
 from llmux.residency.lifecycle import ModelLifecycle
@@ -25,6 +25,15 @@ class Loadable(Protocol):
 
     def unload(self) -> None:
         """Free everything ``load`` allocated."""
+        ...
+
+
+@runtime_checkable
+class Occupied(Protocol):
+    """A runtime that runs many requests' sequences itself (text engines) and says how many."""
+
+    def occupancy(self) -> tuple[int, int]:
+        """(sequences generating now, sequences waiting inside the engine for a slot)."""
         ...
 
 
