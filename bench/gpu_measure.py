@@ -45,13 +45,14 @@ def drop_page_cache(files: list[Path]) -> bool:
     return True
 
 
-def read_seconds(files: list[Path]) -> float:
-    started = time.perf_counter()
+def read_seconds(files: list[Path], limit: int | None = None) -> tuple[float, int]:
+    """Seconds to read the files (or their first ``limit`` bytes), and the bytes read."""
+    started, done = time.perf_counter(), 0
     for file in files:
         with open(file, "rb", buffering=0) as f:
-            while f.read(16 << 20):
-                pass
-    return time.perf_counter() - started
+            while (limit is None or done < limit) and (chunk := f.read(16 << 20)):
+                done += len(chunk)
+    return time.perf_counter() - started, done
 
 
 # ---- what ran ----------------------------------------------------------------------------------
