@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml deploy/requirements-nodeps.txt
 	touch $@
 
 demo: install
-	$(VENV)/bin/llmux serve --config config/demo --host $(HOST) --port $(PORT)
+	$(VENV)/bin/llmux serve --config config/demo --host $(HOST) --port $(PORT) --allow-demo-keys
 
 # Static checks, part of `make test`: lint and format (ruff), types (mypy), and the layer
 # contract (import-linter: layers point down, no cycles, lazy imports included).

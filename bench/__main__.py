@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-SKIP = {"instant_server", "__main__"}
+SKIP = {"instant_server", "__main__", "gpu", "gpu_models", "gpu_measure"}  # bench.gpu is its own command
 
 if __name__ == "__main__":
     for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):

@@ -20,13 +20,26 @@ def _load(config_dir: Path) -> tuple[Registry, ApiKeysFile]:
 def serve(args: argparse.Namespace) -> int:
     from llmux.app import create_app
     from llmux.logging import configure
+    from llmux.registry.keys import weak_keys
     from llmux.server import run
 
     configure(args.log_level, json=args.log_json)
     registry, keys = _load(args.config)
-    if any(k.key.startswith("CHANGE-ME") for k in keys.keys):
-        print("llmux: warning: api_keys.yaml still holds the shipped placeholder keys", file=sys.stderr)
-    run(create_app(registry, keys, shutdown_grace_s=args.grace), host=args.host, port=args.port, grace_s=args.grace)
+    weak = weak_keys(keys)
+    if weak and not args.allow_demo_keys:
+        for line in weak:
+            print(f"llmux: refusing to serve: {line}", file=sys.stderr)
+        print(
+            "llmux: generate real keys (python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+            "or pass --allow-demo-keys for a demo nobody else can reach",
+            file=sys.stderr,
+        )
+        return 2
+    for line in weak:
+        print(f"llmux: warning: {line} (--allow-demo-keys)", file=sys.stderr)
+    app = create_app(registry, keys, shutdown_grace_s=args.grace)
+    controller = app.state.services.controller
+    run(app, host=args.host, port=args.port, grace_s=args.grace, on_stop=controller.begin_shutdown)
     return 0
 
 
@@ -50,10 +63,13 @@ def check(args: argparse.Namespace) -> int:
         if status.startswith("MISSING"):
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
-    for key in keys.keys:
-        if key.key.startswith("CHANGE-ME"):
-            print(f"  api key {key.name!r} is the shipped placeholder: generate a real one")
-            problems += 1
+    from llmux.registry.keys import MIN_SERVE_LENGTH, weak_keys
+
+    for line in weak_keys(keys, min_length=0):
+        print(f"  {line}: generate a real one")
+        problems += 1
+    for line in set(weak_keys(keys)) - set(weak_keys(keys, min_length=0)):
+        print(f"  warning: {line}: `llmux serve` needs {MIN_SERVE_LENGTH} or more")
     if problems:
         print(f"{problems} problem(s)", file=sys.stderr)
     return 1 if problems else 0
@@ -76,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON logs (default: when not a terminal)",
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests get on shutdown")
+    p.add_argument(
+        "--allow-demo-keys",
+        action="store_true",
+        help="serve even with placeholder, published or short API keys (demos on a private machine only)",
+    )
     p.set_defaults(run=serve)
     c = sub.add_parser("check", help="validate the config and report missing weights")
     c.add_argument("--config", type=Path, required=True)

@@ -31,6 +31,7 @@ from llmux.residency.slots import EngineFactory
 from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.metrics import Metrics
+from llmux.services.models import ModelsService
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 
@@ -48,6 +49,7 @@ class Services:
     audio: AudioService
     speedtest: SpeedTest
     metrics: Metrics
+    models: ModelsService
     started: float
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
@@ -70,6 +72,7 @@ def create_app(
     gpu_probe: Callable[[], bool] = gpu_present,
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
+    created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s)
     services = Services(
         registry=registry,
@@ -79,8 +82,9 @@ def create_app(
         audio=AudioService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
+        models=ModelsService(registry, controller, created),
         started=time.monotonic(),
-        created=int(time.time()),
+        created=created,
     )
 
     @asynccontextmanager

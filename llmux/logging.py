@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from llmux.services.record import client_of_request
+
 
 def configure(level: str = "info", json: bool | None = None) -> None:
     if json is None:
@@ -17,6 +19,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            client_of_request,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -17,15 +19,20 @@ class GracefulServer(uvicorn.Server):
     would be marked failed."""
 
     stopped: tuple[int, ...] = ()
+    on_stop: Callable[[], None] | None = None
+    """Called on the loop at the first signal: queued requests are refused at once (503) and
+    the shutdown's deadline starts, rather than after uvicorn's own grace."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.stopped = (*self.stopped, sig)
+        if self.on_stop is not None and len(self.stopped) == 1:
+            asyncio.get_event_loop().call_soon_threadsafe(self.on_stop)
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)
 
 
-def run(app: Litestar, *, host: str, port: int, grace_s: float) -> None:
+def run(app: Litestar, *, host: str, port: int, grace_s: float, on_stop: Callable[[], None] | None = None) -> None:
     config = uvicorn.Config(
         app,
         host=host,
@@ -36,5 +43,6 @@ def run(app: Litestar, *, host: str, port: int, grace_s: float) -> None:
         timeout_keep_alive=30,
     )
     server = GracefulServer(config)
+    server.on_stop = on_stop
     server.run()
     structlog.get_logger("llmux").info("server.stopped", signals=[signal.Signals(s).name for s in server.stopped])

@@ -5,6 +5,7 @@
     POST /v1/admin/models/{model}/unload     evict once its requests finish
     POST /v1/admin/models/{model}/pin        never evict it to make room
     POST /v1/admin/models/{model}/unpin
+    POST /v1/admin/models/{model}/reset      forget a broken model's failed loads (retry now)
     POST /v1/admin/speedtest                 GPU versus CPU on the same inference (TST-020/021)
 
 ``{model}`` is a physical id or a virtual name (which names its physical model).
@@ -89,6 +90,17 @@ class AdminController(Controller):
     ) -> ModelStatus:
         physical = _physical_id(registry, model)
         controller.pin(physical, False)
+        return _status(controller, physical)
+
+    @post("/models/{model:str}/reset", status_code=200)
+    async def reset(
+        self,
+        model: FromPath[str],
+        registry: NamedDependency[Registry],
+        controller: NamedDependency[ResidencyController],
+    ) -> ModelStatus:
+        physical = _physical_id(registry, model)
+        controller.reset(physical)
         return _status(controller, physical)
 
     @post("/speedtest", status_code=200)

@@ -7,6 +7,7 @@ fixed message, the details only in the log).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -43,8 +44,10 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str] | None = Non
 
 def handle_llmux_error(_: Request[Any, Any, Any], exc: LlmuxError) -> Response[Any]:
     note(error=exc.code)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _response(exc.status, error_body(exc), headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return _response(exc.status, error_body(exc), headers or None)
 
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -32,6 +32,10 @@ class ChatJob(msgspec.Struct, frozen=True, kw_only=True):
 class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int = 0
+    """Of ``completion_tokens``, those the model spent reasoning."""
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, those the runtime did not evaluate again (a reused prefix)."""
 
     @property
     def total_tokens(self) -> int:

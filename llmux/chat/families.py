@@ -16,4 +16,6 @@ def parser_for(family: str | None, *, prompt: str, tools: list[dict[str, Any]] |
         return QwenParser(tools=tools, thinking=QwenParser.opens_thinking(prompt))
     if family == "gpt-oss":
         return HarmonyParser(tools=tools)
+    if tools:  # ChatML with tools: Hermes-style ``<tool_call>{json}</tool_call>``
+        return QwenParser(tools=tools, thinking=False, end=ChatMLParser.END, think=False)
     return ChatMLParser()

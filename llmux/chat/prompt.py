@@ -3,7 +3,8 @@ prompt text, and the parser that will read the answer.
 
 1. Messages become template input (``chat.messages``); images become the engine's
    ``image_part`` (a model that takes none refuses them).
-2. The virtual model's behaviour adds its template variables or system line (``chat.behaviour``).
+2. The virtual model's behaviour adds its template variables or system line (``chat.behaviour``);
+   a ChatML template that knows no tools gets them written Hermes-style (``chat.hermes``).
 3. The template renders, sandboxed (``chat.template``); a template that refuses the
    conversation is the client's 400, not a server error.
 4. A forced ``tool_choice`` pre-fills the start of the call (``chat.tool_choice``); the parser
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmux.chat import hermes
 from llmux.chat.behaviour import apply_to_messages, template_kwargs
 from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.families import parser_for
@@ -43,6 +45,8 @@ def render_prompt(job: ChatJob, family: str | None, template: ChatTemplate) -> R
         )
     messages = template_input(job.messages, family=family, image_part=template.image_part)
     messages = apply_to_messages(family, job.behaviour, template.source, messages)  # 2
+    if family == "chatml" and not hermes.template_knows_tools(template.source):
+        messages = hermes.with_tools(messages, job.tools)  # 2: its template cannot write tools
     kwargs = template_kwargs(family, job.behaviour, template.source)
     try:  # 3
         prompt = render(template.source, messages, tools=job.tools or None, **{**template.variables, **kwargs})

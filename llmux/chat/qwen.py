@@ -10,7 +10,9 @@
 
 (the format of transformers' Qwen3.5 response schema). Parameter values are bare text, typed
 by the tool's JSON schema. A ``<tool_call>`` holding Hermes-style JSON
-(``{"name": ..., "arguments": {...}}``) is accepted too.
+(``{"name": ..., "arguments": {...}}``) is accepted too: it is how ChatML models (family
+``chatml``, see ``chat.hermes``) call tools, so the same parser reads them, without the
+``<think>`` markers. Either way a call's start is emitted as soon as its name is complete.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from llmux.chat.scanner import MarkerScanner
 
 END = ("<|im_end|>", "<|endoftext|>")
 _FUNCTION = re.compile(r"<function=([^>\n]+)>")
+_JSON_NAME = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|$)", re.DOTALL)
 
 
 class QwenParser:
-    def __init__(self, *, tools: list[dict[str, Any]] | None, thinking: bool) -> None:
+    def __init__(
+        self, *, tools: list[dict[str, Any]] | None, thinking: bool, end: tuple[str, ...] = END, think: bool = True
+    ) -> None:
         self.calls = 0
+        self._end = end
+        self._think = ("<think>",) if think else ()
         self._tools = tools
         self._state = "reasoning" if thinking else "content"
         self._scanner = MarkerScanner()
@@ -41,6 +48,7 @@ class QwenParser:
         self._reasoning = Trimmer()
         self._call = ""  # text inside the open <tool_call>
         self._call_name: str | None = None
+        self._call_json = False
 
     @staticmethod
     def opens_thinking(prompt: str) -> bool:
@@ -50,10 +58,10 @@ class QwenParser:
 
     def _markers(self) -> tuple[str, ...]:
         if self._state == "reasoning":
-            return ("</think>", *END)
+            return ("</think>", *self._end)
         if self._state == "tool":
-            return ("</tool_call>", *END)
-        return ("<think>", "<tool_call>", *END)
+            return ("</tool_call>", *self._end)
+        return (*self._think, "<tool_call>", *self._end)
 
     def feed(self, text: str) -> list[ChatEvent]:
         out: list[ChatEvent] = []
@@ -75,7 +83,7 @@ class QwenParser:
         return content(self._content.push(plain))
 
     def _marker(self, marker: str) -> list[ChatEvent]:
-        if marker in END:
+        if marker in self._end:
             out = self._finish_call() if self._state == "tool" else []
             self._state = "done"
             return out
@@ -85,7 +93,7 @@ class QwenParser:
             self._state = "content"
         elif marker == "<tool_call>":
             self._state = "tool"
-            self._call, self._call_name = "", None
+            self._call, self._call_name, self._call_json = "", None, False
         elif marker == "</tool_call>":
             out = self._finish_call()
             self._state = "content"
@@ -96,15 +104,22 @@ class QwenParser:
         if self._call_name is not None:
             return []
         match = _FUNCTION.search(self._call)
-        if match is None:
+        if match is not None:
+            self._call_name = match.group(1).strip()
+        elif (json_match := _JSON_NAME.match(self._call)) is not None:
+            self._call_name, self._call_json = json.loads(f'"{json_match.group(1)}"'), True
+        else:
             return []
-        self._call_name = match.group(1).strip()
         return [ToolCallStart(index=self.calls, id=new_call_id(), name=self._call_name)]
 
     def _finish_call(self) -> list[ChatEvent]:
         out = self._maybe_start()
         if self._call_name is None:
             return self._finish_json_call()
+        if self._call_json:
+            out.append(ToolCallArgs(index=self.calls, text=json_arguments(_json_args(self._call))))
+            self.calls += 1
+            return out
         match = _FUNCTION.search(self._call)
         body = self._call[match.end() :] if match else ""
         params = [(key.strip(), _strip_newline(value)) for key, value in _PARAMETER.findall(body)]
@@ -138,6 +153,16 @@ class QwenParser:
             out += self._finish_call()  # truncated by max_tokens: finish what was written
         self._state = "done"
         return out
+
+
+def _json_args(call: str) -> str:
+    """The ``arguments`` of a Hermes-style call whose name was already read, as JSON text."""
+    try:
+        value = json.loads(call)
+    except ValueError:
+        value = json_repair.loads(call)
+    args = value.get("arguments", {}) if isinstance(value, dict) else {}
+    return args if isinstance(args, str) else json.dumps(args)
 
 
 def _strip_newline(value: str) -> str:

@@ -20,11 +20,13 @@ from llmux.chat.stream import choice_logprobs
 from llmux.engines.base import TokenLogprob
 from llmux.protocol.responses import (
     IncompleteDetails,
+    InputTokensDetails,
     OutputFunctionCall,
     OutputItem,
     OutputMessage,
     OutputReasoning,
     OutputTextPart,
+    OutputTokensDetails,
     ReasoningText,
     Response,
     ResponseError,
@@ -233,7 +235,13 @@ class ResponseBuilder:
         self.response = msgspec.structs.replace(
             self.response,
             status="incomplete" if incomplete else "completed",
-            usage=ResponseUsage(u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            usage=ResponseUsage(
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                InputTokensDetails(u.cached_tokens),
+                OutputTokensDetails(u.reasoning_tokens),
+            ),
             incomplete_details=IncompleteDetails("max_output_tokens") if incomplete else None,
         )
         done = (

@@ -7,7 +7,9 @@ The streaming contract clients depend on (OpenCode, Open WebUI, the openai SDKs)
   later deltas carry only argument text;
 - ``finish_reason`` is ``"tool_calls"`` exactly when tool calls were emitted;
 - with ``stream_options.include_usage`` a last chunk has ``choices: []`` and ``usage``;
-- an error after the headers is a ``data: {"error": ...}`` chunk; ``data: [DONE]`` always ends.
+- an error after the headers is a ``data: {"error": ...}`` chunk, then the finish chunk (and
+  usage) the stream still owes: nothing but usage follows a ``finish_reason``;
+- ``data: [DONE]`` always ends.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llmux.chat.events import (
     ReasoningDelta,
     ToolCallArgs,
     ToolCallStart,
+    Usage,
 )
 from llmux.engines.base import TokenLogprob
 from llmux.protocol.chat import (
@@ -32,8 +35,10 @@ from llmux.protocol.chat import (
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionTokensDetails,
     Delta,
     FunctionCall,
+    PromptTokensDetails,
     ResponseMessage,
     TokenLogprobOut,
     ToolCall,
@@ -51,7 +56,13 @@ def completion_id() -> str:
 
 def _usage(finish: Finish) -> UsageOut:
     u = finish.usage
-    return UsageOut(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+    return UsageOut(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        PromptTokensDetails(cached_tokens=u.cached_tokens),
+        CompletionTokensDetails(reasoning_tokens=u.reasoning_tokens),
+    )
 
 
 class ChunkEncoder:
@@ -98,6 +109,13 @@ class ChunkEncoder:
         if self.include_usage:
             out += sse(ChatCompletionChunk(self.id, self.created, self.model, [], usage=_usage(finish)))
         return out
+
+    def abort(self, usage: Usage | None) -> bytes:
+        """After an in-band error: the finish chunk (and usage) a stream must still end with,
+        unless it was already sent. ``stop``: the OpenAI set has no ``error``."""
+        if self.finished is not None:
+            return b""
+        return self._finish(Finish("stop", usage or Usage(0, 0)))
 
     def events(self, events: Iterable[ChatEvent]) -> bytes:
         return b"".join(self.event(e) for e in events)

@@ -7,7 +7,7 @@ assistant's tool call in the model's own format, so the model can only continue 
 1. Qwen3.5: ``<tool_call>\\n<function=`` (+ ``NAME>\\n`` when named), after closing an open
    ``<think>`` block.
 2. gpt-oss: ``<|channel|>commentary to=functions.`` (+ ``NAME <|constrain|>json<|message|>``).
-3. Other families have no tool-call format: nothing is forced.
+3. ChatML (Hermes-style JSON): ``<tool_call>\n{"name": "`` (+ ``NAME", "arguments": `` when named).
 
 The parser is fed the same pre-fill first, so it starts inside the call.
 """
@@ -37,4 +37,6 @@ def forced_prefix(family: str | None, tool_choice: Any, prompt: str, has_tools: 
         return close + "<tool_call>\n<function=" + (f"{name}>\n" if name else "")
     if family == "gpt-oss":  # 2
         return "<|channel|>commentary to=functions." + (f"{name} <|constrain|>json<|message|>" if name else "")
-    return ""  # 3
+    if family == "chatml":  # 3
+        return '<tool_call>\n{"name": "' + (f'{name}", "arguments": ' if name else "")
+    return ""

@@ -88,6 +88,8 @@ class Prompted(msgspec.Struct, frozen=True):
 
     prompt_tokens: int
     max_tokens: int
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, those reused from the runtime's cache instead of evaluated."""
 
 
 # ---- speech to text (ASR) -----------------------------------------------------------------

@@ -6,6 +6,10 @@ transformers engine: llama-cpp-python's own chat handlers cannot stream tool cal
 ``tool_choice="auto"``. Generation is llama-cpp-python's token generator, pulled one token at
 a time, so a cancelled job stops within a token. Its KV-cache prefix reuse makes the next turn
 of a conversation only evaluate the new messages.
+
+With ``options.max_parallel`` > 1 the engine batches instead (``llamacpp_batch``): the context
+is widened to one full ``n_ctx`` per slot at load, and ``submit`` hands jobs to the model's
+one decode thread; image prompts still take the serial path, alone.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import structlog
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob, TokenLogprob
+from llmux.engines.llamacpp_batch import BatchDecoder
 from llmux.engines.logprobs import token_logprob
-from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import LlamaCppOptions
@@ -47,6 +52,13 @@ class LlamaCppLLM(SerialTextEngine):
         self._template = ""
         self._specials: dict[str, str] = {}
         self._pieces_cache: dict[int, bytes] = {}
+        self._decoder: BatchDecoder | None = None
+
+    @property
+    def context(self) -> int:
+        """Tokens one sequence's context holds (0 before ``load``), what ``/v1/models`` reports
+        (with ``max_parallel`` sequences the loaded context is that many times larger)."""
+        return self.options.n_ctx if self.llm is not None else 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -64,10 +76,20 @@ class LlamaCppLLM(SerialTextEngine):
             "bos_token": self._token_text(self.llm.token_bos()),
             "eos_token": self._token_text(self.llm.token_eos()),
         }
+        if self.options.max_parallel > 1:
+            self._decoder = BatchDecoder(
+                self.llm,
+                slots=self.options.max_parallel,
+                context=self.options.n_ctx,
+                piece=self._token_bytes,
+                serial=self.generate,
+                name=self.spec.id,
+            )
         log.info(
             "model.weights_loaded",
             model=self.spec.id,
-            context=self.llm.n_ctx(),
+            context=self.options.n_ctx,
+            max_parallel=self.options.max_parallel,
             vision=self.vision is not None,
             gpu_layers=self.options.n_gpu_layers,
             seconds=round(time.perf_counter() - started, 3),
@@ -84,15 +106,31 @@ class LlamaCppLLM(SerialTextEngine):
             n_threads_batch=self.options.threads,
             verbose=False,
         )
-        if self.mmproj is None:
-            return llm, None
-        from llmux.engines.llamacpp_vision import VisionEncoder
-
         try:
-            return llm, VisionEncoder(self.mmproj, llm, use_gpu=self.options.n_gpu_layers != 0)
+            vision = None
+            if self.mmproj is not None:
+                from llmux.engines.llamacpp_vision import VisionEncoder
+
+                vision = VisionEncoder(self.mmproj, llm, use_gpu=self.options.n_gpu_layers != 0)
+            if self.options.max_parallel > 1:
+                self._widen(llm)
+            return llm, vision
         except BaseException:
             llm.close()  # a failed load leaves nothing allocated
             raise
+
+    def _widen(self, llm: Any) -> None:
+        """Replace the context with one that holds ``max_parallel`` sequences of ``n_ctx`` each
+        (``Llama`` cannot create one itself): allocated now, so the load's footprint is the peak."""
+        from llama_cpp._internals import LlamaContext
+
+        slots = self.options.max_parallel
+        params = llm.context_params
+        params.n_ctx = self.options.n_ctx * slots
+        params.n_seq_max = slots
+        params.kv_unified = False  # each sequence its own KV stream: attention never scans the others
+        llm._ctx.close()
+        llm._ctx = LlamaContext(model=llm._model, params=params, verbose=False)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -121,6 +159,9 @@ class LlamaCppLLM(SerialTextEngine):
         return token_logprob(logits, token, top, self._token_bytes)
 
     def unload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         if self.vision is not None:
             self.vision.close()
             self.vision = None
@@ -137,6 +178,26 @@ class LlamaCppLLM(SerialTextEngine):
 
     # ---- generation ---------------------------------------------------------------------------
 
+    def submit(self, job: TextJob) -> Generation:
+        if self._decoder is not None:
+            for param, wanted in [
+                ("logprobs", job.params.logprobs is not None),
+                ("response_format", job.params.json_schema),
+            ]:
+                if wanted:  # the batched decoder samples natively, without these yet
+                    raise InvalidRequest(
+                        f"`{param}` is not supported on {self.spec.id!r} (options.max_parallel > 1) yet.",
+                        param=param,
+                        code="unsupported_parameter",
+                    )
+            return self._decoder.submit(job)
+        return super().submit(job)
+
+    def occupancy(self) -> tuple[int, int]:
+        if self._decoder is not None:
+            return self._decoder.occupancy()
+        return super().occupancy()
+
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.llm is None:
             raise RuntimeError(f"{self.spec.id} is not loaded")
@@ -150,9 +211,22 @@ class LlamaCppLLM(SerialTextEngine):
             tokens = self.vision.evaluate(job.prompt, list(job.images))
         else:
             tokens = self.llm.tokenize(job.prompt.encode("utf-8"), add_bos=False, special=True)
-        budget = completion_budget(job.params.max_tokens, len(tokens), self.llm.n_ctx())
-        yield Prompted(len(tokens), budget)
+        budget = completion_budget(job.params.max_tokens, len(tokens), self.options.n_ctx)
+        yield Prompted(len(tokens), budget, cached_tokens=0 if job.images else self._cached_prefix(tokens))
         yield from self._pieces(tokens, job.params, budget, reuse_cache=not job.images)
+
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """What ``Llama.generate(reset=True)`` will reuse: the evaluated tokens this prompt
+        starts with (it re-evaluates at least the prompt's last token). Recurrent and hybrid
+        models (Qwen3.5's linear attention) cannot drop a cache suffix: they re-evaluate all."""
+        model = self.llm._model.model
+        if (
+            self.llm.n_tokens == 0
+            or llama_cpp.llama_model_is_recurrent(model)
+            or llama_cpp.llama_model_is_hybrid(model)
+        ):
+            return 0
+        return int(llama_cpp.Llama.longest_token_prefix(self.llm._input_ids.tolist(), tokens[:-1]))
 
     def _pieces(
         self, tokens: list[int], params: SamplingParams, budget: int, *, reuse_cache: bool

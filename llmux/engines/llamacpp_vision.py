@@ -33,6 +33,8 @@ class VisionEncoder:
             self.close()
             raise ModelLoadFailed(f"{mmproj} is not a vision encoder")
         self._llm = llm
+        self._context = int(llm.n_ctx())
+        """Positions one sequence may use (the context may be wider: batching's slots)."""
         self.marker = mtmd.mtmd_default_marker().decode("utf-8")
 
     def close(self) -> None:
@@ -97,9 +99,9 @@ class VisionEncoder:
         llm.n_tokens = past.value
 
     def _check_room(self, count: int) -> None:
-        if self._llm.n_tokens + count > self._llm.n_ctx():
+        if self._llm.n_tokens + count > self._context:
             raise InvalidRequest(
-                f"The prompt with its images exceeds this model's context of {self._llm.n_ctx()} tokens.",
+                f"The prompt with its images exceeds this model's context of {self._context} tokens.",
                 param="messages",
                 code="context_length_exceeded",
             )

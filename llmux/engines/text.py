@@ -73,6 +73,12 @@ class SerialTextEngine:
     def __init__(self, name: str) -> None:
         self.name = name
         self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._running = 0
+        self._waiting = 0
+
+    def occupancy(self) -> tuple[int, int]:
+        """(jobs generating now, jobs waiting for their turn): ``/health`` shows both."""
+        return self._running, self._waiting
 
     def _turn(self) -> asyncio.Lock:
         """The FIFO of this engine's jobs, on the running loop (tests reuse a loaded engine
@@ -101,15 +107,25 @@ class _SerialGeneration:
     def stopped(self) -> asyncio.Future[None]:
         return self._stream.stopped
 
+    def _done(self, turn: asyncio.Lock) -> None:
+        self._engine._running -= 1
+        turn.release()
+
     async def batches(self) -> AsyncGenerator[list[Item], None]:
-        turn = self._engine._turn()
-        await turn.acquire()
+        engine = self._engine
+        turn = engine._turn()
+        engine._waiting += 1
+        try:
+            await turn.acquire()
+        finally:
+            engine._waiting -= 1
         try:
             self._stream.start()
         except BaseException:
             turn.release()
             raise
+        engine._running += 1
         # The turn passes on when the thread has stopped, not when the consumer leaves.
-        self._stream.stopped.add_done_callback(lambda _: turn.release())
+        self._stream.stopped.add_done_callback(lambda _: self._done(turn))
         async for batch in self._stream.batches():
             yield batch

@@ -115,6 +115,7 @@ class TransformersLLM(SerialTextEngine):
         self.processor: Any = None  # a tokenizer, or a multimodal processor for vision models
         self.tokenizer: Any = None
         self.context = 0
+        """Tokens a prompt plus its completion may take, known once loaded (``/v1/models``)."""
         self._eos: set[int] = set()
         self._grammars: JsonGrammars | None = None
 

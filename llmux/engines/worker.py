@@ -12,6 +12,9 @@ tokens and audio chunks alike:
 - a consumer that stops early sets the ``cancel`` flag, which the producer checks between
   steps, and ``stopped`` resolves only when the thread has returned: whoever holds a lease for
   the work keeps it until then, so a model is never unloaded under a running thread.
+
+``Channel`` is the same hand-over without a thread of its own: a batching engine's one decode
+thread feeds many channels, one per sequence, and finishes each when it drops the sequence.
 """
 
 from __future__ import annotations
@@ -36,15 +39,16 @@ class _Failed:
         self.error = error
 
 
-class ThreadStream(Generic[T]):
-    """The items of ``produce(cancel)``, made in a worker thread, as batches on the loop."""
+class Channel(Generic[T]):
+    """Items put by a producer thread, taken as batches on the loop.
 
-    def __init__(
-        self, produce: Callable[[threading.Event], Iterator[T]], *, maxsize: int = 0, name: str = "worker"
-    ) -> None:
-        self._produce = produce
+    The producer is whoever calls ``put``/``end``/``fail`` and, once it no longer works for
+    this channel, ``finish`` (which resolves ``stopped``): a thread of its own
+    (``ThreadStream``) or one shared by many channels (a batching engine's decode thread).
+    """
+
+    def __init__(self, *, maxsize: int = 0) -> None:
         self._maxsize = maxsize
-        self._name = name
         self.cancel = threading.Event()
         self._items: deque[T | _End | _Failed] = deque()
         self._room = threading.Condition()
@@ -55,20 +59,32 @@ class ThreadStream(Generic[T]):
 
     @property
     def stopped(self) -> asyncio.Future[None]:
-        """Resolves once no thread runs for this stream (at once if it never started)."""
+        """Resolves once no producer works for this channel (at once if none ever did)."""
         if self._stopped is None:
             self._stopped = asyncio.get_running_loop().create_future()
             self._stopped.set_result(None)
         return self._stopped
 
-    def start(self) -> None:
+    @property
+    def opened(self) -> bool:
+        return self._loop is not None
+
+    def open(self) -> None:
+        """Bind to the running loop, before any producer puts."""
         loop = self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self._stopped = loop.create_future()
-        context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(self._run,), name=self._name, daemon=True).start()
 
-    # ---- worker thread ------------------------------------------------------------------------
+    # ---- producer thread ----------------------------------------------------------------------
+
+    def put(self, item: T) -> None:
+        self._put(item)
+
+    def end(self) -> None:
+        self._put(_End())
+
+    def fail(self, error: BaseException) -> None:
+        self._put(_Failed(error))
 
     def _put(self, item: T | _End | _Failed) -> None:
         with self._room:
@@ -79,26 +95,14 @@ class ThreadStream(Generic[T]):
                 return
             self._wake_pending = True
         assert self._loop is not None and self._ready is not None
-        self._loop.call_soon_threadsafe(self._ready.set)
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits any more
+            self._loop.call_soon_threadsafe(self._ready.set)
 
-    def _run(self) -> None:
-        items: Iterator[T] | None = None
-        try:
-            items = self._produce(self.cancel)
-            for item in items:
-                if self.cancel.is_set():
-                    break
-                self._put(item)
-            self._put(_End())
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(_Failed(exc))
-        finally:
-            close = getattr(items, "close", None)  # None too when produce() itself raised
-            if close is not None:
-                close()  # a generator's finally stops the runtime's own work
-            assert self._loop is not None
-            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits any more
-                self._loop.call_soon_threadsafe(self._finish)
+    def finish(self) -> None:
+        """The producer no longer works for this channel (callable from any thread)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits any more
+            self._loop.call_soon_threadsafe(self._finish)
 
     def _finish(self) -> None:
         if self._stopped is not None and not self._stopped.done():
@@ -106,11 +110,14 @@ class ThreadStream(Generic[T]):
 
     # ---- event loop ---------------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        self.open()
+
     async def batches(self) -> AsyncIterator[list[T]]:
-        """Items in order, in batches; raises what the producer raised. Leaving early (break,
-        cancellation, an error) sets ``cancel``."""
+        """Items in order, in batches; raises what the producer failed with. Leaving early
+        (break, cancellation, an error) sets ``cancel``."""
         if self._loop is None:
-            self.start()
+            self._begin()
         assert self._ready is not None
         try:
             while True:
@@ -142,6 +149,42 @@ class ThreadStream(Generic[T]):
         self.cancel.set()
         with self._room:
             self._room.notify_all()
+
+
+class ThreadStream(Channel[T]):
+    """The items of ``produce(cancel)``, made in a worker thread of its own, as batches on the loop."""
+
+    def __init__(
+        self, produce: Callable[[threading.Event], Iterator[T]], *, maxsize: int = 0, name: str = "worker"
+    ) -> None:
+        super().__init__(maxsize=maxsize)
+        self._produce = produce
+        self._name = name
+
+    def start(self) -> None:
+        self.open()
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._run,), name=self._name, daemon=True).start()
+
+    def _begin(self) -> None:
+        self.start()
+
+    def _run(self) -> None:
+        items: Iterator[T] | None = None
+        try:
+            items = self._produce(self.cancel)
+            for item in items:
+                if self.cancel.is_set():
+                    break
+                self.put(item)
+            self.end()
+        except BaseException as exc:  # handed to the consumer, raised there
+            self.fail(exc)
+        finally:
+            close = getattr(items, "close", None)  # None too when produce() itself raised
+            if close is not None:
+                close()  # a generator's finally stops the runtime's own work
+            self.finish()
 
 
 async def run_in_thread(work: Callable[[threading.Event], T], *, name: str = "worker") -> T:

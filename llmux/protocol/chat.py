@@ -128,10 +128,21 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
 # ---- response -----------------------------------------------------------------------------
 
 
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int = 0
+    """Prompt tokens the runtime reused from its cache (llama.cpp keeps the previous prompt)."""
+
+
+class CompletionTokensDetails(msgspec.Struct):
+    reasoning_tokens: int = 0
+
+
 class UsageOut(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = msgspec.field(default_factory=PromptTokensDetails)
+    completion_tokens_details: CompletionTokensDetails = msgspec.field(default_factory=CompletionTokensDetails)
 
 
 class ToolCallFunctionDelta(msgspec.Struct, omit_defaults=True):

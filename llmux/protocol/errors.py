@@ -17,12 +17,19 @@ class LlmuxError(Exception):
     type: str = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    retry_after: float | None = None
+    """Seconds after which a retry may succeed; sent as ``Retry-After`` (429 and 503)."""
+
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidRequest(LlmuxError):
@@ -67,6 +74,14 @@ class ModelLoadFailed(LlmuxError):
     status = 503
     type = "server_error"
     code = "model_load_failed"
+
+
+class TooManyRequests(LlmuxError):
+    """A queue is full: come back later (``Retry-After``)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "queue_full"
 
 
 class ServiceUnavailable(LlmuxError):

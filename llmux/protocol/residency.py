@@ -24,11 +24,21 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     leases: int
     """Requests running on it now."""
     waiting: int
-    """Requests queued for it."""
+    """Requests queued for it (for a lease: the model is loading or draining)."""
+    sequences_running: int = 0
+    """Text models: sequences generating now (at most ``max_parallel``)."""
+    sequences_waiting: int = 0
+    """Text models: leased requests waiting inside the engine for a slot (counted in ``leases``)."""
     pinned: bool
     loads: int
     last_error: str | None
+    """Why its last load failed (file names, never the server's directories)."""
     virtual: list[str]
+    broken: bool = False
+    """A load failed or timed out: refused (503) until ``retry_in_s`` passes or an admin reset."""
+    retry_in_s: float | None = None
+    abandoned_loads: int = 0
+    """Timed-out load threads still running (they unload whatever they load)."""
 
 
 class VramInfo(msgspec.Struct):
@@ -37,13 +47,22 @@ class VramInfo(msgspec.Struct):
     free_gb: float
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, kw_only=True):
     status: str
+    """``ok``; ``degraded`` (serving, but see ``reasons``); ``shutting_down`` (with a 503)."""
     loaded: list[ModelStatus]
     """The models that are not ``unloaded``."""
     vram: VramInfo
     queue_depth: int
+    """Requests waiting: for a model to load or drain, and for their turn on a busy engine."""
     uptime_s: float
+    reasons: list[str] = []
+    """Why the status is not ``ok``: a broken model, a failed load, abandoned load threads."""
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    reason: str | None = None
 
 
 class Residency(msgspec.Struct, kw_only=True):

@@ -18,6 +18,7 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 PositiveGB = Annotated[float, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")]
 
 
@@ -58,6 +59,12 @@ class PhysicalModel(Strict, frozen=True):
     """Download only these files of ``hf_repo`` (GGUF repositories hold many quantisations)."""
     options: dict[str, Any] = {}
     """Backend-specific settings, checked against the backend's options Struct."""
+    load_timeout_s: Seconds = 300.0
+    """A load still running after this long fails its waiters (503) and marks the model broken;
+    its thread is abandoned (whatever it loads when it returns is unloaded again)."""
+    load_backoff_s: Seconds = 30.0
+    """After a failed or timed-out load the model is refused (503 with ``Retry-After``) for this
+    long, doubling with each further failure (at most 16×), until an admin reset."""
     id: str = ""
     """Filled from the key under ``physical:``."""
 

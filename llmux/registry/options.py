@@ -32,6 +32,9 @@ class LlamaCppOptions(Strict, frozen=True):
     threads: Threads | None = None
     chat_template: str | None = None
     """Override the template stored in the GGUF (a Jinja string)."""
+    max_parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    """Sequences decoded together (continuous batching). Each holds a full ``n_ctx`` of KV
+    cache, allocated at load: memory grows with it. 1 runs one request at a time."""
 
 
 class ChatterboxOptions(Strict, frozen=True):

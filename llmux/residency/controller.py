@@ -9,13 +9,17 @@ lease at once, unless that model is draining for an earlier waiter's swap; the e
 whose model is not resident starts the next swap. So a steady stream of requests for the
 resident model cannot starve a request that needs a swap: the swap waits only for the leases
 held when it was planned.
+
+Faults (``swap.py``): a model whose load failed or timed out is *broken* until its backoff
+expires or an admin resets it; its waiters, and requests arriving meanwhile, get a 503 with
+``Retry-After`` at once, and nothing is evicted for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,10 +28,12 @@ import structlog
 from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
-from llmux.residency import planner
+from llmux.residency import faults, planner
+from llmux.residency.faults import broken_error
 from llmux.residency.lifecycle import ModelLifecycle
-from llmux.residency.slots import EngineFactory, Lease, Offload, Slot, Waiter
+from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
+from llmux.residency.threads import in_daemon_thread
 
 log = structlog.get_logger("llmux.residency")
 
@@ -41,13 +47,16 @@ class ResidencyController(SwapExecutor):
         factory: EngineFactory,
         *,
         clock: Callable[[], float] = time.monotonic,
-        offload: Offload = asyncio.to_thread,
+        offload: Offload = in_daemon_thread,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
         self._factory = factory
         self._clock = clock
         self._offload = offload
+        self._sleep = sleep
+        self._abandoned: set[asyncio.Future[object]] = set()
         self._slots = {
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
@@ -55,6 +64,7 @@ class ResidencyController(SwapExecutor):
         self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
+        self._closing_at: float | None = None
         self.swaps = 0
 
     # ---- public API -------------------------------------------------------------------------
@@ -130,6 +140,13 @@ class ResidencyController(SwapExecutor):
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
 
+    def reset(self, model_id: str) -> None:
+        """Forget a broken model's failures (admin): the next request tries to load it again."""
+        slot = self._slot(model_id)
+        slot.broken_until, slot.failures = None, 0
+        log.info("model.reset", model=model_id)
+        self._pump()
+
     def add_listener(self, listener: object) -> None:
         """Attach a python-statemachine listener to every model's lifecycle machine (metrics,
         tracing): it sees each transition, with ``machine.name`` as the model id."""
@@ -139,6 +156,7 @@ class ResidencyController(SwapExecutor):
     def status(self) -> list[ModelStatus]:
         """Every physical model as /health and the admin API show it, in config order."""
         waiting: dict[str, int] = {}
+        now = self._clock()
         for w in self._queue:
             waiting[w.model] = waiting.get(w.model, 0) + 1
         return [
@@ -152,33 +170,45 @@ class ResidencyController(SwapExecutor):
                 measured=s.measured,
                 leases=s.leases,
                 waiting=waiting.get(s.id, 0),
+                **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
                 last_error=s.last_error,
                 virtual=self.registry.virtual_of(s.id),
+                broken=s.broken(now),
+                retry_in_s=round(s.broken_until - now, 1) if s.broken(now) and s.broken_until else None,
+                abandoned_loads=s.abandoned,
             )
             for s in self._slots.values()
         ]
+
+    def residency(self, model_id: str) -> tuple[str, Any]:
+        """A physical model's lifecycle state, and its engine while it is loaded (else None)."""
+        slot = self._slot(model_id)
+        return slot.state, slot.engine if slot.state in ("ready", "serving") else None
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    async def shutdown(self, grace_s: float = 30.0) -> None:
-        """Refuse new leases, let held ones finish (up to ``grace_s``), unload everything."""
-        self._closing = True
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def problems(self) -> list[str]:
+        """What makes llmux degraded now, one sentence each (``/health``)."""
+        return faults.problems(self.status())
+
+    def begin_shutdown(self) -> None:
+        """Refuse new leases and fail every waiter with a 503 (on SIGTERM, before uvicorn's
+        grace for in-flight requests starts: a queued request is not in flight)."""
+        if self._closing:
+            return
+        self._closing, self._closing_at = True, time.monotonic()
         for w in list(self._queue):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
         self._queue.clear()
-        if self._swap is not None:
-            await asyncio.wait({self._swap}, timeout=grace_s)
-        busy = [s.idle.wait() for s in self._slots.values() if s.leases]
-        if busy:
-            await asyncio.wait([asyncio.ensure_future(b) for b in busy], timeout=grace_s)
-        for slot in self._slots.values():
-            if slot.state == "ready":
-                await self._evict(slot, "shutdown")
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 
@@ -214,6 +244,12 @@ class ResidencyController(SwapExecutor):
             if slot.state in ("ready", "serving") and not slot.draining:
                 self._grant(waiter, slot)
                 continue
+            if slot.state == "unloaded" and slot.broken_until is not None:
+                now = self._clock()
+                if now < slot.broken_until:  # fail fast: nothing is evicted for a broken model
+                    self._fail_waiters(slot.id, broken_error(slot, slot.broken_until - now))
+                    continue
+                slot.broken_until = None  # the backoff is over: one more try
             if slot.state != "unloaded" or swap_claimed:
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
@@ -262,3 +298,11 @@ class ResidencyController(SwapExecutor):
                 self._queue.remove(w)
                 if not w.future.done():
                     w.future.set_exception(error)
+
+
+def _sequences(slot: Slot) -> dict[str, int]:
+    """What a text engine runs itself: leases count requests, some only waiting for a slot."""
+    if isinstance(slot.engine, Occupied):
+        running, waiting = slot.engine.occupancy()
+        return {"sequences_running": running, "sequences_waiting": waiting}
+    return {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from llmux.registry import PhysicalModel, Registry
 from llmux.residency.lifecycle import ModelLifecycle
@@ -25,6 +25,15 @@ class Loadable(Protocol):
 
     def unload(self) -> None:
         """Free everything ``load`` allocated."""
+        ...
+
+
+@runtime_checkable
+class Occupied(Protocol):
+    """A runtime that runs many requests' sequences itself (text engines) and says how many."""
+
+    def occupancy(self) -> tuple[int, int]:
+        """(sequences generating now, sequences waiting inside the engine for a slot)."""
         ...
 
 
@@ -48,6 +57,12 @@ class Slot:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     loads: int = 0
     last_error: str | None = None
+    broken_until: float | None = None
+    """Set after a failed or timed-out load: refused until then (or an admin reset)."""
+    failures: int = 0
+    """Failed loads since the last success (the backoff doubles with each)."""
+    abandoned: int = 0
+    """Timed-out load threads that have not returned yet."""
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -59,6 +74,9 @@ class Slot:
     @property
     def state(self) -> str:
         return str(self.machine.state)
+
+    def broken(self, now: float) -> bool:
+        return self.broken_until is not None and now < self.broken_until
 
     @property
     def leases(self) -> int:

@@ -4,22 +4,35 @@ One swap runs at a time (the controller starts it from a synchronous decision an
 in ``_swap``): drain the victims chosen by the planner, unload them, load the target, then —
 if the load measured more than the estimate — evict what no longer fits. When it ends, the
 controller decides again (``_pump``).
+
+Faults. A load that fails, or is still running after the model's ``load_timeout_s``, fails its
+waiters with a 503 and marks the model broken for a backoff; then the swap *restores* the models
+it evicted for it, so a bad model never takes healthy ones down. (Restoring, rather than
+checking loadability first: whether weights load is only known by loading them — a file can be
+there and still be corrupt, or not fit once allocated — and on one GPU the room has to be made
+first.) A timed-out load's thread cannot be stopped: it is abandoned, and whatever it loads if it
+ever returns is unloaded at once. Error texts keep file names but not the server's directories.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
-from llmux.protocol.errors import ModelCannotFit, ModelLoadFailed
+from llmux.protocol.errors import ModelCannotFit
 from llmux.registry import Registry
 from llmux.residency import planner
+from llmux.residency.faults import broken_error, redact_paths
 from llmux.residency.memory import measure
-from llmux.residency.slots import EngineFactory, Offload, Slot
+from llmux.residency.slots import EngineFactory, Loadable, Offload, Slot
 
 log = structlog.get_logger("llmux.residency")
+
+STOP_MARGIN_S = 2.0
 
 
 class SwapExecutor:
@@ -32,8 +45,15 @@ class SwapExecutor:
     _offload: Offload
     _slots: dict[str, Slot]
     _swap: asyncio.Task[None] | None
+    _sleep: Callable[[float], Awaitable[None]]
+    _abandoned: set[asyncio.Future[object]]
+
+    _closing_at: float | None
 
     def _pump(self) -> None:
+        raise NotImplementedError
+
+    def begin_shutdown(self) -> None:
         raise NotImplementedError
 
     def _residents(self) -> list[planner.Resident]:
@@ -46,14 +66,42 @@ class SwapExecutor:
     def used_gb(self) -> float:
         return planner.used_gb(self._residents())
 
+    async def shutdown(self, grace_s: float = 30.0) -> None:
+        """Refuse new leases, let held ones finish, unload what is idle — all within ``grace_s``
+        of ``begin_shutdown``: a load or a request that never ends cannot hold the exit."""
+        self.begin_shutdown()
+        assert self._closing_at is not None
+        deadline = self._closing_at + grace_s
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        if self._swap is not None:
+            await asyncio.wait({self._swap}, timeout=left())
+        busy = [asyncio.ensure_future(s.idle.wait()) for s in self._slots.values() if s.leases]
+        if busy:
+            # Past the grace uvicorn has cancelled the requests; their threads stop at the next
+            # step (a token), so a short margin lets the models be unloaded, never under them.
+            await asyncio.wait(busy, timeout=max(left(), STOP_MARGIN_S))
+            for b in busy:
+                b.cancel()
+        for slot in self._slots.values():
+            if slot.state == "ready":
+                try:
+                    await asyncio.wait_for(self._evict(slot, "shutdown"), timeout=max(left(), 1.0))
+                except TimeoutError:
+                    log.error("model.unload_timed_out", model=slot.id)
+
     async def _run_swap(self, target: Slot | None, victims: tuple[tuple[str, str], ...]) -> None:
+        evicted: list[Slot] = []
         try:
             for victim_id, reason in victims:
                 victim = self._slots[victim_id]
                 await victim.idle.wait()
                 await self._evict(victim, reason, for_=target.id if target else None)
-            if target is not None:
-                await self._load(target)
+                evicted.append(victim)
+            if target is not None and not await self._load(target):
+                await self._restore(evicted, target)
         except GeneratorExit:  # the event loop is being torn down: decide nothing more
             self._swap = None
             raise
@@ -83,25 +131,39 @@ class SwapExecutor:
             duration_s=round(self._clock() - started, 3),
         )
 
-    async def _load(self, slot: Slot) -> None:
+    async def _load(self, slot: Slot) -> bool:
+        """Load ``slot``; True when it ended resident, False when it failed (waiters told)."""
         slot.machine.send("load")
         started = self._clock()
         log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb)
         try:
             engine = slot.engine or self._factory(slot.spec, self.registry)
-            reported, probed = await self._offload(measure, engine.load)
+            reported, probed = await self._bounded_load(slot, engine)
         except Exception as exc:
+            timed_out = isinstance(exc, TimeoutError)
             slot.machine.send("load_failed")
-            slot.last_error = f"{type(exc).__name__}: {exc}"
-            log.error(
-                "model.load_failed", model=slot.id, error=slot.last_error, duration_s=round(self._clock() - started, 3)
+            slot.failures += 1
+            backoff = slot.spec.load_backoff_s * 2 ** min(slot.failures - 1, 4)
+            slot.broken_until = self._clock() + backoff
+            slot.last_error = (
+                f"the load did not finish within {slot.spec.load_timeout_s:g} s"
+                if timed_out
+                else redact_paths(f"{type(exc).__name__}: {exc}")
             )
-            self._fail_waiters(slot.id, ModelLoadFailed(f"loading model {slot.id!r} failed: {slot.last_error}"))
-            return
+            log.error(
+                "model.load_failed",
+                model=slot.id,
+                error=repr(exc),  # the full text, paths included, stays in the server log
+                timed_out=timed_out,
+                retry_in_s=backoff,
+                duration_s=round(self._clock() - started, 3),
+            )
+            self._fail_waiters(slot.id, broken_error(slot, backoff))
+            return False
         slot.engine = engine
         slot.machine.send("loaded")
         slot.loads += 1
-        slot.last_error = None
+        slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed
         if footprint is not None and footprint > 0:
             slot.footprint_gb, slot.measured = footprint, True
@@ -114,9 +176,51 @@ class SwapExecutor:
             duration_s=round(self._clock() - started, 3),
             used_gb=round(self.used_gb, 3),
         )
-        await self._fit_after_measurement(slot)
+        return await self._fit_after_measurement(slot)
 
-    async def _fit_after_measurement(self, slot: Slot) -> None:
+    async def _bounded_load(self, slot: Slot, engine: Loadable) -> tuple[float | None, float | None]:
+        """The load, or ``TimeoutError`` after ``load_timeout_s`` with its thread abandoned."""
+        work: asyncio.Future[Any] = asyncio.ensure_future(self._offload(measure, engine.load))
+        timer: asyncio.Future[Any] = asyncio.ensure_future(self._sleep(slot.spec.load_timeout_s))
+        try:
+            await asyncio.wait((work, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not work.done():
+                self._abandon(slot, engine, work)
+        if not work.done():
+            raise TimeoutError
+        reported, probed = work.result()
+        return reported, probed
+
+    def _abandon(self, slot: Slot, engine: Loadable, work: asyncio.Future[Any]) -> None:
+        slot.abandoned += 1
+        self._abandoned.add(work)
+
+        def returned(done: asyncio.Future[Any]) -> None:
+            slot.abandoned -= 1
+            self._abandoned.discard(work)
+            if not done.cancelled() and done.exception() is None:
+                log.warning("model.late_load_discarded", model=slot.id)
+                unload = asyncio.ensure_future(self._offload(engine.unload))
+                self._abandoned.add(unload)
+                unload.add_done_callback(self._abandoned.discard)
+
+        work.add_done_callback(returned)
+
+    async def _restore(self, evicted: list[Slot], failed: Slot) -> None:
+        """Load back what was evicted for a load that failed, while it fits without evicting."""
+        for slot in evicted:
+            if slot.state != "unloaded" or slot.broken(self._clock()):
+                continue
+            target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
+            decision = planner.plan(target, self._residents(), self.budget_gb)
+            if isinstance(decision, planner.Infeasible) or decision.evict:
+                continue
+            log.info("model.restoring", model=slot.id, after_failed=failed.id)
+            await self._load(slot)
+
+    async def _fit_after_measurement(self, slot: Slot) -> bool:
         """A load that measured larger than estimated may push usage over the budget: evict
         lower-priority models (rule 5 order) until it fits, or give the load back."""
         decision = planner.overflow(self._residents(), self.budget_gb, keep=slot.id)
@@ -127,10 +231,11 @@ class SwapExecutor:
             )
             self._fail_waiters(slot.id, ModelCannotFit(message, param="model"))
             await self._evict(slot, "over_budget")
-            return
+            return False
         for victim_id in decision:
             self._slots[victim_id].draining = True
         for victim_id in decision:
             victim = self._slots[victim_id]
             await victim.idle.wait()
             await self._evict(victim, "over_budget", for_=slot.id)
+        return True

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
+import structlog
 
 from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
@@ -27,6 +28,7 @@ from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
 from llmux.chat.sampling import sampling_params
 from llmux.chat.stream import ChunkEncoder, CompletionBuilder
+from llmux.chat.tool_choice import forced_name
 from llmux.engines.worker import run_in_thread
 from llmux.protocol.chat import ChatCompletion, ChatCompletionRequest
 from llmux.protocol.errors import InvalidRequest, LlmuxError, error_body
@@ -36,6 +38,7 @@ from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
 from llmux.services.record import note
 
+log = structlog.get_logger("llmux.chat")
 T = TypeVar("T")
 
 
@@ -78,8 +81,7 @@ class ChatService:
                     f"The model {request.model!r} does not accept images.", param=param, code="vision_not_supported"
                 )
             check_url(part.image_url.url, self.images, param)
-        if request.tools and not physical.tools:
-            raise InvalidRequest(f"The model {request.model!r} does not support tool calling.", param="tools")
+        tools = _tools(request, physical)
         decoded = (
             await run_in_thread(
                 lambda _: tuple(image_bytes(p.image_url.url, self.images, param) for param, p in images)
@@ -91,7 +93,6 @@ class ChatService:
         if request.reasoning_effort is not None and physical.family == "gpt-oss":
             behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
         params = sampling_params(request, behaviour, physical.family)
-        tools = msgspec.to_builtins(request.tools) if request.tools and request.tool_choice != "none" else None
         job = ChatJob(
             messages=request.messages,
             tools=tools,
@@ -123,7 +124,11 @@ class ChatService:
         return builder.build()
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
-        """SSE bytes. Keep-alive comments flow while the model loads or the turn queues."""
+        """SSE bytes. Keep-alive comments flow whenever ``keepalive_s`` passes without bytes:
+        while the model loads, the turn queues, or a long prompt is evaluated (OpenCode drops a
+        connection after 5 minutes of silence). Every stream ends with a ``finish_reason``,
+        after an in-band error too, followed only by usage and ``[DONE]`` (strict parsers, such
+        as OpenCode's, reject anything else)."""
         started = time.perf_counter()
         encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
         run: ChatRun | None = None
@@ -143,14 +148,14 @@ class ChatService:
             try:
                 run = self._start(lease, chat)
                 yield encoder.start()
-                async with aclosing(self._events(run)) as events:
+                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
                     async for batch in events:
-                        yield encoder.events(batch)
+                        yield KEEPALIVE if batch is None else encoder.events(batch)
             finally:
                 self._release_when_stopped(lease, run)
         except LlmuxError as exc:
             note(error=exc.code)
-            yield sse(error_body(exc))
+            yield sse(error_body(exc)) + encoder.abort(run.usage() if run is not None else None)
         except (GeneratorExit, asyncio.CancelledError):
             note(cancelled=True)  # the client went away
             raise
@@ -181,8 +186,8 @@ class ChatService:
                 lease = acquiring.result()
             try:
                 run = self._start(lease, chat)
-                async with aclosing(self._events(run)) as events:
-                    async for batch in _ticking(events, self.keepalive_s):
+                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
+                    async for batch in events:
                         yield batch
             finally:
                 self._release_when_stopped(lease, run)
@@ -224,35 +229,50 @@ class ChatService:
         note(
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
+            reasoning_tokens=run.reasoning_tokens,
+            cached_tokens=run.cached_tokens,
             finish_reason=finish.reason if finish else None,
             ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
         )
 
 
-async def _ticking(source: AsyncGenerator[T, None], every: float) -> AsyncGenerator[T | None, None]:
-    """``source``'s items, and ``None`` whenever ``every`` seconds pass without one. The step in
-    flight runs in its own task; if the consumer leaves, it is cancelled and awaited, so the
-    source is never closed while it runs."""
-    step: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if step is None:
-                step = asyncio.ensure_future(anext(source))
-            await asyncio.wait({step}, timeout=every)
-            if not step.done():
-                yield None
-                continue
-            finished, step = step, None
-            try:
-                item = finished.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        if step is not None:
+def _tools(request: ChatCompletionRequest, physical: PhysicalModel) -> list[dict[str, Any]] | None:
+    """The tools the prompt offers. Clients (Open WebUI, OpenCode) send ``tools`` on every
+    request: a model without tool calling answers without them unless the request insists on
+    a call, which it cannot honour."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    if physical.tools:
+        return cast("list[dict[str, Any]]", msgspec.to_builtins(request.tools))
+    if forced_name(request.tool_choice) is not None:
+        raise InvalidRequest(
+            f"The model {request.model!r} does not support tool calling, so it cannot honour this tool_choice.",
+            param="tool_choice",
+            code="tools_not_supported",
+        )
+    log.info("chat.tools_dropped", model=request.model, tools=len(request.tools), reason="model has no tool calling")
+    return None
+
+
+async def _paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T | None, None]:
+    """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
+    due). Each step runs as a task so the wait can time out without cancelling the step."""
+    while True:
+        step = asyncio.ensure_future(anext(events))
+        try:
+            while not step.done():
+                await asyncio.wait({step}, timeout=interval)
+                if not step.done():
+                    yield None
+        except BaseException:  # the client left mid-step: stop the step, whose cleanup closes the run
             step.cancel()
-            with suppress(BaseException):  # its own end (cancelled, or the error it raised) is not ours
-                await step
+            await asyncio.gather(step, return_exceptions=True)
+            raise
+        try:
+            item = step.result()
+        except StopAsyncIteration:
+            return
+        yield item
 
 
 def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:

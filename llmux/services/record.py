@@ -9,6 +9,7 @@ started for the request see the same one.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,3 +27,12 @@ def note(**fields: Any) -> None:
     record = _RECORD.get()
     if record is not None:
         record.update(fields)
+
+
+def client_of_request(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: every line a request causes names its client (the key's name),
+    once the key guard has identified it — loads it triggers and worker threads included."""
+    record = _RECORD.get()
+    if record is not None and "client" not in event and record.get("client") is not None:
+        event["client"] = record["client"]
+    return event

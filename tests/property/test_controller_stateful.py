@@ -1,13 +1,20 @@
 """The residency controller under random traffic: requests, releases, cancellations, slow and
-failing loads, loads that measure larger or smaller than estimated, pins and admin unloads.
+failing loads, loads that measure larger or smaller than estimated, loads that hang past their
+timeout (and return late, or never), broken models and their reset, pins and admin unloads;
+clients that go away at every await point — queued, just granted, or mid-request under a lease.
 
 Loads are gated by the test (no clock, no threads): a load starts, and a later rule decides
-when it finishes and how. After every step the invariants must hold.
+when it finishes and how; a load's timeout is a timer the test fires. After every step the
+invariants must hold.
+
+Size: ``LLMUX_STATEFUL_EXAMPLES`` runs (default 1000) of ``LLMUX_STATEFUL_STEPS`` steps each
+(default 30); ``make stateful`` runs 10,000-step runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from llmux.protocol.errors import LlmuxError, ModelCannotFit, ModelLoadFailed
+from llmux.protocol.errors import LlmuxError, ModelCannotFit, ModelLoadFailed, TooManyRequests
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.config import Limits
 from llmux.residency.controller import ResidencyController
@@ -39,7 +46,7 @@ MODELS = {
 
 def registry() -> Registry:
     physical = {
-        mid: PhysicalModel(type=kind, backend="transformers", weights=mid, vram_gb=gb, id=mid)
+        mid: PhysicalModel(type=kind, backend="transformers", weights=mid, vram_gb=gb, id=mid, load_backoff_s=20.0)
         for mid, (kind, gb) in MODELS.items()
     }
     return Registry(BUDGET, Path("/nonexistent"), None, Limits(), physical, {})
@@ -65,6 +72,24 @@ class GatedBackend:
         self.loaded = False
 
 
+class Session:
+    """A request that holds its lease while it runs (a stream), until ``done`` resolves."""
+
+    def __init__(self, machine: ControllerMachine, model: str) -> None:
+        self.model = model
+        self.done: asyncio.Future[None] = machine.loop.create_future()
+        self.running = False
+        self.task = machine.loop.create_task(self.run(machine.controller))
+
+    async def run(self, controller: ResidencyController) -> None:
+        async with controller.lease(self.model):
+            self.running = True
+            try:
+                await self.done
+            finally:
+                self.running = False
+
+
 MODEL_IDS = st.sampled_from(sorted(MODELS))
 
 
@@ -74,14 +99,22 @@ class ControllerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.gate: asyncio.Future[None] | None = None
         self.loading: GatedBackend | None = None
+        self.timer: asyncio.Future[None] | None = None
+        self.hung: list[tuple[GatedBackend, asyncio.Future[None]]] = []
         self.backends: dict[str, GatedBackend] = {}
-        self.controller = ResidencyController(registry(), self._factory, offload=self._offload, clock=self._tick)
+        self.controller = ResidencyController(
+            registry(), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep
+        )
+        self.sessions: list[Session] = []
+        self.created: list[GatedBackend] = []
         self.now = 0.0
         self.waiting: list[asyncio.Task[Lease]] = []
         self.admin: list[asyncio.Task[None]] = []
         self.held: list[Lease] = []
         self.failures: list[BaseException] = []
-        structlog.configure(processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False)
+        structlog.configure(
+            processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False
+        )
 
     # ---- the test's side of the controller ------------------------------------------------
 
@@ -90,17 +123,27 @@ class ControllerMachine(RuleBasedStateMachine):
         return self.now
 
     def _factory(self, spec: PhysicalModel, _: Registry) -> GatedBackend:
-        return self.backends.setdefault(spec.id, GatedBackend(spec))
+        self.backends[spec.id] = GatedBackend(spec)  # a new engine per load, as in production
+        self.created.append(self.backends[spec.id])
+        return self.backends[spec.id]
+
+    def _sleep(self, _: float) -> asyncio.Future[None]:
+        self.timer = self.loop.create_future()  # the load's timeout; fired by a rule
+        return self.timer
 
     async def _offload(self, fn: Any, *args: Any) -> Any:
         if fn is measure:
             self.loading = args[0].__self__
-            self.gate = self.loop.create_future()
-            await self.gate
-            self.gate, self.loading = None, None
-        else:  # an unload: the victim holds no lease and is in `evicting`
+            gate = self.gate = self.loop.create_future()
+            await gate
+            if self.gate is gate:
+                self.gate, self.loading = None, None
+        else:
             slot = self.controller._slots[fn.__self__.spec.id]
-            assert slot.state == "evicting" and slot.leases == 0
+            if fn.__self__ is slot.engine:  # an eviction: no lease, in `evicting`
+                assert slot.state == "evicting" and slot.leases == 0
+            else:  # a timed-out load that returned late: dropped, never served
+                assert fn.__self__.loaded
         await asyncio.sleep(0)
         return fn(*args)
 
@@ -127,7 +170,13 @@ class ControllerMachine(RuleBasedStateMachine):
             if error is None:
                 self.held.append(task.result())
             else:
-                assert isinstance(error, (ModelCannotFit, ModelLoadFailed)), repr(error)
+                assert isinstance(error, (ModelCannotFit, ModelLoadFailed, TooManyRequests)), repr(error)
+                self.failures.append(error)
+        for session in [s for s in self.sessions if s.task.done()]:
+            self.sessions.remove(session)
+            if not session.task.cancelled() and session.task.exception() is not None:
+                error = session.task.exception()
+                assert isinstance(error, (ModelCannotFit, ModelLoadFailed, TooManyRequests)), repr(error)
                 self.failures.append(error)
         for task in [t for t in self.admin if t.done()]:
             self.admin.remove(task)
@@ -162,6 +211,60 @@ class ControllerMachine(RuleBasedStateMachine):
         self.gate.set_result(None)
         self.settle()
 
+    @precondition(lambda self: self.gate is not None and self.timer is not None and not self.timer.done())
+    @rule()
+    def load_times_out(self) -> None:
+        """The load hangs past its timeout: its waiters fail, its thread is left behind."""
+        assert self.loading is not None and self.gate is not None and self.timer is not None
+        self.hung.append((self.loading, self.gate))
+        self.gate, self.loading = None, None
+        self.timer.set_result(None)
+        self.settle()
+
+    @precondition(lambda self: self.hung)
+    @rule(data=st.data(), ok=st.booleans())
+    def hung_load_returns(self, data: st.DataObject, ok: bool) -> None:
+        backend, gate = self.hung.pop(data.draw(st.integers(0, len(self.hung) - 1)))
+        backend.outcome = (ok, None)
+        gate.set_result(None)
+        self.settle()
+
+    @rule(model=MODEL_IDS)
+    def admin_reset(self, model: str) -> None:
+        self.controller.reset(model)
+        self.settle()
+
+    @rule(model=MODEL_IDS, spins=st.integers(0, 4))
+    def client_leaves_after(self, model: str, spins: int) -> None:
+        """A request cancelled after ``spins`` loop iterations: while queued, in the instant its
+        lease is granted but before it resumes, or under the lease."""
+        session = Session(self, model)
+
+        async def spin() -> None:
+            for _ in range(spins):
+                await asyncio.sleep(0)
+
+        self.loop.run_until_complete(spin())
+        session.task.cancel()
+        self.sessions.append(session)
+        self.settle()
+
+    @rule(model=MODEL_IDS)
+    def stream_starts(self, model: str) -> None:
+        self.sessions.append(Session(self, model))
+        self.settle()
+
+    @precondition(lambda self: any(s.running for s in self.sessions))
+    @rule(data=st.data(), disconnect=st.booleans())
+    def stream_ends(self, data: st.DataObject, disconnect: bool) -> None:
+        running = [s for s in self.sessions if s.running]
+        session = running[data.draw(st.integers(0, len(running) - 1))]
+        if disconnect:
+            session.task.cancel()  # mid-stream
+        else:
+            session.done.set_result(None)
+        self.settle()
+
     @rule(model=st.sampled_from(["asr-4", "asr-2", "tts-2a"]), pinned=st.booleans())
     def pin(self, model: str, pinned: bool) -> None:
         self.controller.pin(model, pinned)
@@ -191,6 +294,9 @@ class ControllerMachine(RuleBasedStateMachine):
         counts: dict[str, int] = {}
         for lease in self.held:
             counts[lease.model] = counts.get(lease.model, 0) + 1
+        for session in self.sessions:
+            if session.running:
+                counts[session.model] = counts.get(session.model, 0) + 1
         for view in self.controller.status():
             assert view.leases == counts.get(view.id, 0), view
             if view.leases:
@@ -210,13 +316,21 @@ class ControllerMachine(RuleBasedStateMachine):
                     assert self.loading is not None
                     self.loading.outcome = (True, None)
                     self.gate.set_result(None)
+                for _, gate in self.hung:
+                    gate.set_result(None)
+                self.hung.clear()
+                for session in self.sessions:
+                    if session.running and not session.done.done():
+                        session.done.set_result(None)
                 self.settle()
                 for lease in self.held:
                     self.controller.release(lease)
                 self.held.clear()
-                if not self.waiting and not self.admin and self.gate is None:
+                if not self.waiting and not self.admin and not self.sessions and self.gate is None:
                     break
-            assert not self.waiting, "a request neither served nor failed"
+            assert not self.waiting and not self.sessions, "a request neither served nor failed"
+            assert all(v.abandoned_loads == 0 for v in self.controller.status()), "a late load was kept"
+            assert not any(b.loaded for b in self._orphans()), "a late load was never unloaded"
             assert self.controller.queue_depth == 0
             assert all(v.leases == 0 for v in self.controller.status()), "lease leaked"
             assert self.controller.used_gb <= BUDGET + 1e-6
@@ -228,10 +342,15 @@ class ControllerMachine(RuleBasedStateMachine):
             self.loop.close()
             structlog.reset_defaults()
 
+    def _orphans(self) -> list[GatedBackend]:
+        """Engines that hold weights but are no slot's engine (a late load not dropped)."""
+        engines = {id(s.engine) for s in self.controller._slots.values()}
+        return [b for b in self.created if id(b) not in engines]
+
 
 ControllerMachine.TestCase.settings = settings(
-    max_examples=1000,
-    stateful_step_count=30,
+    max_examples=int(os.environ.get("LLMUX_STATEFUL_EXAMPLES", "1000")),
+    stateful_step_count=int(os.environ.get("LLMUX_STATEFUL_STEPS", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -17,6 +17,8 @@ OUTPUTS = [
      'to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo", "days": 3<|call|>'),
     ("gpt-oss", HARMONY_PROMPT, "<|channel|>final<|message|>Done <|with|> tokens.<|return|>"),
     ("chatml", "", "Hello <|im_en world<|im_end|>"),
+    ("chatml", "", 'Sure <tool_ <tool_call>\n{"name": "get_weather", "arguments": {"city": "Par\\"is", "days": 2}}\n'
+     '</tool_call>\n<tool_call>{"name": "edit", "arguments": "{\\"path\\": 1"}</tool_call><|im_end|>'),
 ]
 
 

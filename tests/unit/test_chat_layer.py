@@ -190,7 +190,7 @@ def test_forced_tool_call_prefixes() -> None:
     assert forced_prefix("qwen3.5", named, "...assistant\n", True) == "<tool_call>\n<function=get_weather>\n"
     assert forced_prefix("qwen3.5", "required", "...assistant\n<think>\n", True) == "\n</think>\n\n<tool_call>\n<function="
     assert forced_prefix("gpt-oss", named, "", True) == "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
-    assert forced_prefix("chatml", named, "", True) == ""
+    assert forced_prefix(None, named, "", True) == ""  # a family without a tool-call format
 
 
 def test_gpt_oss_tool_turn_keeps_text_or_reasoning_not_both() -> None:
@@ -201,3 +201,60 @@ def test_gpt_oss_tool_turn_keeps_text_or_reasoning_not_both() -> None:
     only = template_input(messages([{"role": "assistant", "content": "", "reasoning_content": "r", "tool_calls": call}]),
                           family="gpt-oss", image_part=None)[0]
     assert only["thinking"] == "r"
+
+
+def test_hermes_tools_written_for_a_chatml_template_that_knows_none() -> None:
+    from llmux.chat.prompt import render_prompt
+    from tests.fixtures.tiny_models import TEMPLATES
+
+    tool = {"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}
+    call = [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": '{"path": "a"}'}}]
+    history = messages([
+        {"role": "user", "content": "read a and b"},
+        {"role": "assistant", "content": "Reading.", "tool_calls": call},
+        {"role": "tool", "tool_call_id": "c1", "content": "A!"},
+        {"role": "tool", "tool_call_id": "c2", "content": "B!"},
+    ])
+    template = ChatTemplate(source=(TEMPLATES / "smollm2.jinja").read_text())
+    prompt = render_prompt(ChatJob(messages=history, tools=[tool]), "chatml", template).prompt
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and json.dumps(tool) in prompt
+    assert 'Reading.\n<tool_call>\n{"name": "read", "arguments": {"path": "a"}}\n</tool_call><|im_end|>' in prompt
+    assert "<|im_start|>user\n<tool_response>\nA!\n</tool_response>\n<tool_response>\nB!\n</tool_response><|im_end|>" in prompt
+    # A system prompt keeps its text; without tools nothing is added.
+    plain = render_prompt(ChatJob(messages=messages([{"role": "system", "content": "Be brief."}])), "chatml", template)
+    assert plain.prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    # A template that writes tools itself gets the conversation as it is.
+    own = ChatTemplate(source="{% for t in tools %}{{ t.function.name }}{% endfor %}|{{ messages[0].role }}")
+    assert render_prompt(ChatJob(messages=history, tools=[tool]), "chatml", own).prompt == "read|user"
+
+
+def test_forced_hermes_call_is_prefilled_and_parsed() -> None:
+    from llmux.chat.prompt import render_prompt
+    from llmux.chat.tool_choice import forced_prefix
+
+    named = {"type": "function", "function": {"name": "read"}}
+    assert forced_prefix("chatml", named, "", True) == '<tool_call>\n{"name": "read", "arguments": '
+    assert forced_prefix("chatml", "required", "", True) == '<tool_call>\n{"name": "'
+    tool = {"type": "function", "function": {"name": "read"}}
+    job = ChatJob(messages=messages([{"role": "user", "content": "hi"}]), tools=[tool], tool_choice=named)
+    rendered = render_prompt(job, "chatml", ChatTemplate(source="P:"))
+    assert rendered.prompt.endswith('{"name": "read", "arguments": ')
+    assert [(type(e).__name__, getattr(e, "name", None)) for e in rendered.preamble] == [("ToolCallStart", "read")]
+    events = [*rendered.parser.feed('{"path": "x"}}\n</tool_call>'), *rendered.parser.close()]
+    assert [json.loads(e.text) for e in events if hasattr(e, "text")] == [{"path": "x"}]
+
+
+def test_reasoning_tokens_are_counted_while_the_parser_reasons() -> None:
+    job = ChatJob(messages=messages([{"role": "user", "content": "hi"}]))
+    pieces = ["Hmm", ", ", "<", "/think>", "\n\n", "Hi", "!", None]
+    engine = ScriptedEngine(pieces, 100)
+    engine.template = lambda: ChatTemplate(source="<|im_start|>assistant\n<think>\n")  # type: ignore[method-assign]
+    run = ChatRun(engine, "qwen3.5", job)
+
+    async def drain() -> list[ChatEvent]:
+        return [event async for batch in run.events() for event in batch]
+
+    finish = asyncio.run(drain())[-1]
+    assert isinstance(finish, Finish)
+    # "Hmm", ", ", "<" (held back), "/think>" and "\n\n" (nothing released yet) are reasoning.
+    assert finish.usage == Usage(5, 8, reasoning_tokens=5)

@@ -194,3 +194,44 @@ def test_tool_call_count(family: str) -> None:
     parser.feed("plain")
     parser.close()
     assert parser.calls == 0
+
+
+CHATML_PROMPT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_chatml_hermes_tool_calls() -> None:
+    raw = (
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n</tool_call>\n'
+        '<tool_call>\n{"arguments": {"path": "a.py"}, "name": "edit"}\n</tool_call><|im_end|>'
+    )
+    check("chatml", CHATML_PROMPT, raw, [
+        ("content", "Let me check."),
+        ("start", 0, "get_weather"),
+        ("args", 0, {"city": "Paris", "days": 3}),
+        ("start", 1, "edit"),
+        ("args", 1, {"path": "a.py"}),
+    ])
+
+
+def test_chatml_hermes_malformed_and_truncated_calls() -> None:
+    check("chatml", CHATML_PROMPT, '<tool_call>{"name": "edit", "arguments": {"path": "x", "lines": [1,</tool_call></s>',
+          [("start", 0, "edit"), ("args", 0, {"path": "x", "lines": [1]})])
+    check("chatml", CHATML_PROMPT, '<tool_call>\n{"name": "get_we\\u0061ther", "arguments": {"city": "Os',
+          [("start", 0, "get_weather"), ("args", 0, {"city": "Os"})])
+
+
+def test_chatml_hermes_text_that_is_not_a_call_stays_visible() -> None:
+    check("chatml", CHATML_PROMPT, "See <tool_call>not json</tool_call> <think>x</think><|im_end|>",
+          [("content", "See not json <think>x</think>")])
+
+
+def test_chatml_name_is_emitted_before_the_arguments_end() -> None:
+    parser = parser_for("chatml", prompt=CHATML_PROMPT, tools=TOOLS)
+    events = parser.feed('<tool_call>\n{"name": "get_weather", "arguments": {"ci')
+    assert [type(e).__name__ for e in events] == ["ToolCallStart"] and events[0].name == "get_weather"
+
+
+def test_chatml_without_tools_shows_tool_markup_as_text() -> None:
+    parser = parser_for("chatml", prompt=CHATML_PROMPT, tools=None)
+    events = [*parser.feed('<tool_call>{"name": "x"}</tool_call>'), *parser.close()]
+    assert summary(events) == [("content", '<tool_call>{"name": "x"}</tool_call>')] and parser.calls == 0

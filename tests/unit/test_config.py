@@ -95,3 +95,45 @@ def test_check_exits_non_zero_on_a_config_error(tmp_path: Path, capsys: pytest.C
     (tmp_path / "api_keys.yaml").write_text("keys: []\n")
     assert main(["check", "--config", str(tmp_path)]) == 2
     assert "$.budget_gb" in capsys.readouterr().err
+
+
+# ---- keys llmux serve refuses (issue 10) --------------------------------------------------------
+
+
+def _serve_keys(tmp_path: Path, key: str) -> Path:
+    (tmp_path / "models.yaml").write_text("physical: {}\n")
+    (tmp_path / "api_keys.yaml").write_text(f'keys:\n  - {{name: webui, key: "{key}"}}\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("CHANGE-ME-open-webui-placeholder", "shipped placeholder"),
+        ("sk-llmux-demo-not-a-secret", "demo key published"),
+        ("sk-0123456789abcdef", "shorter than 24"),
+    ],
+)
+def test_serve_refuses_placeholder_published_and_short_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, why: str
+) -> None:
+    assert main(["serve", "--config", str(_serve_keys(tmp_path, key))]) == 2
+    err = capsys.readouterr().err
+    assert why in err and "'webui'" in err and key not in err and "--allow-demo-keys" in err
+
+
+def test_serve_with_allow_demo_keys_gets_past_the_key_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmux.server
+
+    served: list[object] = []
+    monkeypatch.setattr(llmux.server, "run", lambda app, **kw: served.append(app))
+    config = _serve_keys(tmp_path, "sk-llmux-demo-not-a-secret")
+    assert main(["serve", "--config", str(config), "--allow-demo-keys"]) == 0
+    assert served
+
+
+def test_the_makefile_demo_passes_the_demo_key_flag() -> None:
+    from tests.conftest import ROOT
+
+    demo = next(line for line in (ROOT / "Makefile").read_text().splitlines() if "llmux serve" in line)
+    assert "--config config/demo" in demo and "--allow-demo-keys" in demo

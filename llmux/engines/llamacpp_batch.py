@@ -1,0 +1,300 @@
+"""Continuous batching for a llama.cpp model: one decode thread, up to ``max_parallel``
+sequences decoded together in one context (``options.max_parallel`` > 1).
+
+Each sequence owns a slot, which is a llama.cpp sequence id with its own KV cells (the context
+is created with ``n_seq_max`` = slots and ``n_ctx`` = slots × the model's context, so every
+slot holds a full context and the footprint measured at load covers the peak). Every step
+builds one ``llama_batch``: the next token of each decoding sequence, then as many prompt
+tokens of sequences still prefilling as the batch has room for (a long prompt is evaluated in
+chunks between other sequences' tokens instead of stalling them). One ``llama_decode``, then
+each sequence samples from its own logits with its own sampler chain (``llamacpp_sampling``).
+
+A sequence ends at end-of-generation, at its budget, or when its consumer leaves (checked
+after every step, so a cancelled sequence frees its slot within one step); its slot goes to
+the next waiting job at once (``admission``: arrival order). A slot keeps its KV cells after
+its sequence ends: the next job whose prompt shares their prefix starts from there.
+
+Image prompts run alone, on slot 0, through the serial path (llama.cpp's multimodal helper
+evaluates into the context itself); the KV cache is cleared around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import structlog
+
+from llmux.engines.admission import Admission, common_prefix
+from llmux.engines.base import Prompted, TextJob
+from llmux.engines.llamacpp_sampling import sample, sampler_for
+from llmux.engines.text import Generation, Item, completion_budget
+from llmux.engines.worker import Channel
+
+log = structlog.get_logger("llmux.engines")
+
+
+class _Job:
+    """One submitted job and the channel its pieces go through."""
+
+    def __init__(self, decoder: BatchDecoder, job: TextJob) -> None:
+        self.decoder = decoder
+        self.job = job
+        self.channel: Channel[Item] = Channel()
+        self.tokens: list[int] | None = None
+
+    @property
+    def stopped(self) -> asyncio.Future[None]:
+        return self.channel.stopped
+
+    async def batches(self) -> AsyncGenerator[list[Item], None]:
+        self.channel.open()
+        self.decoder.enqueue(self)
+        try:
+            async for batch in self.channel.batches():
+                yield batch
+        finally:
+            self.decoder.withdraw(self)
+
+
+@dataclass(eq=False)
+class _Sequence:
+    job: _Job
+    slot: int
+    pending: list[int]  # prompt tokens not yet evaluated
+    pos: int
+    budget: int
+    sampler: Any
+    next: int | None = None  # the last sampled token, evaluated in the next step
+    produced: int = 0
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+
+class BatchDecoder:
+    """The decode thread of one loaded model. ``serial`` runs an image job alone."""
+
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        slots: int,
+        context: int,
+        piece: Callable[[int], bytes],
+        serial: Callable[[TextJob, threading.Event], Iterator[Item]],
+        name: str,
+    ) -> None:
+        self._llm, self._context, self._piece, self._serial, self._name = llm, context, piece, serial, name
+        self._ctx = llm._ctx.ctx
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._vocab = llm._model.vocab
+        self._batch_size = int(llm.n_batch)
+        self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
+        self._admission: Admission[_Job] = Admission(slots, exclusive=lambda j: bool(j.job.images))
+        self._cached: list[list[int]] = [[] for _ in range(slots)]
+        """The tokens each slot's KV cells hold, in order from position 0."""
+        self._active: dict[int, _Sequence] = {}
+        self._lock = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
+        self._thread.start()
+
+    # ---- event loop ---------------------------------------------------------------------------
+
+    def submit(self, job: TextJob) -> Generation:
+        return _Job(self, job)
+
+    def enqueue(self, job: _Job) -> None:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(f"{self._name} is unloading")
+            self._admission.submit(job)
+            self._lock.notify()
+
+    def withdraw(self, job: _Job) -> None:
+        """The consumer left: a job that still waits never runs; a running one is dropped by
+        the decode thread after its current step (it sees ``cancel``)."""
+        with self._lock:
+            if self._admission.withdraw(job):
+                job.channel.finish()
+
+    def occupancy(self) -> tuple[int, int]:
+        """(sequences running, sequences waiting for a slot)."""
+        with self._lock:
+            return self._admission.running, self._admission.waiting
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join()
+        llama_cpp.llama_batch_free(self._batch)
+
+    # ---- decode thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not (self._closing or self._active or self._admission.waiting):
+                        self._lock.wait()
+                    if self._closing:
+                        break
+                    admitted = self._admission.admit(self._score)
+                for job, slot in admitted:
+                    self._begin(job, slot)
+                if self._active:
+                    self._step()
+        except BaseException as exc:  # a bug here must not leave consumers waiting forever
+            log.exception("decode.failed", model=self._name)
+            self._fail_all(exc)
+        else:
+            self._fail_all(RuntimeError(f"{self._name} was unloaded"))
+
+    def _score(self, job: _Job, slot: int) -> int:
+        return common_prefix(self._cached[slot], self._tokens(job))
+
+    def _tokens(self, job: _Job) -> list[int]:
+        if job.tokens is None:
+            job.tokens = self._llm.tokenize(job.job.prompt.encode("utf-8"), add_bos=False, special=True)
+        return job.tokens
+
+    def _begin(self, job: _Job, slot: int) -> None:
+        if job.channel.cancel.is_set():
+            self._end(job, slot)
+            return
+        if job.job.images:
+            self._alone(job, slot)
+            return
+        tokens = self._tokens(job)
+        try:
+            budget = completion_budget(job.job.params.max_tokens, len(tokens), self._context)
+        except Exception as exc:
+            job.channel.fail(exc)
+            self._end(job, slot)
+            return
+        # Keep the slot's cached prefix; the last prompt token is always evaluated (its logits).
+        common = min(common_prefix(self._cached[slot], tokens), len(tokens) - 1)
+        if not llama_cpp.llama_memory_seq_rm(self._memory, slot, common, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
+            common = 0
+        self._cached[slot] = tokens[:common]
+        job.channel.put(Prompted(len(tokens), budget))
+        self._active[slot] = _Sequence(
+            job,
+            slot,
+            tokens[common:],
+            common,
+            budget,
+            sampler_for(job.job.params, llama_cpp.llama_vocab_n_tokens(self._vocab)),
+        )
+        log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
+
+    def _alone(self, job: _Job, slot: int) -> None:
+        """An image job on the serial path, with the context to itself."""
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._cached = [[] for _ in self._cached]
+        items = None
+        try:
+            items = self._serial(job.job, job.channel.cancel)
+            for item in items:
+                if job.channel.cancel.is_set():
+                    break
+                job.channel.put(item)
+            job.channel.end()
+        except Exception as exc:
+            job.channel.fail(exc)
+        finally:
+            if items is not None:
+                items.close()  # type: ignore[attr-defined]  # a generator: its finally resets the context
+            llama_cpp.llama_memory_clear(self._memory, True)
+            self._end(job, slot)
+
+    def _add(self, n: int, token: int, pos: int, slot: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+        batch.seq_id[n][0] = slot
+        batch.logits[n] = logits
+
+    def _step(self) -> None:
+        n = 0
+        outputs: list[tuple[_Sequence, int]] = []
+        fed: list[tuple[_Sequence, list[int]]] = []
+        for seq in self._active.values():  # decoding sequences first: their pace stays steady
+            if seq.next is not None:
+                self._add(n, seq.next, seq.pos, seq.slot, True)
+                outputs.append((seq, n))
+                fed.append((seq, [seq.next]))
+                n += 1
+        for seq in self._active.values():  # then prompt chunks, as room allows
+            room = self._batch_size - n
+            if room <= 0:
+                break
+            if seq.pending:
+                chunk = seq.pending[:room]
+                last = len(chunk) == len(seq.pending)
+                for i, token in enumerate(chunk):
+                    self._add(n, token, seq.pos + i, seq.slot, last and i == len(chunk) - 1)
+                    n += 1
+                if last:
+                    outputs.append((seq, n - 1))
+                fed.append((seq, chunk))
+        self._batch.n_tokens = n
+        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            self._fail_all(RuntimeError(f"llama_decode failed (status {status})"), waiting=False)
+            llama_cpp.llama_memory_clear(self._memory, True)
+            self._cached = [[] for _ in self._cached]
+            return
+        for seq, tokens in fed:
+            seq.pos += len(tokens)
+            self._cached[seq.slot].extend(tokens)
+            if seq.next is None:
+                del seq.pending[: len(tokens)]
+            seq.next = None
+        for seq, index in outputs:
+            self._emit(seq, sample(seq.sampler, self._ctx, index))
+        for seq in list(self._active.values()):
+            if seq.job.channel.cancel.is_set():
+                self._drop(seq)
+
+    def _emit(self, seq: _Sequence, token: int) -> None:
+        channel = seq.job.channel
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            channel.put(None)
+            channel.end()
+            self._drop(seq)
+            return
+        channel.put(seq.decoder.decode(self._piece(token)))
+        seq.produced += 1
+        if seq.produced >= seq.budget:
+            channel.end()
+            self._drop(seq)
+        else:
+            seq.next = token
+
+    def _drop(self, seq: _Sequence) -> None:
+        del self._active[seq.slot]
+        seq.sampler.close()
+        self._end(seq.job, seq.slot)
+
+    def _end(self, job: _Job, slot: int) -> None:
+        with self._lock:
+            self._admission.finish(slot)
+        job.channel.finish()
+
+    def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
+        for seq in list(self._active.values()):
+            seq.job.channel.fail(error)
+            self._drop(seq)
+        if not waiting:
+            return
+        with self._lock:
+            queued = self._admission.drain()
+        for job in queued:
+            job.channel.fail(error)
+            job.channel.finish()
