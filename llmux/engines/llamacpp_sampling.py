@@ -4,7 +4,8 @@ The one place that maps ``SamplingParams`` onto llama.cpp samplers for the batch
 (``llamacpp_batch``). It mirrors what ``Llama.generate`` builds for the serial engine (top-k
 40, top-p, min-p 0.05, temperature, a seeded draw; greedy at temperature 0), so
 ``max_parallel`` changes throughput, not what a request samples. A sampling parameter added to
-``SamplingParams`` goes in both places: here and in ``llamacpp_llm._pieces``.
+``SamplingParams`` goes in both places: here and in ``llamacpp_llm._sampling`` (top-k, min-p and
+the penalties are; a grammar and logprobs are not yet: ``LlamaCppLLM.submit`` refuses them).
 """
 
 from __future__ import annotations

@@ -41,10 +41,14 @@ def client(tiny_dir: Path) -> Iterator[openai.OpenAI]:  # noqa: F811
             "tiny-gguf": {"type": "llm", "backend": "llamacpp", "family": "qwen3.5", "vram_gb": 0.1,
                           "weights": str(build_gguf(tiny_dir / "sampling.gguf")),
                           "options": {"n_gpu_layers": 0, "threads": 1, "n_ctx": 1024}},
+            "tiny-gguf-batched": {"type": "llm", "backend": "llamacpp", "family": "qwen3.5", "vram_gb": 0.1,
+                                  "weights": str(build_gguf(tiny_dir / "sampling-batched.gguf")),
+                                  "options": {"n_gpu_layers": 0, "threads": 1, "n_ctx": 1024, "max_parallel": 2}},
         },
         "virtual": {
             "tf-instruct": {"physical": "tiny-qwen", "behaviour": {"thinking": False}},
             "tf-thinking": {"physical": "tiny-qwen", "behaviour": {"thinking": True}},
+            "gguf-batched": {"physical": "tiny-gguf-batched", "behaviour": {"thinking": False}},
             "gguf-instruct": {"physical": "tiny-gguf", "behaviour": {
                 "thinking": False, "sampling": {"temperature": 1.5, "top_k": 1}}},
         },
@@ -87,7 +91,7 @@ def test_json_object_is_an_object(client: openai.OpenAI, model: str) -> None:
         assert isinstance(json.loads(text), dict)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, "gguf-batched"])
 def test_top_k_one_is_greedy_whatever_the_temperature(client: openai.OpenAI, model: str) -> None:
     greedy = client.chat.completions.create(model=model, messages=HELLO, max_tokens=12, temperature=0)
     for seed in (1, 2):
@@ -104,7 +108,7 @@ def test_a_virtual_models_default_sampling_applies(client: openai.OpenAI) -> Non
         assert default.choices[0].message.content == greedy.choices[0].message.content
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, "gguf-batched"])
 def test_every_sampling_parameter_is_accepted(client: openai.OpenAI, model: str) -> None:
     reply = client.chat.completions.create(
         model=model, messages=HELLO, max_tokens=8, seed=3, temperature=0.7, top_p=0.9, presence_penalty=1.5,
@@ -153,3 +157,10 @@ def test_responses_logprobs(client: openai.OpenAI, model: str) -> None:
     assert 0 < len(part.logprobs or ()) <= 8
     assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in part.logprobs or ())
     assert part.text.strip() in b"".join(bytes(e.bytes) for e in part.logprobs or ()).decode(errors="replace")
+
+
+@pytest.mark.parametrize("extra", [{"logprobs": True}, {"response_format": {"type": "json_object"}}])
+def test_the_batched_engine_refuses_what_it_cannot_sample_yet(client: openai.OpenAI, extra: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="gguf-batched", messages=HELLO, max_tokens=4, **extra)
+    assert exc.value.body["param"] == next(iter(extra))  # type: ignore[index]
