@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check
+.PHONY: install demo test lint bench check clients
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,15 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+# The real clients the end-to-end tests drive (OpenCode's CLI, a prebuilt binary from npm),
+# pinned by clients/package-lock.json, installed into clients/node_modules (gitignored).
+clients: clients/node_modules/.installed
+
+clients/node_modules/.installed: clients/package.json clients/package-lock.json
+	npm install --prefix clients --no-audit --no-fund
+	touch $@
+
+test: lint clients
 	$(PY) -m pytest
 
 bench: install
