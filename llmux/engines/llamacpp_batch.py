@@ -2,8 +2,8 @@
 sequences decoded together in one context (``options.max_parallel`` > 1).
 
 Each sequence owns a slot, which is a llama.cpp sequence id with its own KV cells (the context
-is created with ``n_seq_max`` = slots and ``n_ctx`` = slots × the model's context, so every
-slot holds a full context and the footprint measured at load covers the peak). Every step
+is created with ``n_seq_max`` = slots and a KV stream of the model's full context per slot, so
+the footprint measured at load covers the peak). Every step
 builds one ``llama_batch``: the next token of each decoding sequence, then as many prompt
 tokens of sequences still prefilling as the batch has room for (a long prompt is evaluated in
 chunks between other sequences' tokens instead of stalling them). One ``llama_decode``, then
