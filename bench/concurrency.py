@@ -2,11 +2,12 @@
 
 Table 1 — 1, 4 and 8 concurrent streaming clients on SmolLM2-135M (llama.cpp, CPU, greedy, 64
 tokens each, distinct prompts): aggregate tokens/s (all tokens / wall time), p50 and p99 time
-to first token, and how many streams ended complete (with a ``finish_reason``). Three servers,
-one after the other in the same run, on the same file with the same threads:
+to first token, and how many streams ended complete (with a ``finish_reason``). Servers, one
+after the other in the same run, on the same file with the same threads:
 - llmux with ``max_parallel: 8`` (continuous batching),
 - llmux with ``max_parallel: 1`` (one request at a time),
-- llama-cpp-python's own ``python -m llama_cpp.server``.
+- llama-cpp-python's own ``python -m llama_cpp.server``,
+- llmux on a small random Qwen3.5 through transformers (serial: no batching there yet).
 
 Table 2 — time to first token of a request whose prompt repeats a ~4,000-token prefix the
 previous request just used (cached), against the same request with a fresh prefix (cold).
@@ -48,6 +49,7 @@ class Result:
     ttft_s: float | None
     tokens: int
     complete: bool
+    prompt_tokens: int = 0
 
 
 async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]],
@@ -74,7 +76,7 @@ async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list
         pass  # the server cut the stream (llama_cpp.server does, when another request arrives)
     # llama_cpp.server sends one chunk per token and no usage when streaming.
     tokens = usage["completion_tokens"] if usage else chunks
-    return Result(first, tokens, finished)
+    return Result(first, tokens, finished, usage["prompt_tokens"] if usage else 0)
 
 
 async def clients(url: str, model: str, n: int, rounds: int, max_tokens: int) -> tuple[float, list[Result]]:
@@ -98,7 +100,7 @@ def prefix(seed: int, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
-async def prefix_ttft(url: str, model: str, seed: int, words: int) -> tuple[float, float]:
+async def prefix_ttft(url: str, model: str, seed: int, words: int) -> tuple[float, float, int]:
     """(cold, cached) time to first token: a fresh ~4,000-token prefix, then the same prefix again
     with a different question."""
     system = {"role": "system", "content": "Notes: " + prefix(seed, words)}
@@ -106,7 +108,7 @@ async def prefix_ttft(url: str, model: str, seed: int, words: int) -> tuple[floa
         cold = await stream(client, url, model, [system, {"role": "user", "content": "Summarise."}], 4)
         cached = await stream(client, url, model, [system, {"role": "user", "content": "List three words."}], 4)
     assert cold.ttft_s is not None and cached.ttft_s is not None, "no token came back"
-    return cold.ttft_s, cached.ttft_s
+    return cold.ttft_s, cached.ttft_s, cold.prompt_tokens
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -132,10 +134,17 @@ def wait_up(process: subprocess.Popen[bytes], url: str, path: str) -> None:
 
 
 def llmux_server(work: Path, threads: int, parallel: int, n_ctx: int, port: int) -> subprocess.Popen[bytes]:
-    config = {"budget_gb": 64, "models_dir": str(work), "physical": {"smollm2": {
-        "type": "llm", "backend": "llamacpp", "family": "chatml", "vram_gb": 0.3, "weights": str(smollm2()),
-        "options": {"n_gpu_layers": 0, "n_ctx": n_ctx, "threads": threads, "max_parallel": parallel}}},
-        "virtual": {"smollm2": {"physical": "smollm2"}}}
+    """SmolLM2 on llama.cpp with ``max_parallel`` = ``parallel``; 0: the small Qwen3.5 on transformers."""
+    if parallel:
+        model = {"type": "llm", "backend": "llamacpp", "family": "chatml", "vram_gb": 0.3, "weights": str(smollm2()),
+                 "options": {"n_gpu_layers": 0, "n_ctx": n_ctx, "threads": threads, "max_parallel": parallel}}
+        virtual = {"physical": "smollm2"}
+    else:
+        model = {"type": "llm", "backend": "transformers", "family": "qwen3.5", "vram_gb": 0.3,
+                 "weights": str(small_qwen(work)), "options": {"device": "cpu", "threads": threads, "max_context": n_ctx}}
+        virtual = {"physical": "smollm2", "behaviour": {"thinking": False}}
+    config = {"budget_gb": 64, "models_dir": str(work), "physical": {"smollm2": model},
+              "virtual": {"smollm2": virtual}}
     directory = work / f"llmux-{parallel}-{n_ctx}"
     directory.mkdir()
     (directory / "models.yaml").write_text(yaml.safe_dump(config))
@@ -144,6 +153,24 @@ def llmux_server(work: Path, threads: int, parallel: int, n_ctx: int, port: int)
                                 "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(process, f"http://127.0.0.1:{port}", "/health")
     return process
+
+
+def small_qwen(work: Path) -> Path:
+    from tests.fixtures.tiny_models import build_qwen35
+
+    if not (work / "qwen-small").exists():
+        build_qwen35(work / "qwen-small", byte_alphabet=False, hidden=256, layers=4)
+    return work / "qwen-small"
+
+
+def words_for(work: Path, parallel: int, tokens: int) -> int:
+    """How many prefix words make about ``tokens`` tokens for that server's tokenizer."""
+    if parallel:
+        return round(tokens * 3850 / 4000)  # measured for SmolLM2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(small_qwen(work))
+    return round(tokens * 500 / len(tokenizer(prefix(0, 500))["input_ids"]))
 
 
 def reference_server(threads: int, n_ctx: int, port: int) -> subprocess.Popen[bytes]:
@@ -161,20 +188,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="waves of simultaneous clients per row")
     parser.add_argument("--clients", default="1,4,8")
-    parser.add_argument("--prefix-words", type=int, default=3850, help="about 4,000 tokens for SmolLM2")
+    parser.add_argument("--prefix-tokens", type=int, default=4000)
+    parser.add_argument("--prefix-runs", type=int, default=1, help="cold/cached pairs per server (median)")
     parser.add_argument("--port", type=int, default=18291)
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
     work = Path(tempfile.mkdtemp(prefix="llmux-bench-conc-"))
     url = f"http://127.0.0.1:{args.port}"
     servers = [
-        (f"llmux max_parallel {max(counts)}", lambda n_ctx: llmux_server(work, args.threads, max(counts), n_ctx, args.port)),
-        ("llmux max_parallel 1", lambda n_ctx: llmux_server(work, args.threads, 1, n_ctx, args.port)),
-        ("llama_cpp.server", lambda n_ctx: reference_server(args.threads, n_ctx, args.port)),
+        (f"llmux max_parallel {max(counts)}", max(counts)),
+        ("llmux max_parallel 1", 1),
+        ("llama_cpp.server", -1),
+        ("llmux transformers Qwen3.5", 0),
     ]
+
+    def start(parallel: int, n_ctx: int) -> subprocess.Popen[bytes]:
+        if parallel < 0:
+            return reference_server(args.threads, n_ctx, args.port)
+        return llmux_server(work, args.threads, parallel, n_ctx, args.port)
+
     rows, prefix_rows = [], []
-    for name, start in servers:
-        process = start(2048)
+    for name, parallel in servers:
+        process = start(parallel, 2048)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 8))  # loads the model, warms the path
             single: float | None = None
@@ -188,12 +223,14 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             process.terminate()
             process.wait(30)
-        process = start(4608)
+        process = start(parallel, args.prefix_tokens + 608)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 4))
-            pairs = [asyncio.run(prefix_ttft(url, "smollm2", seed, args.prefix_words)) for seed in range(3)]
+            words = words_for(work, parallel, args.prefix_tokens)
+            pairs = [asyncio.run(prefix_ttft(url, "smollm2", seed, words)) for seed in range(args.prefix_runs)]
             cold, cached = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-            prefix_rows.append([name, f"{cold * 1000:.0f}", f"{cached * 1000:.0f}", f"{cold / cached:.1f}x"])
+            prefix_rows.append([name, pairs[0][2] or "?", f"{cold * 1000:.0f}", f"{cached * 1000:.0f}",
+                                f"{cold / cached:.1f}x"])
         finally:
             process.terminate()
             process.wait(30)
@@ -201,9 +238,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.rounds} waves per row, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, ["server", "clients", "agg tok/s", "vs 1 client", "TTFT p50 ms", "TTFT p99 ms",
                        "complete", "tokens/stream"]))
-    print(f"\nprefix cache: ~{args.prefix_words} words (~4,000 tokens) of system prompt, then the same prefix "
-          "with another question; median of 3")
-    print(table(prefix_rows, ["server", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))
+    print(f"\nprefix cache: a ~{args.prefix_tokens}-token system prompt, then the same prefix with another "
+          f"question; median of {args.prefix_runs}")
+    print(table(prefix_rows, ["server", "prompt tokens", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ class ChatJob(msgspec.Struct, frozen=True, kw_only=True):
 class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, how many came from a prefix cache."""
 
     @property
     def total_tokens(self) -> int:

@@ -33,6 +33,7 @@ class ChatRun:
         self._stops = job.params.stop
         self._generation = engine.submit(TextJob(prompt=self._rendered.prompt, images=job.images, params=job.params))
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.completion_tokens = 0
         self.first_token_at: float | None = None
         """``time.perf_counter()`` when the first generated token arrived."""
@@ -56,6 +57,7 @@ class ChatRun:
                 for item in batch:
                     if isinstance(item, Prompted):
                         self.prompt_tokens, budget = item.prompt_tokens, item.max_tokens
+                        self.cached_tokens = item.cached_tokens
                         continue
                     self._count()
                     if item is None:
@@ -73,9 +75,8 @@ class ChatRun:
             await batches.aclose()  # stops the engine's generation on every path
         tail = [*parser.feed(scanner.drain()), *parser.close()]
         reason = _reason(parser.calls, eos=eos, stopped=scanner.hit, produced=self.completion_tokens, limit=budget)
-        self.finished = Finish(
-            reason, Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
-        )
+        usage = Usage(self.prompt_tokens, self.completion_tokens, cached_tokens=self.cached_tokens)
+        self.finished = Finish(reason, usage)
         yield [*tail, self.finished]
 
     def _count(self) -> None:

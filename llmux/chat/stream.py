@@ -31,6 +31,7 @@ from llmux.protocol.chat import (
     ChunkChoice,
     Delta,
     FunctionCall,
+    PromptTokensDetails,
     ResponseMessage,
     ToolCall,
     ToolCallDelta,
@@ -46,7 +47,7 @@ def completion_id() -> str:
 
 def _usage(finish: Finish) -> UsageOut:
     u = finish.usage
-    return UsageOut(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+    return UsageOut(u.prompt_tokens, u.completion_tokens, u.total_tokens, PromptTokensDetails(u.cached_tokens))
 
 
 class ChunkEncoder:

@@ -59,6 +59,8 @@ class Prompted(msgspec.Struct, frozen=True):
 
     prompt_tokens: int
     max_tokens: int
+    cached_tokens: int = 0
+    """Leading prompt tokens taken from a cache instead of being computed again."""
 
 
 # ---- speech to text (ASR) -----------------------------------------------------------------

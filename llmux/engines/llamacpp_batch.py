@@ -183,7 +183,7 @@ class BatchDecoder:
             llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
             common = 0
         self._cached[slot] = tokens[:common]
-        job.channel.put(Prompted(len(tokens), budget))
+        job.channel.put(Prompted(len(tokens), budget, cached_tokens=common))
         self._active[slot] = _Sequence(job, slot, tokens[common:], common, budget, sampler_for(job.job.params))
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
 

@@ -24,6 +24,7 @@ from typing import Any
 import llama_cpp
 import structlog
 
+from llmux.engines.admission import common_prefix
 from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.llamacpp_batch import BatchDecoder
 from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
@@ -190,7 +191,10 @@ class LlamaCppLLM(SerialTextEngine):
         else:
             tokens = self.llm.tokenize(job.prompt.encode("utf-8"), add_bos=False, special=True)
         budget = completion_budget(job.params.max_tokens, len(tokens), self.options.n_ctx)
-        yield Prompted(len(tokens), budget)
+        # What Llama.generate keeps of the KV cache: the prefix shared with the last prompt.
+        held = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        cached = 0 if job.images else min(common_prefix(held, tokens), len(tokens) - 1)
+        yield Prompted(len(tokens), budget, cached_tokens=cached)
         yield from self._pieces(tokens, job.params, budget, reuse_cache=not job.images)
 
     def _pieces(

@@ -91,10 +91,15 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
 # ---- response -----------------------------------------------------------------------------
 
 
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int = 0
+
+
 class UsageOut(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = msgspec.field(default_factory=PromptTokensDetails)
 
 
 class ToolCallFunctionDelta(msgspec.Struct, omit_defaults=True):
