@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix-tokens", type=int, default=4000)
     parser.add_argument("--prefix-runs", type=int, default=1, help="cold/cached pairs per server (median)")
     parser.add_argument("--port", type=int, default=18291)
+    parser.add_argument("--only", default="", help="run only the servers whose name contains this")
+    parser.add_argument("--no-prefix", action="store_true", help="skip the prefix-cache table")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
     work = Path(tempfile.mkdtemp(prefix="llmux-bench-conc-"))
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         return llmux_server(work, args.threads, parallel, n_ctx, args.port)
 
     rows, prefix_rows = [], []
-    for name, parallel in servers:
+    for name, parallel in [s for s in servers if args.only in s[0]]:
         process = start(parallel, 2048)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 8))  # loads the model, warms the path
@@ -223,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             process.terminate()
             process.wait(30)
+        if args.no_prefix:
+            continue
         process = start(parallel, args.prefix_tokens + 608)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 4))
