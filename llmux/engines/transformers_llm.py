@@ -26,7 +26,6 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
-from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.generation.streamers import BaseStreamer
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
@@ -34,7 +33,8 @@ from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
-from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors
+from llmux.engines.transformers_prefix import PrefixCache
+from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors, token_bytes
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
@@ -43,7 +43,6 @@ from llmux.residency.memory import measure
 log = structlog.get_logger("llmux.engines")
 
 _DONE = object()
-_BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 class _Halt(StoppingCriteria):
@@ -118,6 +117,7 @@ class TransformersLLM(SerialTextEngine):
         """Tokens a prompt plus its completion may take, known once loaded (``/v1/models``)."""
         self._eos: set[int] = set()
         self._grammars: JsonGrammars | None = None
+        self._prefix = PrefixCache()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -164,15 +164,11 @@ class TransformersLLM(SerialTextEngine):
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
-    def _token_bytes(self, token: int) -> bytes:
-        """A token's exact bytes: byte-level BPE vocabularies (Qwen, gpt-oss) spell each byte as
-        one character; other tokens (specials, SentencePiece) as their decoded text."""
-        spelled = self.tokenizer.convert_ids_to_tokens(token)
-        if isinstance(spelled, str) and all(c in _BYTE_OF for c in spelled):
-            return bytes(_BYTE_OF[c] for c in spelled)
-        return str(self.tokenizer.decode([token], skip_special_tokens=False)).encode()
+    def _bytes_of(self, token: int) -> bytes:
+        return token_bytes(self.tokenizer, token)
 
     def unload(self) -> None:
+        self._prefix.clear()
         self.model = self.processor = self.tokenizer = self._grammars = None
         gc.collect()
         if torch.cuda.is_available():
@@ -205,8 +201,29 @@ class TransformersLLM(SerialTextEngine):
         inputs = self._inputs(job.prompt, job.images)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = completion_budget(job.params.max_tokens, prompt_tokens, self.context)
-        yield Prompted(prompt_tokens, budget)
-        yield from self._pieces(inputs, budget, job.params)
+        cached, cache = self._cached(inputs, bool(job.images))
+        yield Prompted(prompt_tokens, budget, cached_tokens=cached)
+        yield from self._pieces(inputs, budget, job.params, cache)
+
+    def _cached(self, inputs: dict[str, Any], images: bool) -> tuple[int, Any]:
+        """(prompt tokens reused, the cache to continue from) — see ``transformers_prefix``.
+        Advances the cache to this prompt's snapshot boundary and keeps a copy for the next one."""
+        if images:
+            self._prefix.clear()  # a multimodal prompt's cache is no text prefix
+            return 0, None
+        ids = inputs["input_ids"][0].tolist()
+        cached, cache = self._prefix.lookup(ids)
+        boundary = self._prefix.boundary(len(ids))
+        if boundary > cached:
+            head = {k: v[:, :boundary] for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                # One new token, never fed back: the cache then holds exactly ``boundary`` tokens.
+                out = self.model.generate(
+                    **head, cache=cache, max_new_tokens=1, do_sample=False, return_dict_in_generate=True
+                )
+            cache = out.past_key_values
+            self._prefix.store(ids[:boundary], cache)
+        return cached, cache
 
     def _generate_kwargs(
         self, params: SamplingParams, budget: int, prompt_tokens: int = 0, scores: StepScores | None = None
@@ -233,12 +250,14 @@ class TransformersLLM(SerialTextEngine):
         return kwargs
 
     def _pieces(
-        self, inputs: dict[str, Any], budget: int, params: SamplingParams
+        self, inputs: dict[str, Any], budget: int, params: SamplingParams, cache: Any = None
     ) -> Generator[str | LoggedPiece | None, None, None]:
         halt = threading.Event()
         streamer = _QueueStreamer()
         scores = StepScores() if params.logprobs is not None else None
         kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]), scores)
+        if cache is not None:
+            kwargs["cache"] = cache
 
         def work() -> None:
             try:
@@ -269,7 +288,7 @@ class TransformersLLM(SerialTextEngine):
                     yield text
                 else:  # the step's scores were kept before its token was streamed
                     step = scores.steps[produced]
-                    yield LoggedPiece(text, token_logprob(step.numpy(), item, params.logprobs or 0, self._token_bytes))
+                    yield LoggedPiece(text, token_logprob(step.numpy(), item, params.logprobs or 0, self._bytes_of))
                 produced += 1
         finally:
             halt.set()

@@ -1,5 +1,6 @@
-"""What transformers' ``generate`` lacks for OpenAI sampling: presence/frequency penalties, and
-JSON-constrained decoding (xgrammar, compiled per loaded tokenizer).
+"""What transformers' ``generate`` lacks for OpenAI sampling: presence/frequency penalties,
+JSON-constrained decoding (xgrammar, compiled per loaded tokenizer), each step's scores for
+``logprobs``.
 
 transformers has top-k, min-p and CTRL's ``repetition_penalty`` built in; OpenAI's additive
 penalties count only the answer's tokens, not the prompt's. xgrammar (maintained, CPU wheels,
@@ -13,9 +14,22 @@ from typing import Any
 
 import torch
 from transformers import LogitsProcessor
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from llmux.engines.base import SamplingParams
 from llmux.protocol.errors import InvalidRequest
+
+_BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+
+
+def token_bytes(tokenizer: Any, token: int) -> bytes:
+    """A token's exact bytes (what ``logprobs`` report): byte-level BPE vocabularies (Qwen,
+    gpt-oss) spell each byte as one character; other tokens (specials, SentencePiece) as their
+    decoded text."""
+    spelled = tokenizer.convert_ids_to_tokens(token)
+    if isinstance(spelled, str) and all(c in _BYTE_OF for c in spelled):
+        return bytes(_BYTE_OF[c] for c in spelled)
+    return str(tokenizer.decode([token], skip_special_tokens=False)).encode()
 
 
 class OpenAIPenalties(LogitsProcessor):
