@@ -99,6 +99,8 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """A response whose client reads nothing for this long is ended (its lease released)."""
 
 
 class ModelsFile(Strict, frozen=True):

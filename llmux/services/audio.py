@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +145,7 @@ class AudioService:
             code="voice_not_found",
         )
 
-    async def speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+    async def speech(self, job: SpeechJob) -> AsyncGenerator[bytes, None]:
         """Started with ``start_speech``: an empty first piece once the lease is held, then the
         encoded audio piece by piece. The lease is released when the generator finishes or is
         closed (a client that goes away closes it)."""
@@ -170,7 +170,7 @@ class AudioService:
             produced.stopped.add_done_callback(lambda _: self.controller.release(lease))
             note(audio_s=round(audio_s, 3), inference_s=round(time.perf_counter() - started, 3))
 
-    async def start_speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+    async def start_speech(self, job: SpeechJob) -> AsyncGenerator[bytes, None]:
         """The audio of ``job``, with the model already leased (and loaded): a load failure is
         raised here, before any response header is sent."""
         pieces = self.speech(job)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -126,7 +126,7 @@ class ChatService:
                 self._account(run, started)
         return builder.build()
 
-    async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
+    async def stream(self, chat: PreparedChat) -> AsyncGenerator[bytes, None]:
         """SSE bytes. Keep-alive comments flow while the model loads or the turn queues."""
         started = time.perf_counter()
         encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
