@@ -72,6 +72,8 @@ class SerialTextEngine:
     def __init__(self, name: str) -> None:
         self.name = name
         self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self.waiting = 0
+        """Jobs waiting for their turn (``/health`` counts them in ``queue_depth``)."""
 
     def _turn(self) -> asyncio.Lock:
         """The FIFO of this engine's jobs, on the running loop (tests reuse a loaded engine
@@ -102,7 +104,11 @@ class _SerialGeneration:
 
     async def batches(self) -> AsyncGenerator[list[Item], None]:
         turn = self._engine._turn()
-        await turn.acquire()
+        self._engine.waiting += 1
+        try:
+            await turn.acquire()
+        finally:
+            self._engine.waiting -= 1
         try:
             self._stream.start()
         except BaseException:

@@ -59,6 +59,8 @@ class PhysicalModel(Strict, frozen=True):
     """Download only these files of ``hf_repo`` (GGUF repositories hold many quantisations)."""
     options: dict[str, Any] = {}
     """Backend-specific settings, checked against the backend's options Struct."""
+    max_queue: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Requests for this model at once, running or waiting; beyond it a 429 with ``Retry-After``."""
     load_timeout_s: Seconds = 300.0
     """A load still running after this long fails its waiters (503) and marks the model broken;
     its thread is abandoned (whatever it loads when it returns is unloaded again)."""
@@ -99,6 +101,8 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    max_queue: Annotated[int, msgspec.Meta(ge=1)] = 128
+    """Requests for all models at once, running or waiting; beyond it a 429 with ``Retry-After``."""
     stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """A response whose client reads nothing for this long is ended (its lease released)."""
 

@@ -68,6 +68,7 @@ class ChatService:
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
         note(model=request.model, physical=physical.id, stream=request.stream)
+        self.controller.admit(physical.id)  # a 429 is decided before a stream's headers
         images = image_parts(request.messages)
         for param, part in images:
             if not physical.vision:

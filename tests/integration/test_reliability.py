@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,38 @@ def test_a_stream_whose_client_stops_reading_ends_and_releases_its_lease(tmp_pat
             assert r.status_code == 200
         lines = [e for e in logs if e.get("event") == "request.done" and e.get("stream")]
     assert lines and lines[0]["stalled"] is True and lines[0]["cancelled"] is True
+
+
+# ---- admission ----------------------------------------------------------------------------------
+
+
+def test_beyond_the_queue_bound_requests_get_429_and_health_counts_the_waiting(tmp_path: Path) -> None:
+    import msgspec
+
+    reg = slow.registry(tmp_path)
+    physical = {**reg.physical, "talk": msgspec.structs.replace(reg.physical["talk"], max_queue=4)}
+    app = create_app(Registry(reg.budget_gb, reg.models_dir, None, reg.limits, physical, reg.virtual),
+                     slow.KEYS, factory=slow.factory)
+    headers = {"Authorization": f"Bearer {slow.KEY}"}
+    with serve(app) as url:
+        results: list[httpx.Response] = []
+
+        def one() -> None:
+            results.append(httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", max_tokens=400),
+                                      headers=headers, timeout=60))
+
+        workers = [threading.Thread(target=one) for _ in range(4)]
+        for w in workers:
+            w.start()
+        wait_for(lambda: leases(app) == 4, 10, "four requests admitted")
+        depth = httpx.get(f"{url}/health").json()["queue_depth"]
+        assert depth == 3  # one generates, three wait for the engine's turn
+        refused = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk"), headers=headers)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        streamed = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", stream=True), headers=headers)
+        assert streamed.status_code == 429  # decided before the stream's headers
+        for w in workers:
+            w.join(60)
+        assert [r.status_code for r in results] == [200] * 4
+        assert httpx.get(f"{url}/health").json()["queue_depth"] == 0
