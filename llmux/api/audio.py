@@ -50,7 +50,13 @@ _TEXT = "text/plain; charset=utf-8"
 
 
 async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm, bytes]:
-    form = await request.form()
+    try:
+        form = await request.form()
+    except (UnicodeDecodeError, LookupError) as exc:  # a field that is not UTF-8, an unknown charset
+        raise InvalidRequest(
+            f"A multipart field could not be decoded ({type(exc).__name__}); send UTF-8 text fields.",
+            code="invalid_multipart",
+        ) from None
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("Send the audio as a multipart file field named 'file'.", param="file")

@@ -101,6 +101,15 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    max_messages: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    """Messages in one chat request (rendering and tokenising grow with them, holding the turn)."""
+    max_stop: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """``stop`` entries (each is matched against every generated piece; OpenAI allows 4)."""
+    max_tools: Annotated[int, msgspec.Meta(ge=1)] = 128
+    max_tool_schema_depth: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Nesting of one tool's ``parameters`` schema (it is rendered into the prompt)."""
+    max_tool_schema_kb: Annotated[float, msgspec.Meta(gt=0)] = 256.0
+    """All tool schemas of one request together, JSON-encoded."""
     max_queue: Annotated[int, msgspec.Meta(ge=1)] = 128
     """Requests for all models at once, running or waiting; beyond it a 429 with ``Retry-After``."""
     stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0

@@ -33,6 +33,7 @@ from llmux.protocol.sse import DONE, KEEPALIVE, sse
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
+from llmux.services.limits import check_chat
 from llmux.services.record import note
 
 
@@ -68,6 +69,7 @@ class ChatService:
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
         note(model=request.model, physical=physical.id, stream=request.stream)
+        check_chat(request, self.registry.limits)
         self.controller.admit(physical.id)  # a 429 is decided before a stream's headers
         images = image_parts(request.messages)
         for param, part in images:
