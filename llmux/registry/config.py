@@ -101,6 +101,12 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    max_audio_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """Longest transcription, checked while decoding (an hour is 230 MB of samples)."""
+    max_images: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Images in one chat request."""
+    max_image_pixels: Annotated[int, msgspec.Meta(ge=1)] = 16_777_216
+    """Pixels of one image (4096 × 4096), checked from its header before it is decoded."""
     max_messages: Annotated[int, msgspec.Meta(ge=1)] = 2048
     """Messages in one chat request (rendering and tokenising grow with them, holding the turn)."""
     max_stop: Annotated[int, msgspec.Meta(ge=1)] = 16

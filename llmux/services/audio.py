@@ -89,7 +89,9 @@ class AudioService:
         lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
         opts = msgspec.structs.replace(options, language=lang)
         note(model=model, physical=physical.id, language=opts.language)
-        audio = await run_in_thread(lambda _: decode_audio(data, ASR_SAMPLE_RATE), name="decode-audio")
+        audio = await run_in_thread(
+            lambda _: decode_audio(data, ASR_SAMPLE_RATE, self.registry.limits.max_audio_s), name="decode-audio"
+        )
         note(audio_s=round(audio.size / ASR_SAMPLE_RATE, 3))
         started = time.perf_counter()
         async with self.controller.lease(physical.id) as lease:

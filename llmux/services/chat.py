@@ -61,7 +61,9 @@ class ChatService:
         self.controller = controller
         self.keepalive_s = keepalive_s
         self.images = ImagePolicy(
-            remote=registry.limits.remote_images, max_bytes=int(registry.limits.max_request_mb * 2**20)
+            remote=registry.limits.remote_images,
+            max_bytes=int(registry.limits.max_request_mb * 2**20),
+            max_pixels=registry.limits.max_image_pixels,
         )
 
     # ---- 1. validation, before any lease -------------------------------------------------------
@@ -72,6 +74,12 @@ class ChatService:
         check_chat(request, self.registry.limits)
         self.controller.admit(physical.id)  # a 429 is decided before a stream's headers
         images = image_parts(request.messages)
+        if len(images) > self.registry.limits.max_images:
+            raise InvalidRequest(
+                f"The request has {len(images)} images; at most {self.registry.limits.max_images}.",
+                param="messages",
+                code="limit_exceeded",
+            )
         for param, part in images:
             if not physical.vision:
                 raise InvalidRequest(
