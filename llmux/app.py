@@ -109,7 +109,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             canonical_line(services.metrics.request_done),
-            cancel_on_disconnect(registry.limits.stall_timeout_s),
+            cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
         ],
         logging_config=None,
         openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),

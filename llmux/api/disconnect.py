@@ -10,7 +10,9 @@ have stopped. The canonical line says ``cancelled``.
 A client that stays connected but stops reading (a stalled stream) blocks the server's ``send``
 once the socket buffers are full, and its stream would hold the model's lease for as long as
 the connection lives: a ``send`` that makes no progress for ``stall_s`` cancels the handler
-the same way (the canonical line says ``stalled``); the server then closes the connection.
+the same way (the canonical line says ``stalled``); the server then closes the connection. A
+request still running after ``deadline_s`` is cancelled too: a 504 if no header went out yet,
+else its stream ends.
 
 A stream cancelled while its generator is suspended at a ``yield`` (blocked in ``send``) is
 not closed by Litestar, so its ``finally`` — which stops the engine and releases the lease —
@@ -29,10 +31,12 @@ from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
 from typing import Any
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
+from llmux.protocol.errors import RequestTimedOut, error_body
 from llmux.services.record import note
 
 DISCONNECT: ReceiveMessage = {"type": "http.disconnect"}
@@ -47,16 +51,16 @@ def closing_stream(body: AsyncGenerator[Any, None], **kwargs: Any) -> Stream:
     return Stream(body, **kwargs)
 
 
-def cancel_on_disconnect(stall_s: float) -> Callable[[ASGIApp], ASGIApp]:
-    return lambda app: _Watched(app, stall_s)
+def cancel_on_disconnect(stall_s: float, deadline_s: float) -> Callable[[ASGIApp], ASGIApp]:
+    return lambda app: _Watched(app, stall_s, deadline_s)
 
 
 class _Watched:
-    def __init__(self, app: ASGIApp, stall_s: float) -> None:
-        self.app, self.stall_s = app, stall_s
+    def __init__(self, app: ASGIApp, stall_s: float, deadline_s: float) -> None:
+        self.app, self.stall_s, self.deadline_s = app, stall_s, deadline_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app, stall_s = self.app, self.stall_s
+        app, stall_s, deadline_s = self.app, self.stall_s, self.deadline_s
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
@@ -75,23 +79,31 @@ class _Watched:
             return message
 
         loop = asyncio.get_running_loop()
+        begun = loop.time()
         sending_since: float | None = None
+        headers_sent = False
 
         async def sending(message: Message) -> None:
-            nonlocal answered, sending_since
+            nonlocal answered, sending_since, headers_sent
+            headers_sent = headers_sent or message["type"] == "http.response.start"
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True
             sending_since = loop.time()
             await send(message)
             sending_since = None
 
-        async def watchdog() -> None:
-            """Returns when one ``send`` has been blocked for ``stall_s``."""
+        async def watchdog() -> str:
+            """Returns when one ``send`` has been blocked for ``stall_s``, or the request has run
+            past its deadline."""
             while True:
-                await asyncio.sleep(stall_s / 4)
-                if sending_since is not None and loop.time() - sending_since > stall_s:
+                await asyncio.sleep(min(stall_s, deadline_s) / 4)
+                now = loop.time()
+                if sending_since is not None and now - sending_since > stall_s:
                     note(stalled=True)
-                    return
+                    return "stalled"
+                if now - begun > deadline_s:
+                    note(deadline_exceeded=True)
+                    return "deadline"
 
         async def listen() -> None:
             await body_read.wait()
@@ -119,6 +131,8 @@ class _Watched:
                 this = asyncio.current_task()
                 if not cancelled_here or (this is not None and this.cancelling()):
                     raise  # we are being cancelled ourselves (server shutdown)
+            if cancelled_here and stalled.done() and stalled.result() == "deadline" and not headers_sent:
+                await _timed_out(send, deadline_s)
         finally:
             listener.cancel()
             stalled.cancel()
@@ -127,3 +141,14 @@ class _Watched:
             for body in streams:  # a no-op for a generator that ran to its end
                 with contextlib.suppress(Exception):
                     await body.aclose()
+
+
+async def _timed_out(send: Send, deadline_s: float) -> None:
+    """A 504 for a request cancelled at its deadline before any header went out."""
+    error = RequestTimedOut(f"The request did not finish within {deadline_s:g} s (limits.request_timeout_s).")
+    note(error=error.code)
+    body = msgspec.json.encode(error_body(error))
+    await send(
+        {"type": "http.response.start", "status": error.status, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -118,6 +118,8 @@ class Limits(Strict, frozen=True):
     """All tool schemas of one request together, JSON-encoded."""
     max_queue: Annotated[int, msgspec.Meta(ge=1)] = 128
     """Requests for all models at once, running or waiting; beyond it a 429 with ``Retry-After``."""
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 900.0
+    """Any request still running after this long is cancelled (504, or its stream ends)."""
     stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """A response whose client reads nothing for this long is ended (its lease released)."""
 

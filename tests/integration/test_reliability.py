@@ -194,3 +194,14 @@ def test_beyond_the_queue_bound_requests_get_429_and_health_counts_the_waiting(t
             w.join(60)
         assert [r.status_code for r in results] == [200] * 4
         assert httpx.get(f"{url}/health").json()["queue_depth"] == 0
+
+
+def test_a_request_past_its_deadline_is_a_504_and_releases_its_lease(tmp_path: Path) -> None:
+    app = create_app(slow.registry(tmp_path, "limits: {request_timeout_s: 0.5}\n"), slow.KEYS, factory=slow.factory)
+    with serve(app) as url:
+        started = time.monotonic()
+        r = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk"),  # never ends on its own
+                       headers={"Authorization": f"Bearer {slow.KEY}"}, timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "request_timeout", r.text
+        assert time.monotonic() - started < 5
+        wait_for(lambda: leases(app) == 0, 10, "the lease back")
