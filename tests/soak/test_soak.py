@@ -203,7 +203,7 @@ def test_soak(soak_server: tuple[str, Any]) -> None:
                 marks["warm_rss"] = rss()
 
     tally = Tally()
-    per_client = REQUESTS // CLIENTS
+    per_client = -(-REQUESTS // CLIENTS)  # at least REQUESTS in all
     threads = [threading.Thread(target=client, args=(url, seed, per_client, tally, progress)) for seed in range(CLIENTS)]
     started = time.monotonic()
     for t in threads:
