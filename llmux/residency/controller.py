@@ -177,7 +177,7 @@ class ResidencyController(SwapExecutor):
                 estimate_gb=s.spec.vram_gb,
                 measured=s.measured,
                 leases=s.leases,
-                waiting=waiting.get(s.id, 0) + _engine_waiting(s),
+                waiting=waiting.get(s.id, 0) + s.engine_waiting,
                 pinned=s.pinned,
                 loads=s.loads,
                 last_error=s.last_error,
@@ -192,7 +192,7 @@ class ResidencyController(SwapExecutor):
     @property
     def queue_depth(self) -> int:
         """Requests waiting: for a load or a swap, and (holding a lease) for the engine's turn."""
-        return len(self._queue) + sum(_engine_waiting(s) for s in self._slots.values())
+        return len(self._queue) + sum(s.engine_waiting for s in self._slots.values())
 
     @property
     def closing(self) -> bool:
@@ -301,8 +301,3 @@ class ResidencyController(SwapExecutor):
                 self._queue.remove(w)
                 if not w.future.done():
                     w.future.set_exception(error)
-
-
-def _engine_waiting(slot: Slot) -> int:
-    """Jobs an engine has queued for its turn (engines that queue say so with ``waiting``)."""
-    return int(getattr(slot.engine, "waiting", 0)) if slot.engine is not None else 0

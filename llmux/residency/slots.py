@@ -70,6 +70,11 @@ class Slot:
         return self.broken_until is not None and now < self.broken_until
 
     @property
+    def engine_waiting(self) -> int:
+        """Jobs its engine has queued for their turn (engines that queue say so in ``waiting``)."""
+        return int(getattr(self.engine, "waiting", 0)) if self.engine is not None else 0
+
+    @property
     def leases(self) -> int:
         return int(self.machine.leases)
 
