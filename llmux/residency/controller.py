@@ -28,7 +28,7 @@ import structlog
 from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
-from llmux.residency import faults, planner
+from llmux.residency import admission, faults, planner
 from llmux.residency.faults import broken_error
 from llmux.residency.lifecycle import ModelLifecycle
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
@@ -76,8 +76,7 @@ class ResidencyController(SwapExecutor):
         is cancelled while waiting leaves the queue without a trace.
         """
         slot = self._slot(model_id)
-        if self._closing:
-            raise ServiceUnavailable("llmux is shutting down", code="shutting_down")
+        self.admit(model_id)
         waiter = Waiter(model_id, asyncio.get_running_loop().create_future(), self._clock())
         self._queue.append(waiter)
         self._pump()
@@ -99,10 +98,19 @@ class ResidencyController(SwapExecutor):
         The fast path for the common case (the model is already there): no task, no future.
         """
         slot = self._slot(model_id)
-        if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
+        self.admit(model_id)
+        if self._queue or slot.draining or slot.state not in ("ready", "serving"):
             return None
         self._take(slot)
         return Lease(model_id, slot.engine)
+
+    def admit(self, model_id: str) -> None:
+        """Refuse a request beyond the queue bounds (429) or while shutting down (503); services
+        call it before a stream's headers go out, ``acquire`` again when the lease is asked for."""
+        slot = self._slot(model_id)
+        mine = slot.leases + sum(w.model == model_id for w in self._queue)
+        everyone = len(self._queue) + sum(s.leases for s in self._slots.values())
+        admission.check(slot, mine, everyone, self.registry.limits.max_queue, closing=self._closing)
 
     def release(self, lease: Lease) -> None:
         """Give a lease back; each lease exactly once."""
@@ -169,7 +177,7 @@ class ResidencyController(SwapExecutor):
                 estimate_gb=s.spec.vram_gb,
                 measured=s.measured,
                 leases=s.leases,
-                waiting=waiting.get(s.id, 0),
+                waiting=waiting.get(s.id, 0) + s.engine_waiting,
                 **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
@@ -189,7 +197,8 @@ class ResidencyController(SwapExecutor):
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests waiting: for a load or a swap, and (holding a lease) for the engine's turn."""
+        return len(self._queue) + sum(s.engine_waiting for s in self._slots.values())
 
     @property
     def closing(self) -> bool:
