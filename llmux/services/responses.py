@@ -8,7 +8,7 @@ events become output items (``chat.responses_out``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -70,7 +70,7 @@ class ResponsesService:
                     builder.feed(event)
         return builder.response
 
-    async def stream(self, prepared: PreparedResponse) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: PreparedResponse) -> AsyncGenerator[bytes, None]:
         """SSE: keep-alive comments while the model loads; ``response.failed`` on an error
         after the headers went out."""
         builder = prepared.builder()
