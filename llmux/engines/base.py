@@ -159,6 +159,11 @@ class TextToSpeech(Engine, Protocol):
         """The voices a request may name. Works before ``load`` (listing never loads a model)."""
         ...
 
+    def languages(self) -> tuple[str, ...]:
+        """The languages it speaks (ISO 639-1) when it speaks several, else ``()``: a request
+        that names none then gets the one its text is in. Works before ``load``."""
+        ...
+
     def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
         """Yield mono float32 arrays at ``sample_rate``, one per piece of text, as each is ready.
 

@@ -29,6 +29,12 @@ from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import ChatterboxOptions
 
 BUILTIN_VOICE = "default"
+MULTILINGUAL_LANGUAGES = (
+    "ar", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "it", "ja",
+    "ko", "ms", "nl", "no", "pl", "pt", "ru", "sv", "sw", "tr", "zh",
+)  # fmt: skip
+"""What Chatterbox-Multilingual speaks: ``chatterbox.mtl_tts.SUPPORTED_LANGUAGES``, written out so
+that choosing a request's language never imports torch (a test keeps the two equal)."""
 VARIANTS = {
     "standard": ("chatterbox.tts", "ChatterboxTTS"),
     "turbo": ("chatterbox.tts_turbo", "ChatterboxTurboTTS"),
@@ -64,6 +70,9 @@ class ChatterboxTTS:
         self._builtin: Any = None
         self._cache: dict[tuple[str, float], Any] = {}
         self._lock = threading.Lock()
+
+    def languages(self) -> tuple[str, ...]:
+        return MULTILINGUAL_LANGUAGES if self._options.variant == "multilingual" else ()
 
     def voices(self) -> list[Voice]:
         names = [BUILTIN_VOICE] if (self._dir / "conds.pt").exists() else []

@@ -44,6 +44,9 @@ class HibariTTS:
         self._engines: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    def languages(self) -> tuple[str, ...]:
+        return ()  # English only
+
     def voices(self) -> list[Voice]:
         names = [DEFAULT_VOICE, *(n for n in _cached_voices() if n != DEFAULT_VOICE)]
         return [Voice(id=n, name=n) for n in names]

@@ -147,6 +147,9 @@ class ModelsFile(Strict, frozen=True):
     limits: Limits = Limits()
     physical: dict[str, dict[str, Any]] = {}
     virtual: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
+    """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
+    wherever a model is named, not listed by ``/v1/models``."""
 
 
 class ApiKey(Strict, frozen=True):

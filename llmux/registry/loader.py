@@ -132,10 +132,11 @@ def load_models(path: Path) -> Registry:
         if name.lower() in lowered:
             raise ConfigError(f"$.virtual.{name}: differs from {lowered[name.lower()]!r} only in case")
         lowered[name.lower()] = name
-    for spec in physical.values():
-        if spec.vram_gb > top.budget_gb:
-            # Not an error: `llmux check` warns and requests get a clear refusal.
-            pass
+    for alias, target in top.aliases.items():
+        if alias.lower() in lowered:
+            raise ConfigError(f"$.aliases.{alias}: is already the name of the virtual model {lowered[alias.lower()]!r}")
+        if target not in virtual:
+            raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -152,6 +153,7 @@ def load_models(path: Path) -> Registry:
         limits=top.limits,
         physical=physical,
         virtual=virtual,
+        aliases=dict(top.aliases),
     )
 
 

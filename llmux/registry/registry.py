@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmux.protocol.errors import ModelLoadFailed, ModelNotFound
@@ -18,13 +18,15 @@ class Registry:
     limits: Limits
     physical: dict[str, PhysicalModel]
     virtual: dict[str, VirtualModel]
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
 
     def resolve(self, name: str, *, expect: ModelType | None = None) -> tuple[VirtualModel, PhysicalModel]:
-        """The virtual model a client named and the physical model behind it.
+        """The virtual model a client named (or an alias of it) and the physical model behind it.
 
         ``expect`` rejects e.g. a TTS model sent to the chat endpoint with a 404 naming both.
         """
-        virtual = self.virtual.get(name)
+        virtual = self.virtual.get(self.aliases.get(name, name))
         if virtual is None:
             raise ModelNotFound(
                 f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model"

@@ -115,7 +115,8 @@ class AudioService:
         if not request.input.strip():
             raise InvalidRequest("The input text is empty.", param="input")
         chosen = self._pick_voice(physical, request.voice or virtual.behaviour.voice)
-        options = SpeakOptions(speed=request.speed, language=request.language or virtual.behaviour.language)
+        language = request.language or virtual.behaviour.language or self._language_of(physical, request.input)
+        options = SpeakOptions(speed=request.speed, language=language)
         stream = request.stream or request.stream_format == "audio"
         note(
             model=request.model,
@@ -125,6 +126,18 @@ class AudioService:
             chars=len(request.input),
         )
         return SpeechJob(request.model, physical.id, request.input, chosen, request.response_format, options, stream)
+
+    def _language_of(self, physical: PhysicalModel, text: str) -> str | None:
+        """A model that speaks several languages speaks the one ``text`` is in (a request's
+        ``language``, or its virtual model's, always wins; None: the model's default)."""
+        from llmux.audio.language_id import detect_language
+
+        engine: Any = create_engine(physical, self.registry)  # constructed, not loaded
+        speaks: tuple[str, ...] = engine.languages()
+        detected = detect_language(text, speaks) if speaks else None
+        if detected is not None:
+            note(language_detected=detected)
+        return detected
 
     def _pick_voice(self, physical: PhysicalModel, wanted: str | None) -> str:
         """1. a listed voice id is used as is; 2. no voice, or an OpenAI voice name that is not

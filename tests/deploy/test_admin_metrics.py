@@ -105,6 +105,9 @@ class Mouth:
     def voices(self) -> list[Voice]:
         return [Voice("anna", "Anna")]
 
+    def languages(self) -> tuple[str, ...]:
+        return ()
+
     def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
         assert voice == "anna"
         for word in text.split():

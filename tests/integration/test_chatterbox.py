@@ -162,3 +162,40 @@ def test_speak_runs_real_generation_with_a_reference_voice(root: Path, tiny_mode
     adapter.attach(tiny_model)
     pieces = list(adapter.speak("hi.", "alice", SpeakOptions(speed=1.25), threading.Event()))
     assert len(pieces) == 1 and pieces[0].dtype == np.float32 and pieces[0].size > 0
+
+
+def test_multilingual_languages_are_what_chatterbox_speaks() -> None:
+    from chatterbox.mtl_tts import SUPPORTED_LANGUAGES
+
+    from llmux.engines.chatterbox_tts import MULTILINGUAL_LANGUAGES
+
+    assert sorted(MULTILINGUAL_LANGUAGES) == sorted(SUPPORTED_LANGUAGES)
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "spoken"),
+    [
+        ("Guten Morgen! Wie geht es dir heute, und was machst du am Wochenende?", None, "de"),
+        ("Good morning! How are you today, and what are you doing this weekend?", None, "en"),
+        ("Guten Morgen! Wie geht es dir heute?", "en", "en"),  # a request's language always wins
+    ],
+)
+def test_multilingual_speaks_the_language_of_the_text_unless_told(root: Path, text: str, language: str | None,
+                                                                   spoken: str) -> None:
+    import dataclasses
+
+    import msgspec
+
+    from llmux.protocol.audio import SpeechRequest
+    from llmux.registry.config import Behaviour
+    from llmux.residency.controller import ResidencyController
+    from llmux.services.audio import AudioService
+
+    registry = load_models(root / "models.yaml")
+    auto = msgspec.structs.replace(registry.virtual["Chatterbox-Multilingual"], behaviour=Behaviour())  # no default
+    registry = dataclasses.replace(registry, virtual={**registry.virtual, "Chatterbox-Multilingual": auto})
+    service = AudioService(registry, ResidencyController(registry, create_engine))
+    job = service.prepare_speech(SpeechRequest(model="Chatterbox-Multilingual", input=text, voice="alice",
+                                               language=language))
+    assert job.options.language == spoken
+

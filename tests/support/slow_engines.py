@@ -112,6 +112,9 @@ class SlowMouth:
     def voices(self) -> list[Voice]:
         return [Voice("anna", "Anna")]
 
+    def languages(self) -> tuple[str, ...]:
+        return ()
+
     def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
         count(RAN, "speech")
         # 0.1 s of silence per 10 ms, per character: "x" * 200 takes two seconds.
