@@ -93,6 +93,9 @@ class VirtualModel(Strict, frozen=True):
 
 
 class Limits(Strict, frozen=True):
+    max_wait_s: Seconds = 15.0
+    """Longest the switch policy keeps a request waiting while another model serves; then the
+    swap is forced (the request still waits for that one switch)."""
     max_request_mb: PositiveGB = 10.0
     """Largest JSON request body (chat with inline images)."""
     max_audio_mb: PositiveGB = 25.0

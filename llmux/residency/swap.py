@@ -26,6 +26,7 @@ import structlog
 from llmux.protocol.errors import ModelCannotFit
 from llmux.registry import Registry
 from llmux.residency import planner
+from llmux.residency.costs import SwitchCosts
 from llmux.residency.faults import broken_error, redact_paths
 from llmux.residency.memory import measure
 from llmux.residency.slots import EngineFactory, Loadable, Offload, Slot
@@ -49,6 +50,7 @@ class SwapExecutor:
     _abandoned: set[asyncio.Future[object]]
 
     _closing_at: float | None
+    costs: SwitchCosts
 
     def _pump(self) -> None:
         raise NotImplementedError
@@ -97,7 +99,9 @@ class SwapExecutor:
         try:
             for victim_id, reason in victims:
                 victim = self._slots[victim_id]
+                drain_started = self._clock()
                 await victim.idle.wait()
+                self.costs.observe(victim_id, "drain", self._clock() - drain_started)
                 await self._evict(victim, reason, for_=target.id if target else None)
                 evicted.append(victim)
             if target is not None and not await self._load(target):
@@ -122,6 +126,8 @@ class SwapExecutor:
         finally:
             slot.machine.send("evicted")
             slot.draining = False
+        if engine is not None:
+            self.costs.observe(slot.id, "unload", self._clock() - started)
         log.info(
             "model.evicted",
             model=slot.id,
@@ -162,6 +168,8 @@ class SwapExecutor:
             return False
         slot.engine = engine
         slot.machine.send("loaded")
+        slot.ready_since = self._clock()
+        self.costs.observe(slot.id, "load", slot.ready_since - started)
         slot.loads += 1
         slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed
