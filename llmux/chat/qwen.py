@@ -107,7 +107,7 @@ class QwenParser:
         if match is not None:
             self._call_name = match.group(1).strip()
         elif (json_match := _JSON_NAME.match(self._call)) is not None:
-            self._call_name, self._call_json = json.loads(f'"{json_match.group(1)}"'), True
+            self._call_name, self._call_json = _json_string(json_match.group(1)), True
         else:
             return []
         return [ToolCallStart(index=self.calls, id=new_call_id(), name=self._call_name)]
@@ -153,6 +153,14 @@ class QwenParser:
             out += self._finish_call()  # truncated by max_tokens: finish what was written
         self._state = "done"
         return out
+
+
+def _json_string(body: str) -> str:
+    """A JSON string's body, unescaped (an invalid escape is kept as written)."""
+    try:
+        return str(json.loads(f'"{body}"'))
+    except ValueError:
+        return body
 
 
 def _json_args(call: str) -> str:

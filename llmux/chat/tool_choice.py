@@ -14,6 +14,7 @@ The parser is fed the same pre-fill first, so it starts inside the call.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -38,5 +39,5 @@ def forced_prefix(family: str | None, tool_choice: Any, prompt: str, has_tools: 
     if family == "gpt-oss":  # 2
         return "<|channel|>commentary to=functions." + (f"{name} <|constrain|>json<|message|>" if name else "")
     if family == "chatml":  # 3
-        return '<tool_call>\n{"name": "' + (f'{name}", "arguments": ' if name else "")
+        return '<tool_call>\n{"name": ' + (f'{json.dumps(name)}, "arguments": ' if name else '"')
     return ""

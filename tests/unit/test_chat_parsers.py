@@ -235,3 +235,8 @@ def test_chatml_without_tools_shows_tool_markup_as_text() -> None:
     parser = parser_for("chatml", prompt=CHATML_PROMPT, tools=None)
     events = [*parser.feed('<tool_call>{"name": "x"}</tool_call>'), *parser.close()]
     assert summary(events) == [("content", '<tool_call>{"name": "x"}</tool_call>')] and parser.calls == 0
+
+
+def test_chatml_hermes_name_with_a_bad_escape_is_kept_as_written() -> None:
+    check("chatml", CHATML_PROMPT, '<tool_call>{"name": "ed\\xit", "arguments": {}}</tool_call>',
+          [("start", 0, "ed\\xit"), ("args", 0, {})])
