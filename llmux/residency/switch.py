@@ -40,7 +40,8 @@ from dataclasses import dataclass
 WINDOW_FACTOR = 2.0
 """Serving window = this × switch cost: at saturation at least 2/3 of the time serves."""
 GRACE_FACTOR = 0.25
-GRACE_MAX_S = 1.0
+GRACE_MAX_S = 2.0
+"""A wrong guess costs at most a quarter of a switch, and never more than 2 s."""
 
 
 @dataclass(frozen=True, slots=True)
