@@ -246,6 +246,10 @@ class ResidencyController(SwapExecutor, SwitchGate):
         """Grant what can be granted, in arrival order, and start at most one swap."""
         swap_claimed = self._swap is not None
         self.held_until = None
+        for waiter in list(self._queue):  # coalesce: all who waited for a load are served with it
+            slot = self._slots[waiter.model]
+            if not waiter.future.done() and slot.state in ("ready", "serving") and not slot.draining:
+                self._grant(waiter, slot)
         for waiter in list(self._queue):
             if waiter.future.done():  # cancelled, or failed earlier in this very pass
                 if waiter in self._queue:
