@@ -33,9 +33,9 @@ class ChatRun:
         self._stops = job.params.stop
         self._generation = engine.submit(TextJob(prompt=self._rendered.prompt, images=job.images, params=job.params))
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.completion_tokens = 0
         self.reasoning_tokens = 0
-        self.cached_tokens = 0
         self._reasoning = False
         self.first_token_at: float | None = None
         """``time.perf_counter()`` when the first generated token arrived."""

@@ -1,18 +1,16 @@
 """Continuous batching for a llama.cpp model: one decode thread, up to ``max_parallel``
 sequences decoded together in one context (``options.max_parallel`` > 1).
 
-Each sequence owns a slot, which is a llama.cpp sequence id with its own KV cells (the context
-is created with ``n_seq_max`` = slots and ``n_ctx`` = slots × the model's context, so every
-slot holds a full context and the footprint measured at load covers the peak). Every step
-builds one ``llama_batch``: the next token of each decoding sequence, then as many prompt
-tokens of sequences still prefilling as the batch has room for (a long prompt is evaluated in
-chunks between other sequences' tokens instead of stalling them). One ``llama_decode``, then
-each sequence samples from its own logits with its own sampler chain (``llamacpp_sampling``).
+Each sequence owns a slot: a llama.cpp sequence id with a KV stream of the model's full context
+(allocated at load, so the measured footprint covers the peak). Every step builds one
+``llama_batch``: the next token of each decoding sequence, then as many prompt tokens of
+sequences still prefilling as the batch has room for (a long prompt goes in chunks between the
+others' tokens instead of stalling them). One ``llama_decode``, then each sequence samples from
+its own logits with its own sampler chain (``llamacpp_sampling``).
 
-A sequence ends at end-of-generation, at its budget, or when its consumer leaves (checked
-after every step, so a cancelled sequence frees its slot within one step); its slot goes to
-the next waiting job at once (``admission``: arrival order). A slot keeps its KV cells after
-its sequence ends: the next job whose prompt shares their prefix starts from there.
+A sequence ends at end-of-generation, at its budget, or when its consumer leaves (checked after
+every step); its slot goes to the next waiting job at once (``admission``: arrival order) but
+keeps its KV cells: the next job whose prompt shares their prefix starts from there.
 
 Image prompts run alone, on slot 0, through the serial path (llama.cpp's multimodal helper
 evaluates into the context itself); the KV cache is cleared around them.
@@ -35,6 +33,7 @@ from llmux.engines.base import Prompted, TextJob
 from llmux.engines.llamacpp_sampling import sample, sampler_for
 from llmux.engines.text import Generation, Item, completion_budget
 from llmux.engines.worker import Channel
+from llmux.protocol.errors import InvalidRequest
 
 log = structlog.get_logger("llmux.engines")
 
@@ -54,7 +53,11 @@ class _Job:
 
     async def batches(self) -> AsyncGenerator[list[Item], None]:
         self.channel.open()
-        self.decoder.enqueue(self)
+        try:
+            self.decoder.enqueue(self)
+        except BaseException:
+            self.channel.finish()  # never queued: nothing will work on it
+            raise
         try:
             async for batch in self.channel.batches():
                 yield batch
@@ -95,8 +98,7 @@ class BatchDecoder:
         self._batch_size = int(llm.n_batch)
         self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
         self._admission: Admission[_Job] = Admission(slots, exclusive=lambda j: bool(j.job.images))
-        self._cached: list[list[int]] = [[] for _ in range(slots)]
-        """The tokens each slot's KV cells hold, in order from position 0."""
+        self._cached: list[list[int]] = [[] for _ in range(slots)]  # what each slot's KV cells hold
         self._active: dict[int, _Sequence] = {}
         self._lock = threading.Condition()
         self._closing = False
@@ -116,8 +118,7 @@ class BatchDecoder:
             self._lock.notify()
 
     def withdraw(self, job: _Job) -> None:
-        """The consumer left: a job that still waits never runs; a running one is dropped by
-        the decode thread after its current step (it sees ``cancel``)."""
+        """The consumer left: a waiting job never runs; a running one ends after this step."""
         with self._lock:
             if self._admission.withdraw(job):
                 job.channel.finish()
@@ -137,23 +138,29 @@ class BatchDecoder:
     # ---- decode thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    while not (self._closing or self._active or self._admission.waiting):
-                        self._lock.wait()
-                    if self._closing:
-                        break
-                    admitted = self._admission.admit(self._score)
-                for job, slot in admitted:
-                    self._begin(job, slot)
-                if self._active:
-                    self._step()
-        except BaseException as exc:  # a bug here must not leave consumers waiting forever
-            log.exception("decode.failed", model=self._name)
-            self._fail_all(exc)
-        else:
-            self._fail_all(RuntimeError(f"{self._name} was unloaded"))
+        while True:
+            try:
+                if not self._turn():
+                    break
+            except Exception as exc:  # a bug here fails the running sequences, not the thread
+                log.exception("decode.failed", model=self._name)
+                self._fail_all(exc, waiting=False)
+                self._forget()
+        self._fail_all(RuntimeError(f"{self._name} was unloaded"))
+
+    def _turn(self) -> bool:
+        """Admit what fits, then one decode step; False once closing."""
+        with self._lock:
+            while not (self._closing or self._active or self._admission.waiting):
+                self._lock.wait()
+            if self._closing:
+                return False
+            admitted = self._admission.admit(self._score)
+        for job, slot in admitted:
+            self._begin(job, slot)
+        if self._active:
+            self._step()
+        return True
 
     def _score(self, job: _Job, slot: int) -> int:
         return common_prefix(self._cached[slot], self._tokens(job))
@@ -172,6 +179,8 @@ class BatchDecoder:
             return
         tokens = self._tokens(job)
         try:
+            if not tokens:
+                raise InvalidRequest("The prompt is empty.", param="messages")
             budget = completion_budget(job.job.params.max_tokens, len(tokens), self._context)
         except Exception as exc:
             job.channel.fail(exc)
@@ -183,14 +192,13 @@ class BatchDecoder:
             llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
             common = 0
         self._cached[slot] = tokens[:common]
-        job.channel.put(Prompted(len(tokens), budget))
+        job.channel.put(Prompted(len(tokens), budget, cached_tokens=common))
         self._active[slot] = _Sequence(job, slot, tokens[common:], common, budget, sampler_for(job.job.params))
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
 
     def _alone(self, job: _Job, slot: int) -> None:
         """An image job on the serial path, with the context to itself."""
-        llama_cpp.llama_memory_clear(self._memory, True)
-        self._cached = [[] for _ in self._cached]
+        self._forget()
         items = None
         try:
             items = self._serial(job.job, job.channel.cancel)
@@ -204,8 +212,12 @@ class BatchDecoder:
         finally:
             if items is not None:
                 items.close()  # type: ignore[attr-defined]  # a generator: its finally resets the context
-            llama_cpp.llama_memory_clear(self._memory, True)
+            self._forget()
             self._end(job, slot)
+
+    def _forget(self) -> None:
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._cached = [[] for _ in self._cached]
 
     def _add(self, n: int, token: int, pos: int, slot: int, logits: bool) -> None:
         batch = self._batch
@@ -239,10 +251,7 @@ class BatchDecoder:
         self._batch.n_tokens = n
         status = llama_cpp.llama_decode(self._ctx, self._batch)
         if status != 0:
-            self._fail_all(RuntimeError(f"llama_decode failed (status {status})"), waiting=False)
-            llama_cpp.llama_memory_clear(self._memory, True)
-            self._cached = [[] for _ in self._cached]
-            return
+            raise RuntimeError(f"llama_decode failed (status {status})")
         for seq, tokens in fed:
             seq.pos += len(tokens)
             self._cached[seq.slot].extend(tokens)

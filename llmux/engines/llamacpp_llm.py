@@ -125,7 +125,10 @@ class LlamaCppLLM(SerialTextEngine):
         params = llm.context_params
         params.n_ctx = self.options.n_ctx * slots
         params.n_seq_max = slots
-        params.kv_unified = False  # each sequence its own KV stream: attention never scans the others
+        # A KV stream per sequence: attention never spans another sequence's cells, so a
+        # sequence's tokens do not depend on what else runs (a unified buffer changes the float
+        # reduction order and with it greedy output; measured on CPU it was only ~15 % faster).
+        params.kv_unified = False
         llm._ctx.close()
         llm._ctx = LlamaContext(model=llm._model, params=params, verbose=False)
 

@@ -31,6 +31,7 @@ from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.engines.transformers_prefix import PrefixCache
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
@@ -112,6 +113,7 @@ class TransformersLLM(SerialTextEngine):
         self.context = 0
         """Tokens a prompt plus its completion may take, known once loaded (``/v1/models``)."""
         self._eos: set[int] = set()
+        self._prefix = PrefixCache()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class TransformersLLM(SerialTextEngine):
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
     def unload(self) -> None:
+        self._prefix.clear()
         self.model = self.processor = self.tokenizer = None
         gc.collect()
         if torch.cuda.is_available():
@@ -189,8 +192,29 @@ class TransformersLLM(SerialTextEngine):
         inputs = self._inputs(job.prompt, job.images)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         budget = completion_budget(job.params.max_tokens, prompt_tokens, self.context)
-        yield Prompted(prompt_tokens, budget)
-        yield from self._pieces(inputs, budget, job.params)
+        cached, cache = self._cached(inputs, bool(job.images))
+        yield Prompted(prompt_tokens, budget, cached_tokens=cached)
+        yield from self._pieces(inputs, budget, job.params, cache)
+
+    def _cached(self, inputs: dict[str, Any], images: bool) -> tuple[int, Any]:
+        """(prompt tokens reused, the cache to continue from) — see ``transformers_prefix``.
+        Advances the cache to this prompt's snapshot boundary and keeps a copy for the next one."""
+        if images:
+            self._prefix.clear()  # a multimodal prompt's cache is no text prefix
+            return 0, None
+        ids = inputs["input_ids"][0].tolist()
+        cached, cache = self._prefix.lookup(ids)
+        boundary = self._prefix.boundary(len(ids))
+        if boundary > cached:
+            head = {k: v[:, :boundary] for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+            with torch.inference_mode():
+                # One new token, never fed back: the cache then holds exactly ``boundary`` tokens.
+                out = self.model.generate(
+                    **head, cache=cache, max_new_tokens=1, do_sample=False, return_dict_in_generate=True
+                )
+            cache = out.past_key_values
+            self._prefix.store(ids[:boundary], cache)
+        return cached, cache
 
     def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}
@@ -203,10 +227,14 @@ class TransformersLLM(SerialTextEngine):
             kwargs["top_p"] = params.top_p
         return kwargs
 
-    def _pieces(self, inputs: dict[str, Any], budget: int, params: SamplingParams) -> Generator[str | None, None, None]:
+    def _pieces(
+        self, inputs: dict[str, Any], budget: int, params: SamplingParams, cache: Any = None
+    ) -> Generator[str | None, None, None]:
         halt = threading.Event()
         streamer = _QueueStreamer()
         kwargs = self._generate_kwargs(params, budget)
+        if cache is not None:
+            kwargs["cache"] = cache
 
         def work() -> None:
             try:

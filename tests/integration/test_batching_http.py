@@ -135,3 +135,18 @@ def test_max_parallel_1_runs_one_sequence_at_a_time(server: str) -> None:
     first.leave.set()
     assert second.done.wait(120)
     wait_for(lambda: sequences(server, "smol-1") == (0, 0), timeout_s=60, what="the model idle")
+
+
+def test_a_repeated_prompt_reports_its_cached_tokens(server: str) -> None:
+    """The second identical request starts from the slot's KV cache: ``cached_tokens`` on the wire."""
+    def ask() -> dict[str, Any]:
+        request = {**body("smol-4", "bread", 4), "stream": False}
+        reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                           headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+        assert reply.status_code == 200
+        usage: dict[str, Any] = reply.json()["usage"]
+        return usage
+
+    ask()
+    usage = ask()
+    assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"] - 1

@@ -340,6 +340,27 @@ def test_a_batching_gguf_runs_image_prompts_alone_between_batched_text(
     assert vision_gguf_batched.occupancy() == (0, 0)
 
 
+@pytest.mark.parametrize("name", ["qwen_tf", "gpt_oss_tf", "qwen_gguf"])
+def test_a_prompt_extending_the_last_ones_prefix_reuses_its_cache(request: pytest.FixtureRequest, name: str) -> None:
+    """The same long system prompt with another question: the second turn reports the reused
+    tokens as cached and gives exactly the tokens it gives computed cold (greedy)."""
+    engine = request.getfixturevalue(name)
+    system = {"role": "system", "content": " ".join(["the weather and a file on the table"] * 10)}
+    other = {"role": "system", "content": " ".join(["a table of files"] * 14)}
+
+    def ask(sys_msg: dict[str, str], question: str) -> list[Any]:
+        return drain(engine, job([sys_msg, {"role": "user", "content": question}], max_tokens=8, temperature=0))
+
+    first = ask(system, "hello")
+    warm = ask(system, "the weather?")
+    ask(other, "hello")  # another prefix takes the cache
+    cold = ask(system, "the weather?")
+    assert first[-1].usage.prompt_tokens > 80
+    assert warm[-1].usage.cached_tokens >= first[-1].usage.prompt_tokens - 2 * 64 - 8
+    assert cold[-1].usage.cached_tokens < 16
+    assert text_of(warm) == text_of(cold)
+
+
 @pytest.mark.parametrize("name", ["qwen_gguf", "qwen_tf", "gpt_oss_tf"])
 def test_named_tool_choice_forces_that_call(request: pytest.FixtureRequest, name: str) -> None:
     backend = request.getfixturevalue(name)
