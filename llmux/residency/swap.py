@@ -28,7 +28,7 @@ from llmux.registry import Registry
 from llmux.residency import planner
 from llmux.residency.costs import SwitchCosts
 from llmux.residency.faults import broken_error, redact_paths
-from llmux.residency.memory import measure
+from llmux.residency.memory import device_free_gb, measure, wait_for_room
 from llmux.residency.slots import EngineFactory, Loadable, Offload, Slot
 
 log = structlog.get_logger("llmux.residency")
@@ -51,6 +51,7 @@ class SwapExecutor:
 
     _closing_at: float | None
     costs: SwitchCosts
+    _device_free_gb: Callable[[], float | None] = staticmethod(device_free_gb)
 
     def _pump(self) -> None:
         raise NotImplementedError
@@ -104,6 +105,8 @@ class SwapExecutor:
                 self.costs.observe(victim_id, "drain", self._clock() - drain_started)
                 await self._evict(victim, reason, for_=target.id if target else None)
                 evicted.append(victim)
+            if target is not None:
+                await self._room_for(target)
             if target is not None and not await self._load(target):
                 await self._restore(evicted, target)
         except GeneratorExit:  # the event loop is being torn down: decide nothing more
@@ -136,6 +139,14 @@ class SwapExecutor:
             for_=for_,
             duration_s=round(self._clock() - started, 3),
         )
+
+    async def _room_for(self, slot: Slot) -> None:
+        """Before a load: wait (bounded) for the device to show the footprint plus headroom free;
+        if it never does, say so and load anyway — a load that runs out fails like any other."""
+        need = slot.footprint_gb + self.registry.limits.vram_headroom_gb
+        free = await wait_for_room(need, self._device_free_gb, self._sleep)
+        if free is not None and free < need:
+            log.warning("model.device_memory_short", model=slot.id, free_gb=round(free, 3), need_gb=round(need, 3))
 
     async def _load(self, slot: Slot) -> bool:
         """Load ``slot``; True when it ended resident, False when it failed (waiters told)."""
