@@ -33,7 +33,7 @@ from llmux.residency.memory import measure
 from llmux.residency.slots import Lease
 
 BUDGET = 16.0
-MAX_WAIT_S = 100.0
+MAX_WAIT_S = 60.0
 MODELS = {
     "llm-9": (ModelType.LLM, 9.0),
     "llm-13": (ModelType.LLM, 13.0),
@@ -118,6 +118,9 @@ class ControllerMachine(RuleBasedStateMachine):
         self.controller = ResidencyController(
             registry(), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep, timer=self._timer
         )
+        for mid in MODELS:  # as if it had served a while: the policy has switch costs to weigh
+            self.controller.costs.observe(mid, "load", 10.0)
+            self.controller.costs.observe(mid, "unload", 1.0)
         self.sessions: list[Session] = []
         self.created: list[GatedBackend] = []
         self.now = 0.0
