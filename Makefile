@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients codex
+.PHONY: install demo test lint bench check clients codex soak stateful
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,16 @@ codex: .npm/node_modules/.bin/codex
 
 test: lint clients codex
 	$(PY) -m pytest
+
+# The full soak (the suite runs a bounded 1,200 requests): 5,000 mixed requests, 16 clients,
+# a fifth of them abandoned, a twentieth to a model whose loads fail or hang; figures in soak.json.
+soak: install
+	LLMUX_SOAK_REQUESTS=5000 LLMUX_SOAK_REPORT=soak.json $(PY) -m pytest -q tests/soak
+
+# The residency controller's stateful property suite with long runs: up to 10,000 steps each
+# (Hypothesis ends a run when its data buffer is full, measured at 470-800 steps), 50 runs.
+stateful: install
+	LLMUX_STATEFUL_EXAMPLES=50 LLMUX_STATEFUL_STEPS=10000 $(PY) -m pytest -q tests/property/test_controller_stateful.py
 
 bench: install
 	$(PY) -m bench

@@ -19,6 +19,7 @@ from llmux.api.admin import AdminController
 from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
+from llmux.api.disconnect import cancel_on_disconnect
 from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
@@ -115,7 +116,10 @@ def create_app(
         state=State({"services": services}),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[canonical_line(services.metrics.request_done)],
+        middleware=[
+            canonical_line(services.metrics.request_done),
+            cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
+        ],
         logging_config=None,
         openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),
     )

@@ -6,6 +6,8 @@ never load a model.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -13,9 +15,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
-from litestar.response import Stream
 
 from llmux.api.decoding import decode_json, invalid_request
+from llmux.api.disconnect import closing_stream
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
 from llmux.engines.base import TranscribeOptions, Transcript
@@ -48,7 +50,13 @@ _TEXT = "text/plain; charset=utf-8"
 
 
 async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm, bytes]:
-    form = await request.form()
+    try:
+        form = await request.form()
+    except (UnicodeDecodeError, LookupError) as exc:  # a field that is not UTF-8, an unknown charset
+        raise InvalidRequest(
+            f"A multipart field could not be decoded ({type(exc).__name__}); send UTF-8 text fields.",
+            code="invalid_multipart",
+        ) from None
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("Send the audio as a multipart file field named 'file'.", param="file")
@@ -91,6 +99,13 @@ def _render(transcript: Transcript, form: TranscriptionForm) -> Response[Any]:
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
+async def joined(pieces: AsyncGenerator[bytes, None]) -> bytes:
+    """All the pieces; a cancelled request (its client left) closes the synthesis at once,
+    rather than whenever the garbage collector finalises the generator."""
+    async with aclosing(pieces):
+        return b"".join([piece async for piece in pieces])
+
+
 class AudioController(Controller):
     """Uploads may be as large as ``limits.max_audio_mb`` plus the multipart framing (the app
     sets ``request_max_body_size``; a larger file is a 413 naming the limit)."""
@@ -116,8 +131,8 @@ class AudioController(Controller):
         job = audio.prepare_speech(body)
         pieces = await audio.start_speech(job)
         if job.stream:
-            return Stream(pieces, media_type=MEDIA_TYPES[job.format])
-        return Response(b"".join([piece async for piece in pieces]), media_type=MEDIA_TYPES[job.format])
+            return closing_stream(pieces, media_type=MEDIA_TYPES[job.format])
+        return Response(await joined(pieces), media_type=MEDIA_TYPES[job.format])
 
     @get("/voices", opt={"public": True})
     async def voices(self, audio: NamedDependency[AudioService], model: FromQuery[str | None] = None) -> VoiceList:

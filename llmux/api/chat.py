@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
-from litestar.response import Stream
 
 from llmux.api.decoding import decode_json
+from llmux.api.disconnect import closing_stream
 from llmux.protocol.chat import ChatCompletionRequest
 from llmux.services.chat import ChatService
 
@@ -23,6 +23,6 @@ class ChatController(Controller):
     async def completions(self, request: Request[Any, Any, Any], chat: NamedDependency[ChatService]) -> Response[Any]:
         prepared = await chat.prepare(decode_json(await request.body(), ChatCompletionRequest))
         if prepared.stream:
-            return Stream(chat.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
+            return closing_stream(chat.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
         completion = await chat.complete(prepared)
         return Response(msgspec.json.encode(completion), media_type="application/json")

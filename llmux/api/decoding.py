@@ -23,6 +23,8 @@ def decode_json(body: bytes, type_: type[T]) -> T:
         raise invalid_request(exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's own guard against a stack overflow: a 2 KB body can be 1,000 deep
+        raise InvalidRequest("The request body is nested too deeply.", code="nesting_too_deep") from None
 
 
 def invalid_request(exc: msgspec.ValidationError) -> InvalidRequest:

@@ -26,11 +26,13 @@ def _undecodable(reason: str) -> InvalidRequest:
     )
 
 
-def decode_audio(data: bytes, rate: int = ASR_RATE) -> np.ndarray:
+def decode_audio(data: bytes, rate: int = ASR_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Every audio sample in ``data`` as mono float32 at ``rate`` Hz.
 
     Raises ``InvalidRequest`` (400) for an empty file, bytes no demuxer recognises, a file
-    without an audio stream, or one whose audio decodes to nothing.
+    without an audio stream, or one whose audio decodes to nothing; and, *while decoding*, for
+    one longer than ``max_seconds`` (compressed silence is tiny: 641 KB of FLAC is an hour, 220
+    MB of float32 — the bound stops a decode bomb before it is in memory).
     """
     if not data:
         raise InvalidRequest("The uploaded audio file is empty.", param="file", code="empty_file")
@@ -39,7 +41,8 @@ def decode_audio(data: bytes, rate: int = ASR_RATE) -> np.ndarray:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise _undecodable("it has no audio stream")
-            samples = _decode_stream(container, stream, rate)  # type: ignore[arg-type]  # type == "audio" above
+            limit = None if max_seconds is None else int(max_seconds * rate)
+            samples = _decode_stream(container, stream, rate, limit)  # type: ignore[arg-type]  # type == "audio" above
     except av.FFmpegError as exc:
         raise _undecodable(type(exc).__name__) from None
     if samples.size == 0:
@@ -47,11 +50,22 @@ def decode_audio(data: bytes, rate: int = ASR_RATE) -> np.ndarray:
     return samples
 
 
-def _decode_stream(container: av.container.InputContainer, stream: av.AudioStream, rate: int) -> np.ndarray:
+def _decode_stream(
+    container: av.container.InputContainer, stream: av.AudioStream, rate: int, limit: int | None
+) -> np.ndarray:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     parts: list[np.ndarray] = []
+    total = 0
     for frame in container.decode(stream):
-        parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        for out in resampler.resample(frame):
+            parts.append(out.to_ndarray().reshape(-1))
+            total += parts[-1].size
+        if limit is not None and total > limit:
+            raise InvalidRequest(
+                f"The audio is longer than this server transcribes ({limit / rate:g} s, limits.max_audio_s).",
+                param="file",
+                code="audio_too_long",
+            )
     parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     if not parts:
         return np.zeros(0, np.float32)

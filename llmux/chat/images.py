@@ -22,6 +22,8 @@ class ImagePolicy:
     """Fetch ``http(s)`` URLs (``limits.remote_images``). Off by default: SSRF."""
     max_bytes: int = 20 * 2**20
     timeout_s: float = 10.0
+    max_pixels: int = 16_777_216
+    """Refused from the header, before decoding: a 230 KB PNG can decode to 622 MB."""
 
 
 def check_url(url: str, policy: ImagePolicy, param: str = "image_url") -> None:
@@ -49,7 +51,7 @@ def image_bytes(url: str, policy: ImagePolicy = ImagePolicy(), param: str = "ima
     else:
         raw = _fetch(url, policy, param)
     try:
-        _check_decodes(raw)
+        _check_decodes(raw, policy.max_pixels, param)
     except (OSError, ValueError) as exc:
         raise InvalidRequest(f"the image could not be decoded: {exc}", param=param, code="invalid_image") from None
     return raw
@@ -68,8 +70,19 @@ def _fetch(url: str, policy: ImagePolicy, param: str) -> bytes:
     return bytes(raw)
 
 
-def _check_decodes(raw: bytes) -> None:
+def _check_decodes(raw: bytes, max_pixels: int, param: str) -> None:
     from PIL import Image
 
-    with Image.open(io.BytesIO(raw)) as image:
+    try:
+        opened = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:  # PIL's own, far higher bound
+        raise InvalidRequest(f"the image is too large: {exc}", param=param, code="image_too_large") from None
+    with opened as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InvalidRequest(
+                f"the image is {width}×{height} pixels; at most {max_pixels} (limits.max_image_pixels)",
+                param=param,
+                code="image_too_large",
+            )
         image.load()

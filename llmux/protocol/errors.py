@@ -90,6 +90,12 @@ class ServiceUnavailable(LlmuxError):
     code = "service_unavailable"
 
 
+class RequestTimedOut(LlmuxError):
+    status = 504
+    type = "server_error"
+    code = "request_timeout"
+
+
 class ConfigError(LlmuxError):
     """A configuration file is malformed; the message names the path and the bad value."""
 

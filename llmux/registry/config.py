@@ -59,6 +59,8 @@ class PhysicalModel(Strict, frozen=True):
     """Download only these files of ``hf_repo`` (GGUF repositories hold many quantisations)."""
     options: dict[str, Any] = {}
     """Backend-specific settings, checked against the backend's options Struct."""
+    max_queue: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Requests for this model at once, running or waiting; beyond it a 429 with ``Retry-After``."""
     load_timeout_s: Seconds = 300.0
     """A load still running after this long fails its waiters (503) and marks the model broken;
     its thread is abandoned (whatever it loads when it returns is unloaded again)."""
@@ -104,6 +106,27 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    max_audio_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """Longest transcription, checked while decoding (an hour is 230 MB of samples)."""
+    max_images: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Images in one chat request."""
+    max_image_pixels: Annotated[int, msgspec.Meta(ge=1)] = 16_777_216
+    """Pixels of one image (4096 × 4096), checked from its header before it is decoded."""
+    max_messages: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    """Messages in one chat request (rendering and tokenising grow with them, holding the turn)."""
+    max_stop: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """``stop`` entries (each is matched against every generated piece; OpenAI allows 4)."""
+    max_tools: Annotated[int, msgspec.Meta(ge=1)] = 128
+    max_tool_schema_depth: Annotated[int, msgspec.Meta(ge=1)] = 32
+    """Nesting of one tool's ``parameters`` schema (it is rendered into the prompt)."""
+    max_tool_schema_kb: Annotated[float, msgspec.Meta(gt=0)] = 256.0
+    """All tool schemas of one request together, JSON-encoded."""
+    max_queue: Annotated[int, msgspec.Meta(ge=1)] = 128
+    """Requests for all models at once, running or waiting; beyond it a 429 with ``Retry-After``."""
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 900.0
+    """Any request still running after this long is cancelled (504, or its stream ends)."""
+    stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """A response whose client reads nothing for this long is ended (its lease released)."""
 
 
 class ModelsFile(Strict, frozen=True):

@@ -29,10 +29,9 @@ import structlog
 from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
-from llmux.residency import faults, planner
-from llmux.residency.costs import SwitchCosts
+from llmux.residency import admission, faults, planner
 from llmux.residency.faults import broken_error
-from llmux.residency.gate import Cancellable, SwitchGate, Timer, call_later
+from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
@@ -60,12 +59,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self._clock = clock
         self._offload = offload
         self._sleep = sleep
-        self._timer = timer
-        self._hold: Cancellable | None = None
-        self.held_until: float | None = None
-        """While the switch policy holds the next swap: when it decides again."""
-        self.max_wait_s = registry.limits.max_wait_s
-        self.costs = SwitchCosts()
+        self._init_gate(timer, registry.limits.max_wait_s)
         self._abandoned: set[asyncio.Future[object]] = set()
         self._slots = {
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
@@ -86,8 +80,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         is cancelled while waiting leaves the queue without a trace.
         """
         slot = self._slot(model_id)
-        if self._closing:
-            raise ServiceUnavailable("llmux is shutting down", code="shutting_down")
+        self.admit(model_id)
         waiter = Waiter(model_id, asyncio.get_running_loop().create_future(), self._clock())
         self._queue.append(waiter)
         self._pump()
@@ -109,10 +102,19 @@ class ResidencyController(SwapExecutor, SwitchGate):
         The fast path for the common case (the model is already there): no task, no future.
         """
         slot = self._slot(model_id)
-        if self._queue or self._closing or slot.draining or slot.state not in ("ready", "serving"):
+        self.admit(model_id)
+        if self._queue or slot.draining or slot.state not in ("ready", "serving"):
             return None
         self._take(slot)
         return Lease(model_id, slot.engine)
+
+    def admit(self, model_id: str) -> None:
+        """Refuse a request beyond the queue bounds (429) or while shutting down (503); services
+        call it before a stream's headers go out, ``acquire`` again when the lease is asked for."""
+        slot = self._slot(model_id)
+        mine = slot.leases + sum(w.model == model_id for w in self._queue)
+        everyone = len(self._queue) + sum(s.leases for s in self._slots.values())
+        admission.check(slot, mine, everyone, self.registry.limits.max_queue, closing=self._closing)
 
     def release(self, lease: Lease) -> None:
         """Give a lease back; each lease exactly once."""
@@ -179,7 +181,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 estimate_gb=s.spec.vram_gb,
                 measured=s.measured,
                 leases=s.leases,
-                waiting=waiting.get(s.id, 0),
+                waiting=waiting.get(s.id, 0) + s.engine_waiting,
                 **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
@@ -199,7 +201,8 @@ class ResidencyController(SwapExecutor, SwitchGate):
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests waiting: for a load or a swap, and (holding a lease) for the engine's turn."""
+        return len(self._queue) + sum(s.engine_waiting for s in self._slots.values())
 
     @property
     def closing(self) -> bool:
@@ -256,9 +259,6 @@ class ResidencyController(SwapExecutor, SwitchGate):
                     self._queue.remove(waiter)
                 continue
             slot = self._slots[waiter.model]
-            if slot.state in ("ready", "serving") and not slot.draining:
-                self._grant(waiter, slot)
-                continue
             if slot.state == "unloaded" and slot.broken_until is not None:
                 now = self._clock()
                 if now < slot.broken_until:  # fail fast: nothing is evicted for a broken model

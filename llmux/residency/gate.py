@@ -39,6 +39,12 @@ class SwitchGate:
     def _pump(self) -> None:
         raise NotImplementedError
 
+    def _init_gate(self, timer: Timer, max_wait_s: float) -> None:
+        self._timer, self._hold, self.max_wait_s = timer, None, max_wait_s
+        self.held_until = None
+        """While the switch policy holds the next swap: when it decides again."""
+        self.costs = SwitchCosts()
+
     def _held(self, slot: Slot, evict: tuple[str, ...]) -> bool:
         """Ask the switch policy about the swap to ``slot``; on "not yet", decide again then."""
         now, wanted = self._clock(), {w.model for w in self._queue}

@@ -81,6 +81,11 @@ class Slot:
         return self.broken_until is not None and now < self.broken_until
 
     @property
+    def engine_waiting(self) -> int:
+        """Jobs its engine has queued for their turn or a slot (``Occupied`` engines say how many)."""
+        return self.engine.occupancy()[1] if isinstance(self.engine, Occupied) else 0
+
+    @property
     def leases(self) -> int:
         return int(self.machine.leases)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,9 @@ class AudioService:
         lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
         opts = msgspec.structs.replace(options, language=lang)
         note(model=model, physical=physical.id, language=opts.language)
-        audio = await run_in_thread(lambda _: decode_audio(data, ASR_SAMPLE_RATE), name="decode-audio")
+        audio = await run_in_thread(
+            lambda _: decode_audio(data, ASR_SAMPLE_RATE, self.registry.limits.max_audio_s), name="decode-audio"
+        )
         note(audio_s=round(audio.size / ASR_SAMPLE_RATE, 3))
         started = time.perf_counter()
         async with self.controller.lease(physical.id) as lease:
@@ -145,7 +147,7 @@ class AudioService:
             code="voice_not_found",
         )
 
-    async def speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+    async def speech(self, job: SpeechJob) -> AsyncGenerator[bytes, None]:
         """Started with ``start_speech``: an empty first piece once the lease is held, then the
         encoded audio piece by piece. The lease is released when the generator finishes or is
         closed (a client that goes away closes it)."""
@@ -170,7 +172,7 @@ class AudioService:
             produced.stopped.add_done_callback(lambda _: self.controller.release(lease))
             note(audio_s=round(audio_s, 3), inference_s=round(time.perf_counter() - started, 3))
 
-    async def start_speech(self, job: SpeechJob) -> AsyncIterator[bytes]:
+    async def start_speech(self, job: SpeechJob) -> AsyncGenerator[bytes, None]:
         """The audio of ``job``, with the model already leased (and loaded): a load failure is
         raised here, before any response header is sent."""
         pieces = self.speech(job)

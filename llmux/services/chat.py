@@ -36,6 +36,7 @@ from llmux.protocol.sse import DONE, KEEPALIVE, sse
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
+from llmux.services.limits import check_chat
 from llmux.services.record import note
 
 log = structlog.get_logger("llmux.chat")
@@ -66,7 +67,9 @@ class ChatService:
         self.controller = controller
         self.keepalive_s = keepalive_s
         self.images = ImagePolicy(
-            remote=registry.limits.remote_images, max_bytes=int(registry.limits.max_request_mb * 2**20)
+            remote=registry.limits.remote_images,
+            max_bytes=int(registry.limits.max_request_mb * 2**20),
+            max_pixels=registry.limits.max_image_pixels,
         )
 
     # ---- 1. validation, before any lease -------------------------------------------------------
@@ -74,7 +77,15 @@ class ChatService:
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
         note(model=request.model, physical=physical.id, stream=request.stream)
+        check_chat(request, self.registry.limits)
+        self.controller.admit(physical.id)  # a 429 is decided before a stream's headers
         images = image_parts(request.messages)
+        if len(images) > self.registry.limits.max_images:
+            raise InvalidRequest(
+                f"The request has {len(images)} images; at most {self.registry.limits.max_images}.",
+                param="messages",
+                code="limit_exceeded",
+            )
         for param, part in images:
             if not physical.vision:
                 raise InvalidRequest(
@@ -130,7 +141,7 @@ class ChatService:
                 self._account(run, started)
         return builder.build()
 
-    async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
+    async def stream(self, chat: PreparedChat) -> AsyncGenerator[bytes, None]:
         """SSE bytes. Keep-alive comments flow whenever ``keepalive_s`` passes without bytes:
         while the model loads, the turn queues, or a long prompt is evaluated (OpenCode drops a
         connection after 5 minutes of silence). Every stream ends with a ``finish_reason``,

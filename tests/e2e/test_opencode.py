@@ -80,7 +80,7 @@ def scripted_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     call = ["I will read it.", "\n<tool_call>", '\n{"name": "read", "arguments": ', json.dumps({"filePath": str(notes)}) + "}",
             "\n</tool_call>"]
     weights = build_scripted_gguf(tmp_path / "agent.gguf", call, template="chatml_scripted.jinja",
-                                  more={"\t": HERMES_ANSWER_SCRIPT})
+                                  turns=(("\t", HERMES_ANSWER_SCRIPT),))
     models = {"budget_gb": 4, "models_dir": str(tmp_path),
               "physical": {"agent": {"type": "llm", "backend": "llamacpp", "family": "chatml", "tools": True,
                                      "vram_gb": 0.1, "weights": str(weights),

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import httpx2
+import numpy as np
 import pytest
+import structlog
+import structlog.testing
 
 from llmux.app import create_app
 from llmux.registry import ApiKeysFile, PhysicalModel, Registry
+from tests.support import slow_engines as slow
+from tests.support.audio import encode
 from tests.support.backends import InstantChat
+from tests.support.server import serve, wait_for
 
-pytestmark = pytest.mark.asyncio
 
 KEY = "CHANGE-ME-open-webui-placeholder"
 
@@ -35,6 +48,7 @@ def chat_body(model: str, **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
 
 
+@pytest.mark.asyncio
 async def test_health_is_degraded_with_reasons_after_a_failed_load(reference: Registry, keys: ApiKeysFile) -> None:
     app = create_app(reference, keys, factory=factory)
     async with client(app) as http:
@@ -51,6 +65,7 @@ async def test_health_is_degraded_with_reasons_after_a_failed_load(reference: Re
         assert (await http.get("/health/ready")).status_code == 200  # degraded, still ready
 
 
+@pytest.mark.asyncio
 async def test_health_and_readiness_say_shutting_down_with_503(reference: Registry, keys: ApiKeysFile) -> None:
     app = create_app(reference, keys, factory=factory)
     async with client(app) as http:
@@ -61,3 +76,132 @@ async def test_health_and_readiness_say_shutting_down_with_503(reference: Regist
         assert ready.status_code == 503 and ready.json()["ready"] is False
         r = await http.post("/v1/chat/completions", json=chat_body("Qwen3.5-4B-Instruct"))
         assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
+
+
+# ---- clients that go away -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    app = create_app(slow.registry(tmp_path), slow.KEYS, factory=slow.factory)
+    with serve(app) as url:
+        yield url, app
+
+
+def leases(app: Any) -> int:
+    return sum(m.leases for m in app.state.services.controller.status())
+
+
+def leave_after(url: str, path: str, body: bytes, content_type: str, seconds: float, kind: str) -> None:
+    """Send a request, wait until its engine works on it, read what comes for ``seconds`` more
+    (a speech's first bytes may), hang up."""
+    ran = slow.RAN[kind]
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: llmux\r\nAuthorization: Bearer {slow.KEY}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        wait_for(lambda: slow.RAN[kind] > ran, 20, f"the {kind} to start")
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError):
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                assert b"0\r\n\r\n" not in sock.recv(65536), "answered in full before the client left"
+
+
+def multipart(fields: dict[str, str], file: bytes) -> tuple[bytes, str]:
+    boundary = "llmuxboundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+                 "Content-Type: audio/wav\r\n\r\n")
+    return "".join(parts).encode() + file + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_non_streamed_requests_are_cancelled_when_the_client_goes_away(slow_server: tuple[str, Any]) -> None:
+    url, app = slow_server
+    before = dict(slow.CANCELLED)
+    chat = json.dumps(chat_body("talk")).encode()
+    leave_after(url, "/v1/chat/completions", chat, "application/json", 0.5, "chat")
+    speech = json.dumps({"model": "mouth", "input": "x" * 4000, "response_format": "wav"}).encode()
+    leave_after(url, "/v1/audio/speech", speech, "application/json", 0.5, "speech")
+    form, kind = multipart({"model": "ears"}, encode(np.zeros(16000 * 600, dtype=np.float32), 16000, "wav", "pcm_s16le"))
+    leave_after(url, "/v1/audio/transcriptions", form, kind, 0.5, "transcribe")
+    for what in ("chat", "speech", "transcribe"):
+        wait_for(lambda what=what: slow.CANCELLED[what] > before.get(what, 0), 10, f"the {what} to be cancelled")
+    wait_for(lambda: leases(app) == 0, 10, "every lease back")
+    started = time.monotonic()
+    r = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", max_tokens=1),
+                   headers={"Authorization": f"Bearer {slow.KEY}"}, timeout=30)
+    assert r.status_code == 200 and time.monotonic() - started < 5
+
+
+def test_a_stream_whose_client_stops_reading_ends_and_releases_its_lease(tmp_path: Path) -> None:
+    app = create_app(slow.registry(tmp_path, "limits: {stall_timeout_s: 0.5}\n"), slow.KEYS, factory=slow.factory)
+    lines: list[dict[str, Any]] = []
+    with serve(app) as url, structlog.testing.capture_logs() as logs:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((host, int(port)))
+            body = json.dumps(chat_body("fat", stream=True)).encode()
+            sock.sendall(
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: llmux\r\nAuthorization: Bearer {slow.KEY}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            )
+            assert sock.recv(16).startswith(b"HTTP/1.1 200")
+            wait_for(lambda: leases(app) == 1, 10, "the stream to run")
+            # Connected, never reading again: the server's send blocks once the buffers are full.
+            wait_for(lambda: leases(app) == 0, 20, "the stalled stream to give its lease back")
+            r = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", max_tokens=1),
+                           headers={"Authorization": f"Bearer {slow.KEY}"}, timeout=30)
+            assert r.status_code == 200
+        lines = [e for e in logs if e.get("event") == "request.done" and e.get("stream")]
+    assert lines and lines[0]["stalled"] is True and lines[0]["cancelled"] is True
+
+
+# ---- admission ----------------------------------------------------------------------------------
+
+
+def test_beyond_the_queue_bound_requests_get_429_and_health_counts_the_waiting(tmp_path: Path) -> None:
+    import msgspec
+
+    reg = slow.registry(tmp_path)
+    physical = {**reg.physical, "talk": msgspec.structs.replace(reg.physical["talk"], max_queue=4)}
+    app = create_app(Registry(reg.budget_gb, reg.models_dir, None, reg.limits, physical, reg.virtual),
+                     slow.KEYS, factory=slow.factory)
+    headers = {"Authorization": f"Bearer {slow.KEY}"}
+    with serve(app) as url:
+        results: list[httpx.Response] = []
+
+        def one() -> None:
+            results.append(httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", max_tokens=400),
+                                      headers=headers, timeout=60))
+
+        workers = [threading.Thread(target=one) for _ in range(4)]
+        for w in workers:
+            w.start()
+        wait_for(lambda: leases(app) == 4, 10, "four requests admitted")
+        depth = httpx.get(f"{url}/health").json()["queue_depth"]
+        assert depth == 3  # one generates, three wait for the engine's turn
+        refused = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk"), headers=headers)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        streamed = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", stream=True), headers=headers)
+        assert streamed.status_code == 429  # decided before the stream's headers
+        for w in workers:
+            w.join(60)
+        assert [r.status_code for r in results] == [200] * 4
+        assert httpx.get(f"{url}/health").json()["queue_depth"] == 0
+
+
+def test_a_request_past_its_deadline_is_a_504_and_releases_its_lease(tmp_path: Path) -> None:
+    app = create_app(slow.registry(tmp_path, "limits: {request_timeout_s: 0.5}\n"), slow.KEYS, factory=slow.factory)
+    with serve(app) as url:
+        started = time.monotonic()
+        r = httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk"),  # never ends on its own
+                       headers={"Authorization": f"Bearer {slow.KEY}"}, timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "request_timeout", r.text
+        assert time.monotonic() - started < 5
+        wait_for(lambda: leases(app) == 0, 10, "the lease back")

@@ -8,8 +8,9 @@ Loads are gated by the test (no clock, no threads): a load starts, and a later r
 when it finishes and how; a load's timeout is a timer the test fires. After every step the
 invariants must hold.
 
-Size: ``LLMUX_STATEFUL_EXAMPLES`` runs (default 1000) of ``LLMUX_STATEFUL_STEPS`` steps each
-(default 30); ``make stateful`` runs 10,000-step runs.
+Size: ``LLMUX_STATEFUL_EXAMPLES`` runs (default 1000) of at most ``LLMUX_STATEFUL_STEPS`` steps
+each (default 30); ``make stateful`` asks for 10,000-step runs, which Hypothesis ends when its
+data buffer is full (470-800 steps measured).
 """
 
 from __future__ import annotations
@@ -417,7 +418,7 @@ ControllerMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("LLMUX_STATEFUL_EXAMPLES", "1000")),
     stateful_step_count=int(os.environ.get("LLMUX_STATEFUL_STEPS", "30")),
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large],
 )
 test_controller_invariants = ControllerMachine.TestCase
 test_controller_invariants = pytest.mark.slow(test_controller_invariants)

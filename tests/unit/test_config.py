@@ -115,18 +115,23 @@ def _serve_keys(tmp_path: Path, key: str) -> Path:
     ],
 )
 def test_serve_refuses_placeholder_published_and_short_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, why: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key: str, why: str
 ) -> None:
+    import llmux.logging
+
+    monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)  # keep the suite's logging
     assert main(["serve", "--config", str(_serve_keys(tmp_path, key))]) == 2
     err = capsys.readouterr().err
     assert why in err and "'webui'" in err and key not in err and "--allow-demo-keys" in err
 
 
 def test_serve_with_allow_demo_keys_gets_past_the_key_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmux.logging
     import llmux.server
 
     served: list[object] = []
     monkeypatch.setattr(llmux.server, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)  # keep the suite's logging
     config = _serve_keys(tmp_path, "sk-llmux-demo-not-a-secret")
     assert main(["serve", "--config", str(config), "--allow-demo-keys"]) == 0
     assert served
