@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients codex soak stateful
+.PHONY: install demo test lint bench check clients soak stateful
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The real clients the end-to-end tests drive (OpenCode's CLI, a prebuilt binary from npm),
+# The real clients the end-to-end tests drive (OpenCode's and Codex's CLIs, prebuilt binaries from npm),
 # pinned by clients/package-lock.json, installed into clients/node_modules (gitignored).
 clients: clients/node_modules/.installed
 
@@ -44,15 +44,7 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 	npm install --prefix clients --no-audit --no-fund
 	touch $@
 
-
-# Real clients the end-to-end tests drive (npm; ~10 s): Codex CLI, which speaks /v1/responses.
-CODEX_VERSION ?= 0.171.0
-codex: .npm/node_modules/.bin/codex
-
-.npm/node_modules/.bin/codex:
-	npm install --no-audit --no-fund --prefix .npm @openai/codex@$(CODEX_VERSION)
-
-test: lint clients codex
+test: lint clients
 	$(PY) -m pytest
 
 # The full soak (the suite runs a bounded 1,200 requests): 5,000 mixed requests, 16 clients,

@@ -7,10 +7,10 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
-from litestar.response import Stream
 
 from llmux.api.chat import SSE_HEADERS
 from llmux.api.decoding import decode_json
+from llmux.api.disconnect import closing_stream
 from llmux.protocol.responses import ResponsesRequest
 from llmux.services.responses import ResponsesService
 
@@ -24,5 +24,5 @@ class ResponsesController(Controller):
     ) -> Response[Any]:
         prepared = await responses.prepare(decode_json(await request.body(), ResponsesRequest))
         if prepared.stream:
-            return Stream(responses.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
+            return closing_stream(responses.stream(prepared), media_type="text/event-stream", headers=SSE_HEADERS)
         return Response(msgspec.json.encode(await responses.create(prepared)), media_type="application/json")

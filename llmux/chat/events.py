@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from llmux.engines.base import SamplingParams
+from llmux.engines.base import SamplingParams, TokenLogprob
 from llmux.protocol.chat import Message
 from llmux.registry.config import Behaviour
 
@@ -63,6 +63,13 @@ class ToolCallArgs(msgspec.Struct, frozen=True, tag="tool_args"):
     text: str
 
 
+class Logprobs(msgspec.Struct, frozen=True, tag="logprobs"):
+    """The log probabilities of the tokens whose text the events before it carried (only when
+    the request asked for ``logprobs``; a turn that reasons first is refused it)."""
+
+    tokens: tuple[TokenLogprob, ...]
+
+
 FinishReason = Literal["stop", "length", "tool_calls"]
 
 
@@ -71,5 +78,5 @@ class Finish(msgspec.Struct, frozen=True, tag="finish"):
     usage: Usage
 
 
-ChatEvent = ContentDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | Finish
+ChatEvent = ContentDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | Logprobs | Finish
 """What a chat backend yields: deltas in order, then exactly one ``Finish``."""

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from llmux.chat.events import ChatEvent, ChatJob, Finish, FinishReason, ReasoningDelta, Usage
+from llmux.chat.events import ChatEvent, ChatJob, Finish, FinishReason, Logprobs, ReasoningDelta, Usage
 from llmux.chat.prompt import render_prompt
 from llmux.chat.stops import StopScanner
-from llmux.engines.base import Prompted, TextJob
+from llmux.engines.base import LoggedPiece, Prompted, TextJob, TokenLogprob
 from llmux.engines.text import TextEngine
 
 log = structlog.get_logger("llmux.chat")
@@ -49,6 +49,8 @@ class ChatRun:
     async def events(self) -> AsyncIterator[list[ChatEvent]]:
         parser, scanner = self._rendered.parser, StopScanner(self._stops)
         budget, eos = 0, False
+        # Logprobs of tokens whose text the parser still holds: sent after the events that release it.
+        logprobs: list[TokenLogprob] = []
         batches = self._generation.batches()
         try:
             if self._rendered.preamble:
@@ -65,9 +67,15 @@ class ChatRun:
                     if item is None:
                         done = eos = True
                         break
+                    if isinstance(item, LoggedPiece):
+                        logprobs.append(item.logprob)
+                        item = item.text
                     events = parser.feed(scanner.feed(item))
                     self._count_reasoning(events)
                     out.extend(events)
+                    if events and logprobs:
+                        out.append(Logprobs(tuple(logprobs)))
+                        logprobs = []
                     if scanner.hit or self.completion_tokens >= budget:
                         done = True
                         break
@@ -77,7 +85,9 @@ class ChatRun:
                     break
         finally:
             await batches.aclose()  # stops the engine's generation on every path
-        tail = [*parser.feed(scanner.drain()), *parser.close()]
+        tail: list[ChatEvent] = [*parser.feed(scanner.drain()), *parser.close()]
+        if logprobs:
+            tail.append(Logprobs(tuple(logprobs)))
         reason = _reason(parser.calls, eos=eos, stopped=scanner.hit, produced=self.completion_tokens, limit=budget)
         self.finished = Finish(reason, self.usage())
         yield [*tail, self.finished]

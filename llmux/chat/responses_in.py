@@ -24,7 +24,9 @@ from llmux.protocol.chat import (
     FunctionDef,
     ImagePart,
     ImageUrl,
+    JsonSchemaFormat,
     Message,
+    ResponseFormat,
     TextPart,
     Tool,
     ToolCall,
@@ -43,7 +45,7 @@ from llmux.protocol.responses import (
     ResponsesRequest,
 )
 
-INCLUDABLE = frozenset({"reasoning.encrypted_content"})
+INCLUDABLE = frozenset({"reasoning.encrypted_content", "message.output_text.logprobs"})
 Effort = Literal["low", "medium", "high"]
 _EFFORT: dict[str, Effort] = {
     "none": "low",
@@ -66,7 +68,6 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
         (request.prompt is not None, "prompt", "Stored prompt templates are not supported."),
         (request.truncation == "auto", "truncation", "Only `truncation: disabled` is supported."),
         (request.max_tool_calls is not None, "max_tool_calls", "`max_tool_calls` is not supported."),
-        (request.top_logprobs is not None, "top_logprobs", "Log probabilities are not supported yet."),
         (
             request.service_tier not in (None, "auto", "default"),
             "service_tier",
@@ -76,11 +77,6 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
             bool(request.text and request.text.verbosity not in (None, "medium")),
             "text.verbosity",
             "Only `medium` verbosity is supported.",
-        ),
-        (
-            bool(request.text and request.text.format and request.text.format.get("type") != "text"),
-            "text.format",
-            "Only `text` output is supported on /v1/responses yet.",
         ),
     ]
     for failed, param, message in checks:
@@ -98,6 +94,7 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         raise InvalidRequest("`input` holds no messages.", param="input")
     tools = [_tool(i, t) for i, t in enumerate(request.tools or ()) if t.get("type") == "function"]
     effort = request.reasoning.effort if request.reasoning else None
+    logprobs = "message.output_text.logprobs" in (request.include or ()) or request.top_logprobs is not None
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
@@ -108,8 +105,25 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         temperature=request.temperature,
         top_p=request.top_p,
         reasoning_effort=_EFFORT[effort] if effort else None,
+        response_format=_format(request),
+        logprobs=logprobs or None,
+        top_logprobs=request.top_logprobs if logprobs else None,
         user=request.user,
     )
+
+
+def _format(request: ResponsesRequest) -> ResponseFormat | None:
+    """``text.format`` is chat's ``response_format`` with the schema's fields one level up."""
+    fmt = request.text.format if request.text else None
+    if not fmt:
+        return None
+    try:
+        if fmt.get("type") == "json_schema":
+            schema = msgspec.convert({k: v for k, v in fmt.items() if k != "type"}, JsonSchemaFormat)
+            return ResponseFormat(type="json_schema", json_schema=schema)
+        return msgspec.convert(fmt, ResponseFormat)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Malformed `text.format`: {exc}", param="text.format") from None
 
 
 def _instructions(instructions: str | None) -> list[Message]:

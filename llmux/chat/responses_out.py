@@ -15,14 +15,18 @@ from typing import Any
 
 import msgspec
 
-from llmux.chat.events import ChatEvent, ContentDelta, Finish, ReasoningDelta, ToolCallArgs, ToolCallStart
+from llmux.chat.events import ChatEvent, ContentDelta, Finish, Logprobs, ReasoningDelta, ToolCallArgs, ToolCallStart
+from llmux.chat.stream import choice_logprobs
+from llmux.engines.base import TokenLogprob
 from llmux.protocol.responses import (
     IncompleteDetails,
+    InputTokensDetails,
     OutputFunctionCall,
     OutputItem,
     OutputMessage,
     OutputReasoning,
     OutputTextPart,
+    OutputTokensDetails,
     ReasoningText,
     Response,
     ResponseError,
@@ -76,6 +80,7 @@ class _Open(msgspec.Struct):
     text: list[str]
     call_id: str = ""
     name: str = ""
+    logprobs: list[TokenLogprob] = []
 
 
 class ResponseBuilder:
@@ -90,6 +95,7 @@ class ResponseBuilder:
         self._calls = 0
         self._skipping = False
         """Inside a tool call dropped by ``parallel_tool_calls: false``."""
+        self._pending: list[TokenLogprob] = []
 
     def _n(self, events: list[StreamEvent]) -> list[StreamEvent]:
         for event in events:
@@ -117,6 +123,13 @@ class ResponseBuilder:
             out = self._close("completed")
             self._open = _Open("call", len(self.response.output), new_id("fc"), [], event.id, event.name)
             return self._n([*out, OutputItemAdded(output_index=self._open.index, item=self._item("in_progress"))])
+        if isinstance(event, Logprobs):
+            # Only a message's tokens have them on this API: kept until a message opens.
+            if self._open is not None and self._open.kind == "message":
+                self._open.logprobs.extend(event.tokens)
+            elif self._open is None or self._open.kind != "call":
+                self._pending.extend(event.tokens)
+            return []
         if isinstance(event, ToolCallArgs):
             if self._skipping or self._open is None or self._open.kind != "call" or not event.text:
                 return []
@@ -142,6 +155,8 @@ class ResponseBuilder:
                 return []  # whitespace between items (after </think>, before <tool_call>)
             out = self._close("completed")
             self._open = _Open(kind, len(self.response.output), new_id("rs" if kind == "reasoning" else "msg"), [])
+            if kind == "message":
+                self._open.logprobs, self._pending = self._pending, []
             empty: OutputTextPart | ReasoningText = ReasoningText("") if kind == "reasoning" else OutputTextPart("")
             out += [
                 OutputItemAdded(output_index=self._open.index, item=self._item("in_progress")),
@@ -175,7 +190,9 @@ class ResponseBuilder:
                 encrypted_content=secret,
             )
         return OutputMessage(
-            id=open_.id, status=status, content=[OutputTextPart(text.rstrip())] if status != "in_progress" else []
+            id=open_.id,
+            status=status,
+            content=[OutputTextPart(text, logprobs=_logprobs(open_.logprobs))] if status != "in_progress" else [],
         )
 
     def _close(self, status: Status) -> list[StreamEvent]:
@@ -200,7 +217,13 @@ class ResponseBuilder:
         else:
             text_part = item.content[0]
             out = [
-                OutputTextDone(item_id=item_id, output_index=index, content_index=0, text=text_part.text),
+                OutputTextDone(
+                    item_id=item_id,
+                    output_index=index,
+                    content_index=0,
+                    text=text_part.text,
+                    logprobs=text_part.logprobs,
+                ),
                 ContentPartDone(item_id=item_id, output_index=index, content_index=0, part=text_part),
             ]
         return [*out, OutputItemDone(output_index=open_.index, item=item)]
@@ -212,7 +235,13 @@ class ResponseBuilder:
         self.response = msgspec.structs.replace(
             self.response,
             status="incomplete" if incomplete else "completed",
-            usage=ResponseUsage(u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            usage=ResponseUsage(
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                InputTokensDetails(u.cached_tokens),
+                OutputTokensDetails(u.reasoning_tokens),
+            ),
             incomplete_details=IncompleteDetails("max_output_tokens") if incomplete else None,
         )
         done = (
@@ -221,3 +250,7 @@ class ResponseBuilder:
             else ResponseCompleted(response=self._snapshot())
         )
         return [*out, done]
+
+
+def _logprobs(tokens: list[TokenLogprob]) -> list[Any]:
+    return list(choice_logprobs(tokens).content) if tokens else []

@@ -22,24 +22,29 @@ from llmux.chat.events import (
     ChatEvent,
     ContentDelta,
     Finish,
+    Logprobs,
     ReasoningDelta,
     ToolCallArgs,
     ToolCallStart,
     Usage,
 )
+from llmux.engines.base import TokenLogprob
 from llmux.protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     CompletionTokensDetails,
     Delta,
     FunctionCall,
     PromptTokensDetails,
     ResponseMessage,
+    TokenLogprobOut,
     ToolCall,
     ToolCallDelta,
     ToolCallFunctionDelta,
+    TopLogprob,
     UsageOut,
 )
 from llmux.protocol.sse import sse
@@ -71,8 +76,9 @@ class ChunkEncoder:
         self.tool_calls = 0
         self.finished: Finish | None = None
 
-    def _chunk(self, delta: Delta, finish_reason: str | None = None) -> bytes:
-        return sse(ChatCompletionChunk(self.id, self.created, self.model, [ChunkChoice(0, delta, finish_reason)]))
+    def _chunk(self, delta: Delta, finish_reason: str | None = None, logprobs: ChoiceLogprobs | None = None) -> bytes:
+        choice = ChunkChoice(0, delta, finish_reason, logprobs)
+        return sse(ChatCompletionChunk(self.id, self.created, self.model, [choice]))
 
     def start(self) -> bytes:
         return self._chunk(Delta(role="assistant", content=""))
@@ -92,6 +98,8 @@ class ChunkEncoder:
             return self._chunk(
                 Delta(tool_calls=[ToolCallDelta(event.index, function=ToolCallFunctionDelta(arguments=event.text))])
             )
+        if isinstance(event, Logprobs):
+            return self._chunk(Delta(), logprobs=choice_logprobs(event.tokens))
         return self._finish(event)
 
     def _finish(self, finish: Finish) -> bytes:
@@ -128,6 +136,7 @@ class CompletionBuilder:
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.calls: list[tuple[str, str, list[str]]] = []
+        self.logprobs: list[TokenLogprob] | None = None
         self.finished: Finish | None = None
 
     def add(self, event: ChatEvent) -> None:
@@ -139,6 +148,8 @@ class CompletionBuilder:
             self.calls.append((event.id, event.name, []))
         elif isinstance(event, ToolCallArgs):
             self.calls[-1][2].append(event.text)
+        elif isinstance(event, Logprobs):
+            self.logprobs = [*(self.logprobs or ()), *event.tokens]
         else:
             self.finished = event
 
@@ -156,5 +167,29 @@ class CompletionBuilder:
         )
         reason = finish_reason(self.finished, len(calls))
         return ChatCompletion(
-            completion_id(), int(time.time()), self.model, [Choice(0, message, reason)], _usage(self.finished)
+            completion_id(),
+            int(time.time()),
+            self.model,
+            [Choice(0, message, reason, choice_logprobs(self.logprobs) if self.logprobs is not None else None)],
+            _usage(self.finished),
         )
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def choice_logprobs(tokens: Iterable[TokenLogprob]) -> ChoiceLogprobs:
+    """OpenAI's ``logprobs.content``: each token as text (a piece of a multi-byte character
+    shows as U+FFFD; ``bytes`` is exact) with its alternatives."""
+    return ChoiceLogprobs(
+        [
+            TokenLogprobOut(
+                _text(t.token),
+                t.logprob,
+                list(t.token),
+                [TopLogprob(_text(raw), lp, list(raw)) for raw, lp in t.top],
+            )
+            for t in tokens
+        ]
+    )

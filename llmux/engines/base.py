@@ -29,6 +29,20 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_k: int | None = None
+    """0 turns it off; None leaves the runtime's default."""
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    """OpenAI's: subtracted once from the logit of every token already generated."""
+    frequency_penalty: float | None = None
+    """OpenAI's: subtracted once per earlier occurrence of the token in the answer."""
+    repetition_penalty: float | None = None
+    """CTRL's multiplicative penalty (transformers, llama.cpp ``repeat_penalty``); 1 is off."""
+    logprobs: int | None = None
+    """Report each token's log probability and this many alternatives (None: none at all)."""
+    json_schema: str | None = None
+    """Constrain decoding to JSON matching this schema (JSON text); ``{"type": "object"}`` for
+    OpenAI's ``json_object``."""
 
 
 class ChatTemplate(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +66,21 @@ class TextJob(msgspec.Struct, frozen=True, kw_only=True):
     prompt: str
     images: tuple[bytes, ...] = ()
     params: SamplingParams = SamplingParams()
+
+
+class TokenLogprob(msgspec.Struct, frozen=True):
+    """One generated token's log probability, and the most likely alternatives at its step."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
+
+
+class LoggedPiece(msgspec.Struct, frozen=True):
+    """A token's text piece with its log probability (when the job asked for ``logprobs``)."""
+
+    text: str
+    logprob: TokenLogprob
 
 
 class Prompted(msgspec.Struct, frozen=True):

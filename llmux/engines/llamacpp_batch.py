@@ -193,7 +193,14 @@ class BatchDecoder:
             common = 0
         self._cached[slot] = tokens[:common]
         job.channel.put(Prompted(len(tokens), budget, cached_tokens=common))
-        self._active[slot] = _Sequence(job, slot, tokens[common:], common, budget, sampler_for(job.job.params))
+        self._active[slot] = _Sequence(
+            job,
+            slot,
+            tokens[common:],
+            common,
+            budget,
+            sampler_for(job.job.params, llama_cpp.llama_vocab_n_tokens(self._vocab)),
+        )
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
 
     def _alone(self, job: _Job, slot: int) -> None:

@@ -22,10 +22,13 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import llama_cpp
+import numpy as np
 import structlog
+from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob, TokenLogprob
 from llmux.engines.llamacpp_batch import BatchDecoder
+from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
 from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
@@ -152,6 +155,12 @@ class LlamaCppLLM(SerialTextEngine):
             piece = self._pieces_cache[token] = buffer.raw[:n]
         return piece
 
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        """From the logits of the step that chose ``token``: the context's last output row
+        (llama-cpp-python keeps no scores without ``logits_all``)."""
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        return token_logprob(logits, token, top, self._token_bytes)
+
     def unload(self) -> None:
         if self._decoder is not None:
             self._decoder.close()
@@ -174,6 +183,16 @@ class LlamaCppLLM(SerialTextEngine):
 
     def submit(self, job: TextJob) -> Generation:
         if self._decoder is not None:
+            for param, wanted in [
+                ("logprobs", job.params.logprobs is not None),
+                ("response_format", job.params.json_schema),
+            ]:
+                if wanted:  # the batched decoder samples natively, without these yet
+                    raise InvalidRequest(
+                        f"`{param}` is not supported on {self.spec.id!r} (options.max_parallel > 1) yet.",
+                        param=param,
+                        code="unsupported_parameter",
+                    )
             return self._decoder.submit(job)
         return super().submit(job)
 
@@ -214,7 +233,7 @@ class LlamaCppLLM(SerialTextEngine):
 
     def _pieces(
         self, tokens: list[int], params: SamplingParams, budget: int, *, reuse_cache: bool
-    ) -> Generator[str | None, None, None]:
+    ) -> Generator[str | LoggedPiece | None, None, None]:
         llm = self.llm
         if params.seed is not None:
             llm.set_seed(params.seed)
@@ -223,13 +242,12 @@ class LlamaCppLLM(SerialTextEngine):
         vocab = llm._model.vocab
         produced = 0
         try:
-            for token in llm.generate(
-                tokens, temp=temperature, top_p=1.0 if params.top_p is None else params.top_p, reset=True
-            ):
+            for token in llm.generate(tokens, **_sampling(params, temperature), reset=True):
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     yield None
                     return
-                yield decoder.decode(self._token_bytes(token))
+                text = decoder.decode(self._token_bytes(token))
+                yield text if params.logprobs is None else LoggedPiece(text, self._logprob(token, params.logprobs))
                 produced += 1
                 if produced >= budget:
                     return
@@ -237,3 +255,27 @@ class LlamaCppLLM(SerialTextEngine):
             if not reuse_cache:
                 # Image positions hold no token ids: never let the next prompt "match" them.
                 llm.reset()
+
+
+def _sampling(params: SamplingParams, temperature: float) -> dict[str, Any]:
+    """llama-cpp-python's ``generate`` keywords; None leaves llama.cpp's own defaults (top-k 40,
+    min-p 0.05, no penalties)."""
+    kwargs: dict[str, Any] = {"temp": temperature, "top_p": 1.0 if params.top_p is None else params.top_p}
+    for ours, theirs in [
+        ("top_k", "top_k"),
+        ("min_p", "min_p"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("repetition_penalty", "repeat_penalty"),
+    ]:
+        value = getattr(params, ours)
+        if value is not None:
+            kwargs[theirs] = value
+    if params.json_schema is not None:
+        try:
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
+        except Exception as exc:  # the converter raises plain exceptions on schemas it cannot map
+            raise InvalidRequest(
+                f"This JSON schema cannot be enforced: {exc}", param="response_format.json_schema.schema"
+            ) from None
+    return kwargs

@@ -4,7 +4,8 @@ The one place that maps ``SamplingParams`` onto llama.cpp samplers for the batch
 (``llamacpp_batch``). It mirrors what ``Llama.generate`` builds for the serial engine (top-k
 40, top-p, min-p 0.05, temperature, a seeded draw; greedy at temperature 0), so
 ``max_parallel`` changes throughput, not what a request samples. A sampling parameter added to
-``SamplingParams`` goes in both places: here and in ``llamacpp_llm._pieces``.
+``SamplingParams`` goes in both places: here and in ``llamacpp_llm._sampling`` (top-k, min-p and
+the penalties are; a grammar and logprobs are not yet: ``LlamaCppLLM.submit`` refuses them).
 """
 
 from __future__ import annotations
@@ -29,16 +30,24 @@ def top_p_of(params: SamplingParams) -> float:
     return 1.0 if params.top_p is None else params.top_p
 
 
-def sampler_for(params: SamplingParams) -> LlamaSampler:
+PENALTY_LAST_N = 64
+"""How many recent tokens the penalties look at (``Llama.generate``'s default)."""
+
+
+def sampler_for(params: SamplingParams, n_vocab: int = 0) -> LlamaSampler:
     """A fresh chain for one sequence (its own random state); ``close()`` frees it."""
     sampler = LlamaSampler()  # type: ignore[no-untyped-call]  # llama-cpp-python leaves it unannotated
+    penalties = (params.repetition_penalty, params.frequency_penalty, params.presence_penalty)
+    if any(p is not None for p in penalties):
+        repeat, frequency, presence = penalties
+        sampler.add_penalties(n_vocab, PENALTY_LAST_N, repeat or 1.0, frequency or 0.0, presence or 0.0)
     temperature = temperature_of(params)
     if temperature <= 0:
         sampler.add_greedy()  # type: ignore[no-untyped-call]  # llama-cpp-python leaves it unannotated
         return sampler
-    sampler.add_top_k(TOP_K)
+    sampler.add_top_k(TOP_K if params.top_k is None else params.top_k)
     sampler.add_top_p(top_p_of(params), 1)
-    sampler.add_min_p(MIN_P, 1)
+    sampler.add_min_p(MIN_P if params.min_p is None else params.min_p, 1)
     sampler.add_temp(temperature)
     sampler.add_dist(llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed)
     return sampler

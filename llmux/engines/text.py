@@ -7,8 +7,9 @@ arrival order (the runtimes here); a batching engine interleaves many jobs in on
 and hands each its own ``Generation`` — nothing above this seam changes.
 
 A generation yields, in batches: one ``Prompted`` (the prompt's token count and the completion
-budget the context leaves), then one text piece per generated token (``None`` for the
-end-of-generation token, after which it stops).
+budget the context leaves), then one text piece per generated token (a ``LoggedPiece`` with its
+log probability when the job asks for ``logprobs``; ``None`` for the end-of-generation token,
+after which it stops).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import threading
 from collections.abc import AsyncGenerator, Iterator
 from typing import Protocol, runtime_checkable
 
-from llmux.engines.base import ChatTemplate, Engine, Prompted, TextJob
+from llmux.engines.base import ChatTemplate, Engine, LoggedPiece, Prompted, TextJob
 from llmux.engines.worker import ThreadStream
 from llmux.protocol.errors import InvalidRequest
 
-Piece = str | None
+Piece = str | LoggedPiece | None
 Item = Prompted | Piece
 
 

@@ -22,16 +22,19 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
 from transformers.generation.streamers import BaseStreamer
 
-from llmux.engines.base import ChatTemplate, Prompted, SamplingParams, TextJob
+from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
+from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
 from llmux.engines.transformers_prefix import PrefixCache
+from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors, token_bytes
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
@@ -113,6 +116,7 @@ class TransformersLLM(SerialTextEngine):
         self.context = 0
         """Tokens a prompt plus its completion may take, known once loaded (``/v1/models``)."""
         self._eos: set[int] = set()
+        self._grammars: JsonGrammars | None = None
         self._prefix = PrefixCache()
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -131,6 +135,8 @@ class TransformersLLM(SerialTextEngine):
         self.context = self.options.max_context or self._model_context()
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self._grammars = JsonGrammars(self.tokenizer, int(vocab))
         log.info(
             "model.weights_loaded",
             model=self.spec.id,
@@ -158,9 +164,12 @@ class TransformersLLM(SerialTextEngine):
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(getattr(text, "max_position_embeddings", 0) or 4096)
 
+    def _bytes_of(self, token: int) -> bytes:
+        return token_bytes(self.tokenizer, token)
+
     def unload(self) -> None:
         self._prefix.clear()
-        self.model = self.processor = self.tokenizer = None
+        self.model = self.processor = self.tokenizer = self._grammars = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -216,23 +225,37 @@ class TransformersLLM(SerialTextEngine):
             self._prefix.store(ids[:boundary], cache)
         return cached, cache
 
-    def _generate_kwargs(self, params: SamplingParams, budget: int) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, params: SamplingParams, budget: int, prompt_tokens: int = 0, scores: StepScores | None = None
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": budget}
         if params.temperature is not None:
             if params.temperature <= 0:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             else:
                 kwargs.update(do_sample=True, temperature=params.temperature)
-        if params.top_p is not None and kwargs.get("do_sample", True):
+        sampling = kwargs.get("do_sample", True)
+        if params.top_p is not None and sampling:
             kwargs["top_p"] = params.top_p
+        if params.top_k is not None and sampling:
+            kwargs["top_k"] = params.top_k
+        if params.min_p is not None and sampling:
+            kwargs["min_p"] = params.min_p
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if self._grammars is not None:
+            processors = logits_processors(params, prompt_tokens, self._grammars, scores)
+            if processors:
+                kwargs["logits_processor"] = LogitsProcessorList(processors)
         return kwargs
 
     def _pieces(
         self, inputs: dict[str, Any], budget: int, params: SamplingParams, cache: Any = None
-    ) -> Generator[str | None, None, None]:
+    ) -> Generator[str | LoggedPiece | None, None, None]:
         halt = threading.Event()
         streamer = _QueueStreamer()
-        kwargs = self._generate_kwargs(params, budget)
+        scores = StepScores() if params.logprobs is not None else None
+        kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]), scores)
         if cache is not None:
             kwargs["cache"] = cache
 
@@ -252,6 +275,7 @@ class TransformersLLM(SerialTextEngine):
         thread = threading.Thread(target=work, name=f"generate-{self.spec.id}", daemon=True)
         thread.start()
         detok = Detokenizer(self.tokenizer)
+        produced = 0
         try:
             while (item := streamer.queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -259,7 +283,13 @@ class TransformersLLM(SerialTextEngine):
                 if item in self._eos:
                     yield None
                     return
-                yield detok.push(item)
+                text = detok.push(item)
+                if scores is None:
+                    yield text
+                else:  # the step's scores were kept before its token was streamed
+                    step = scores.steps[produced]
+                    yield LoggedPiece(text, token_logprob(step.numpy(), item, params.logprobs or 0, self._bytes_of))
+                produced += 1
         finally:
             halt.set()
             thread.join()

@@ -66,6 +66,21 @@ class Tool(msgspec.Struct, omit_defaults=True):
     type: Literal["function"] = "function"
 
 
+class JsonSchemaFormat(msgspec.Struct, omit_defaults=True):
+    name: str = "response"
+    schema: dict[str, Any] = {}
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(msgspec.Struct, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+
+
 class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
@@ -86,6 +101,28 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
     reasoning_effort: Literal["low", "medium", "high"] | None = None
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Not OpenAI's, but sent by many clients (llama.cpp, vLLM and Ollama take it)."""
+    min_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    repetition_penalty: Annotated[float, msgspec.Meta(gt=0, le=2)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    # Known OpenAI parameters llmux cannot honour: typed here so that setting one is a 400
+    # naming it (``chat.sampling.refuse_unsupported``), never silently dropped.
+    logit_bias: dict[str, float] | None = None
+    parallel_tool_calls: bool | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    verbosity: str | None = None
 
 
 # ---- response -----------------------------------------------------------------------------
@@ -127,10 +164,28 @@ class Delta(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCallDelta] | None = None
 
 
+class TopLogprob(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprobOut(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(msgspec.Struct):
+    content: list[TokenLogprobOut]
+
+
 class ChunkChoice(msgspec.Struct):
     index: int
     delta: Delta
     finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):
@@ -153,6 +208,7 @@ class Choice(msgspec.Struct):
     index: int
     message: ResponseMessage
     finish_reason: str
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct):

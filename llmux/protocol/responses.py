@@ -124,7 +124,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     max_tool_calls: int | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
     service_tier: str | None = None
     user: str | None = None
     safety_identifier: str | None = None

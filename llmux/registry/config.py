@@ -71,6 +71,18 @@ class PhysicalModel(Strict, frozen=True):
     """Filled from the key under ``physical:``."""
 
 
+class Sampling(Strict, frozen=True):
+    """A virtual model's default sampling; a request's own values win."""
+
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    min_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    repetition_penalty: Annotated[float, msgspec.Meta(gt=0, le=2)] | None = None
+
+
 class Behaviour(Strict, frozen=True):
     """How a virtual model changes the request before it reaches the physical model."""
 
@@ -82,6 +94,8 @@ class Behaviour(Strict, frozen=True):
     """TTS/ASR: default language."""
     voice: str | None = None
     """TTS: default voice."""
+    sampling: Sampling = Sampling()
+    """LLMs: default sampling (e.g. the model card's recommended settings)."""
 
 
 class VirtualModel(Strict, frozen=True):

@@ -26,9 +26,9 @@ from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
+from llmux.chat.sampling import sampling_params
 from llmux.chat.stream import ChunkEncoder, CompletionBuilder
 from llmux.chat.tool_choice import forced_name
-from llmux.engines.base import SamplingParams
 from llmux.engines.worker import run_in_thread
 from llmux.protocol.chat import ChatCompletion, ChatCompletionRequest
 from llmux.protocol.errors import InvalidRequest, LlmuxError, error_body
@@ -103,14 +103,7 @@ class ChatService:
         behaviour = virtual.behaviour
         if request.reasoning_effort is not None and physical.family == "gpt-oss":
             behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
-        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-        params = SamplingParams(
-            max_tokens=request.max_completion_tokens or request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=stop,
-            seed=request.seed,
-        )
+        params = sampling_params(request, behaviour, physical.family)
         job = ChatJob(
             messages=request.messages,
             tools=tools,
@@ -184,7 +177,8 @@ class ChatService:
 
     async def turn(self, chat: PreparedChat) -> AsyncGenerator[list[ChatEvent] | None, None]:
         """One turn under a lease, for other wire formats (the Responses API): batches of
-        events, and ``None`` every ``keepalive_s`` while the model loads or the turn queues.
+        events, and ``None`` every ``keepalive_s`` without one — while the model loads, the turn
+        queues or a long prompt is evaluated (clients drop a connection that stays silent).
         Errors raise (an ``LlmuxError``); the caller encodes them."""
         started = time.perf_counter()
         run: ChatRun | None = None
@@ -203,7 +197,7 @@ class ChatService:
                 lease = acquiring.result()
             try:
                 run = self._start(lease, chat)
-                async with aclosing(self._events(run)) as events:
+                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
                     async for batch in events:
                         yield batch
             finally:

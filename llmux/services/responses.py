@@ -8,14 +8,14 @@ events become output items (``chat.responses_out``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from llmux.chat.responses_in import chat_request
 from llmux.chat.responses_out import ResponseBuilder, frame, response_skeleton
-from llmux.protocol.errors import LlmuxError
-from llmux.protocol.responses import Response, ResponsesRequest
+from llmux.protocol.errors import InvalidRequest, LlmuxError
+from llmux.protocol.responses import Response, ResponsesRequest, TextConfig
 from llmux.protocol.sse import KEEPALIVE
 from llmux.services.chat import ChatService, PreparedChat
 
@@ -42,6 +42,7 @@ class PreparedResponse:
             top_p=r.top_p,
             reasoning=r.reasoning,
             metadata=r.metadata or {},
+            text=r.text if r.text and r.text.format else TextConfig(format={"type": "text"}),
         )
         return ResponseBuilder(
             skeleton,
@@ -55,7 +56,11 @@ class ResponsesService:
         self.chat = chat
 
     async def prepare(self, request: ResponsesRequest) -> PreparedResponse:
-        return PreparedResponse(await self.chat.prepare(chat_request(request)), request)
+        try:
+            return PreparedResponse(await self.chat.prepare(chat_request(request)), request)
+        except InvalidRequest as exc:
+            exc.param = _responses_param(exc.param)  # the chat check's name for it -> this API's
+            raise
 
     async def create(self, prepared: PreparedResponse) -> Response:
         builder = prepared.builder()
@@ -65,7 +70,7 @@ class ResponsesService:
                     builder.feed(event)
         return builder.response
 
-    async def stream(self, prepared: PreparedResponse) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: PreparedResponse) -> AsyncGenerator[bytes, None]:
         """SSE: keep-alive comments while the model loads; ``response.failed`` on an error
         after the headers went out."""
         builder = prepared.builder()
@@ -81,3 +86,23 @@ class ResponsesService:
                         yield out
         except LlmuxError as exc:
             yield b"".join(frame(e) for e in builder.fail(exc.code or exc.type, exc.message))
+
+
+_PARAMS = {
+    "messages": "input",
+    "max_completion_tokens": "max_output_tokens",
+    "response_format": "text.format",
+    "logprobs": "include",
+}
+
+
+def _responses_param(param: str | None) -> str | None:
+    if param is None:
+        return None
+    head, dot, rest = param.partition(".")
+    head = head.split("[", 1)[0]
+    if head not in _PARAMS:
+        return param
+    if head == "messages":
+        return "input"  # messages are merged and split from input items: no 1:1 index
+    return _PARAMS[head] + (dot + rest if head == "response_format" and rest else "")

@@ -1,4 +1,4 @@
-"""The real Codex CLI (npm ``@openai/codex``, installed by ``make codex``) completes a task with
+"""The real Codex CLI (npm ``@openai/codex``, pinned in clients/package.json, installed by ``make clients``) completes a task with
 a tool call against llmux, through ``/v1/responses``.
 
 The model is a scripted GGUF run by llama.cpp for real: its hand-set weights make it call
@@ -38,11 +38,11 @@ ANSWER = ["Done: ", "proof.txt is written."]
 
 
 def codex_binary() -> str:
-    """``make codex`` installs it under .npm/; ``LLMUX_CODEX`` or PATH may name another."""
-    for candidate in (os.environ.get("LLMUX_CODEX"), str(ROOT / ".npm/node_modules/.bin/codex"), shutil.which("codex")):
+    """``make clients`` installs it under clients/; ``LLMUX_CODEX`` or PATH may name another."""
+    for candidate in (os.environ.get("LLMUX_CODEX"), str(ROOT / "clients/node_modules/.bin/codex"), shutil.which("codex")):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("the Codex CLI is missing: run `make codex` (npm install @openai/codex)")
+    pytest.fail("the Codex CLI is missing: run `make clients` (npm install --prefix clients)")
 
 
 @pytest.fixture(scope="module")

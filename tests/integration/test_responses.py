@@ -164,6 +164,7 @@ def test_image_input(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         client.responses.create(model=OSS, input=[{"role": "user", "content": content}])  # type: ignore[list-item]
     assert exc.value.body["code"] == "vision_not_supported"  # type: ignore[index]
+    assert exc.value.body["param"] == "input"  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("extra", "param"), [
@@ -186,3 +187,9 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(server: str, extra: dict[str
 
 def test_store_false_is_fine(client: openai.OpenAI) -> None:
     assert client.responses.create(model=INSTRUCT, input="hi", store=False).status == "completed"
+
+
+def test_a_refusal_names_this_apis_param(server: str) -> None:
+    r = httpx.post(f"{server}/v1/responses", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"model": THINKING, "input": "hi", "text": {"format": {"type": "json_object"}}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "text.format"

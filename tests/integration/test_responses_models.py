@@ -93,3 +93,16 @@ def test_llamacpp_reasoning_item(client: openai.OpenAI) -> None:
     assert [i.type for i in r.output] == ["reasoning", "message"]
     assert r.output[0].content[0].text.strip() == "The user greets me."  # type: ignore[union-attr]
     assert r.output_text == "Hello! How can I help?"
+    assert 0 < r.usage.output_tokens_details.reasoning_tokens < r.usage.output_tokens
+
+
+def test_an_error_after_the_headers_is_response_failed(client: openai.OpenAI) -> None:
+    """A prompt over the context is found by the engine, after a stream's headers went out."""
+    long = "word " * 5000
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.responses.create(model="agent", input=long)
+    assert exc.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+    events = list(client.responses.create(model="agent", input=long, stream=True))
+    assert [e.type for e in events] == ["response.created", "response.in_progress", "response.failed"]
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.code == "context_length_exceeded"  # type: ignore[union-attr]

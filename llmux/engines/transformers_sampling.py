@@ -1,0 +1,96 @@
+"""What transformers' ``generate`` lacks for OpenAI sampling: presence/frequency penalties,
+JSON-constrained decoding (xgrammar, compiled per loaded tokenizer), each step's scores for
+``logprobs``.
+
+transformers has top-k, min-p and CTRL's ``repetition_penalty`` built in; OpenAI's additive
+penalties count only the answer's tokens, not the prompt's. xgrammar (maintained, CPU wheels,
+a transformers ``LogitsProcessor`` of its own) compiles a JSON schema against the tokenizer's
+vocabulary and masks every token that would leave the grammar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from llmux.engines.base import SamplingParams
+from llmux.protocol.errors import InvalidRequest
+
+_BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+
+
+def token_bytes(tokenizer: Any, token: int) -> bytes:
+    """A token's exact bytes (what ``logprobs`` report): byte-level BPE vocabularies (Qwen,
+    gpt-oss) spell each byte as one character; other tokens (specials, SentencePiece) as their
+    decoded text."""
+    spelled = tokenizer.convert_ids_to_tokens(token)
+    if isinstance(spelled, str) and all(c in _BYTE_OF for c in spelled):
+        return bytes(_BYTE_OF[c] for c in spelled)
+    return str(tokenizer.decode([token], skip_special_tokens=False)).encode()
+
+
+class OpenAIPenalties(LogitsProcessor):
+    """``logit[t] -= presence · [count(t) > 0] + frequency · count(t)`` over generated tokens."""
+
+    def __init__(self, prompt_tokens: int, presence: float, frequency: float) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.presence = presence
+        self.frequency = frequency
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_tokens :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.presence * (counts > 0).to(scores.dtype) - self.frequency * counts  # type: ignore[return-value]  # a FloatTensor
+
+
+class StepScores(LogitsProcessor):
+    """Keeps each step's scores (after penalties, before temperature and truncation: custom
+    processors run there) so that a streamed token can be given its log probability."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps.append(scores[0].detach().float().cpu())
+        return scores
+
+
+class JsonGrammars:
+    """One xgrammar compiler per loaded tokenizer (built on first use, with its cache)."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self._compiler: Any = None
+
+    def processor(self, schema: str) -> LogitsProcessor:
+        import xgrammar  # heavy (its own runtime); only requests with a response_format need it
+        from xgrammar.contrib.hf import LogitsProcessor as GrammarProcessor
+
+        if self._compiler is None:
+            info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size)
+            self._compiler = xgrammar.GrammarCompiler(info)
+        try:
+            # Compact JSON: free whitespace lets a weak model pad forever inside the grammar.
+            compiled = self._compiler.compile_json_schema(schema, strict_mode=True, any_whitespace=False)
+        except Exception as exc:  # xgrammar raises RuntimeError/ValueError on schemas it cannot map
+            raise InvalidRequest(
+                f"This JSON schema cannot be enforced: {exc}", param="response_format.json_schema.schema"
+            ) from None
+        return GrammarProcessor(compiled)
+
+
+def logits_processors(
+    params: SamplingParams, prompt_tokens: int, grammars: JsonGrammars, scores: StepScores | None = None
+) -> list[LogitsProcessor]:
+    out: list[LogitsProcessor] = [scores] if scores is not None else []
+    if params.presence_penalty or params.frequency_penalty:
+        out.append(OpenAIPenalties(prompt_tokens, params.presence_penalty or 0.0, params.frequency_penalty or 0.0))
+    if params.json_schema is not None:
+        out.append(grammars.processor(params.json_schema))
+    return out
