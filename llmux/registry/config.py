@@ -109,6 +109,11 @@ class VirtualModel(Strict, frozen=True):
 
 
 class Limits(Strict, frozen=True):
+    max_wait_s: Seconds = 15.0
+    """Longest the switch policy keeps a request waiting while another model serves; then the
+    swap is forced (the request still waits for that one switch)."""
+    vram_headroom_gb: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    """Free device memory a load wants beyond the model's footprint (CUDA context, activations)."""
     max_request_mb: PositiveGB = 10.0
     """Largest JSON request body (chat with inline images)."""
     max_audio_mb: PositiveGB = 25.0

@@ -6,9 +6,10 @@ which performs one plan at a time: drain the victims, unload them, load the targ
 
 Fairness. Waiters are considered in arrival order. A waiter whose model is resident gets its
 lease at once, unless that model is draining for an earlier waiter's swap; the earliest waiter
-whose model is not resident starts the next swap. So a steady stream of requests for the
-resident model cannot starve a request that needs a swap: the swap waits only for the leases
-held when it was planned.
+whose model is not resident is the next swap. When that swap would evict a model in use, the
+switch policy (``switch.decide``, on measured costs) may hold it for the resident model's
+serving window — never past ``limits.max_wait_s`` of its oldest waiter — and a timer decides
+again when the hold ends. Once started, the swap waits only for the leases held then.
 
 Faults (``swap.py``): a model whose load failed or timed out is *broken* until its backoff
 expires or an admin resets it; its waiters, and requests arriving meanwhile, get a 503 with
@@ -30,6 +31,7 @@ from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
 from llmux.residency import admission, faults, planner
 from llmux.residency.faults import broken_error
+from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
@@ -38,7 +40,7 @@ from llmux.residency.threads import in_daemon_thread
 log = structlog.get_logger("llmux.residency")
 
 
-class ResidencyController(SwapExecutor):
+class ResidencyController(SwapExecutor, SwitchGate):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
@@ -49,6 +51,7 @@ class ResidencyController(SwapExecutor):
         clock: Callable[[], float] = time.monotonic,
         offload: Offload = in_daemon_thread,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        timer: Timer = call_later,
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
@@ -56,6 +59,7 @@ class ResidencyController(SwapExecutor):
         self._clock = clock
         self._offload = offload
         self._sleep = sleep
+        self._init_gate(timer, registry.limits.max_wait_s)
         self._abandoned: set[asyncio.Future[object]] = set()
         self._slots = {
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
@@ -244,15 +248,17 @@ class ResidencyController(SwapExecutor):
     def _pump(self) -> None:
         """Grant what can be granted, in arrival order, and start at most one swap."""
         swap_claimed = self._swap is not None
+        self.held_until = None
+        for waiter in list(self._queue):  # coalesce: all who waited for a load are served with it
+            slot = self._slots[waiter.model]
+            if not waiter.future.done() and slot.state in ("ready", "serving") and not slot.draining:
+                self._grant(waiter, slot)
         for waiter in list(self._queue):
             if waiter.future.done():  # cancelled, or failed earlier in this very pass
                 if waiter in self._queue:
                     self._queue.remove(waiter)
                 continue
             slot = self._slots[waiter.model]
-            if slot.state in ("ready", "serving") and not slot.draining:
-                self._grant(waiter, slot)
-                continue
             if slot.state == "unloaded" and slot.broken_until is not None:
                 now = self._clock()
                 if now < slot.broken_until:  # fail fast: nothing is evicted for a broken model
@@ -270,6 +276,8 @@ class ResidencyController(SwapExecutor):
         if isinstance(decision, planner.Infeasible):
             log.warning("model.refused", model=slot.id, reason=decision.message)
             self._fail_waiters(slot.id, ModelCannotFit(decision.message, param="model"))
+            return
+        if self._held(slot, decision.evict):
             return
         for victim in decision.evict:
             self._slots[victim].draining = True

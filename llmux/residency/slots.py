@@ -52,6 +52,8 @@ class Slot:
     draining: bool = False
     pinned: bool = False
     last_used: float = 0.0
+    ready_since: float = 0.0
+    """When its last load finished: the start of its serving window (``switch.py``)."""
     engine: Any = None
     """The loaded runtime (a ``Loadable``, and whatever inference protocol its type has)."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)

@@ -26,8 +26,9 @@ import structlog
 from llmux.protocol.errors import ModelCannotFit
 from llmux.registry import Registry
 from llmux.residency import planner
+from llmux.residency.costs import SwitchCosts
 from llmux.residency.faults import broken_error, redact_paths
-from llmux.residency.memory import measure
+from llmux.residency.memory import device_free_gb, measure, wait_for_room
 from llmux.residency.slots import EngineFactory, Loadable, Offload, Slot
 
 log = structlog.get_logger("llmux.residency")
@@ -49,6 +50,8 @@ class SwapExecutor:
     _abandoned: set[asyncio.Future[object]]
 
     _closing_at: float | None
+    costs: SwitchCosts
+    _device_free_gb: Callable[[], float | None] = staticmethod(device_free_gb)
 
     def _pump(self) -> None:
         raise NotImplementedError
@@ -97,9 +100,13 @@ class SwapExecutor:
         try:
             for victim_id, reason in victims:
                 victim = self._slots[victim_id]
+                drain_started = self._clock()
                 await victim.idle.wait()
+                self.costs.observe(victim_id, "drain", self._clock() - drain_started)
                 await self._evict(victim, reason, for_=target.id if target else None)
                 evicted.append(victim)
+            if target is not None:
+                await self._room_for(target)
             if target is not None and not await self._load(target):
                 await self._restore(evicted, target)
         except GeneratorExit:  # the event loop is being torn down: decide nothing more
@@ -122,6 +129,8 @@ class SwapExecutor:
         finally:
             slot.machine.send("evicted")
             slot.draining = False
+        if engine is not None:
+            self.costs.observe(slot.id, "unload", self._clock() - started)
         log.info(
             "model.evicted",
             model=slot.id,
@@ -130,6 +139,14 @@ class SwapExecutor:
             for_=for_,
             duration_s=round(self._clock() - started, 3),
         )
+
+    async def _room_for(self, slot: Slot) -> None:
+        """Before a load: wait (bounded) for the device to show the footprint plus headroom free;
+        if it never does, say so and load anyway — a load that runs out fails like any other."""
+        need = slot.footprint_gb + self.registry.limits.vram_headroom_gb
+        free = await wait_for_room(need, self._device_free_gb, self._sleep)
+        if free is not None and free < need:
+            log.warning("model.device_memory_short", model=slot.id, free_gb=round(free, 3), need_gb=round(need, 3))
 
     async def _load(self, slot: Slot) -> bool:
         """Load ``slot``; True when it ended resident, False when it failed (waiters told)."""
@@ -162,6 +179,8 @@ class SwapExecutor:
             return False
         slot.engine = engine
         slot.machine.send("loaded")
+        slot.ready_since = self._clock()
+        self.costs.observe(slot.id, "load", slot.ready_since - started)
         slot.loads += 1
         slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed

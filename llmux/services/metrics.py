@@ -7,8 +7,8 @@ Two sources, neither of which makes the core depend on this module:
   so label cardinality stays bounded; chat requests add tokens, time to first token and how
   they ended.
 - Residency: a lifecycle listener (``ResidencyController.add_listener``) times loads and counts
-  load failures and evictions; a collector reads VRAM, states, leases, queue and swaps from
-  ``controller.status()`` at scrape time, so those gauges can never drift from the truth.
+  load failures and evictions; a collector reads VRAM, states, leases, queue, swaps and the
+  measured switch costs from the controller at scrape time, so those gauges can never drift.
 
 Each app gets its own ``CollectorRegistry``: two apps in one process (tests) never share counts.
 ``/metrics`` is open like ``/health``: it carries model names and numbers, no keys or clients.
@@ -28,7 +28,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from llmux.residency.controller import ResidencyController
@@ -168,3 +168,21 @@ class ResidencyCollector(Collector):
             waiting.add_metric([v.id], v.waiting)
             loads.add_metric([v.id], v.loads)
         yield from (footprint, resident, state, leases, waiting, loads)
+        yield from _switch_costs(c)
+
+
+def _switch_costs(c: ResidencyController) -> Iterator[Metric]:
+    """Each model's switch phases (drain its requests, unload it, load it): what the switch
+    policy weighs a swap by."""
+    phases = SummaryMetricFamily(
+        "llmux_switch_phase_seconds", "Time spent in each switch phase, per model.", labels=["model", "phase"]
+    )
+    average = GaugeMetricFamily(
+        "llmux_switch_cost_seconds",
+        "Moving average of each switch phase per model (the switch policy's estimate).",
+        labels=["model", "phase"],
+    )
+    for (model, phase), stats in sorted(c.costs.snapshot().items()):
+        phases.add_metric([model, phase], count_value=stats.count, sum_value=stats.total_s)
+        average.add_metric([model, phase], stats.average_s)
+    yield from (phases, average)

@@ -193,7 +193,11 @@ async def test_speedtest_runs_the_same_inference_on_the_resident_model_and_a_cpu
         response = await admin.post("/v1/admin/speedtest", json={"model": model, "max_tokens": 16})
     assert response.status_code == 200, response.text
     report = response.json()
-    physical = app.state.services.registry.resolve(model)[1] if model in app.state.services.registry.virtual else app.state.services.registry.physical[model]
+    physical = (
+        app.state.services.registry.resolve(model)[1]
+        if model in app.state.services.registry.virtual
+        else app.state.services.registry.physical[model]
+    )
     assert report["model"] == physical.id and report["type"] == "llm"
     gpu, cpu = report["gpu"], report["cpu"]
     assert (gpu["device"], cpu["device"]) == ("gpu", "cpu")
@@ -205,7 +209,9 @@ async def test_speedtest_runs_the_same_inference_on_the_resident_model_and_a_cpu
     assert app.state.services.controller.status()[0 if physical.id == "qwen" else 1].state == "ready"
 
 
-@pytest.mark.parametrize(("model", "says"), [("Cpu-Chat", "configured to run on the CPU"), ("voice", "has no GPU mode")])
+@pytest.mark.parametrize(
+    ("model", "says"), [("Cpu-Chat", "configured to run on the CPU"), ("voice", "has no GPU mode")]
+)
 async def test_speedtest_refuses_what_it_cannot_compare(app: Litestar, built: Built, model: str, says: str) -> None:
     async with client(app) as admin:
         response = await admin.post("/v1/admin/speedtest", json={"model": model})
@@ -264,6 +270,14 @@ async def test_metrics_count_evictions(app: Litestar) -> None:
     assert m[("llmux_model_evictions_total", (("model", "qwen"),))] == 1
     assert m[("llmux_model_load_duration_seconds_count", (("model", "gguf"),))] == 1
     assert m[("llmux_swaps_total", ())] == 2
+    # switch phases, measured per model: both loads, qwen's drain (idle: 0 s) and unload
+    phase = lambda model, name: (("model", model), ("phase", name))  # noqa: E731
+    assert m[("llmux_switch_phase_seconds_count", phase("qwen", "load"))] == 1
+    assert m[("llmux_switch_phase_seconds_count", phase("gguf", "load"))] == 1
+    assert m[("llmux_switch_phase_seconds_count", phase("qwen", "drain"))] == 1
+    assert m[("llmux_switch_phase_seconds_count", phase("qwen", "unload"))] == 1
+    assert m[("llmux_switch_cost_seconds", phase("qwen", "load"))] >= 0
+    assert ("llmux_switch_phase_seconds_count", phase("gguf", "unload")) not in m
 
 
 async def test_speedtest_of_speech_models_measures_audio_seconds(app: Litestar, built: Built) -> None:
@@ -278,8 +292,10 @@ async def test_speedtest_of_speech_models_measures_audio_seconds(app: Litestar, 
     assert tts["type"] == "tts" and tts["gpu"]["unit"] == "audio_s"
     assert tts["gpu"]["work"] == tts["cpu"]["work"] > 0
     assert [s.options for s in built.specs] == [
-        {}, {"device": "cpu"},
-        {"variant": "multilingual"}, {"variant": "multilingual", "device": "cpu"},
+        {},
+        {"device": "cpu"},
+        {"variant": "multilingual"},
+        {"variant": "multilingual", "device": "cpu"},
     ]
 
 

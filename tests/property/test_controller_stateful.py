@@ -1,7 +1,8 @@
 """The residency controller under random traffic: requests, releases, cancellations, slow and
 failing loads, loads that measure larger or smaller than estimated, loads that hang past their
 timeout (and return late, or never), broken models and their reset, pins and admin unloads;
-clients that go away at every await point — queued, just granted, or mid-request under a lease.
+clients that go away at every await point — queued, just granted, or mid-request under a lease;
+the switch policy holding swaps, and its timers firing when the test lets time pass.
 
 Loads are gated by the test (no clock, no threads): a load starts, and a later rule decides
 when it finishes and how; a load's timeout is a timer the test fires. After every step the
@@ -33,6 +34,7 @@ from llmux.residency.memory import measure
 from llmux.residency.slots import Lease
 
 BUDGET = 16.0
+MAX_WAIT_S = 60.0
 MODELS = {
     "llm-9": (ModelType.LLM, 9.0),
     "llm-13": (ModelType.LLM, 13.0),
@@ -50,7 +52,7 @@ def registry() -> Registry:
         mid: PhysicalModel(type=kind, backend="transformers", weights=mid, vram_gb=gb, id=mid, load_backoff_s=20.0)
         for mid, (kind, gb) in MODELS.items()
     }
-    return Registry(BUDGET, Path("/nonexistent"), None, Limits(), physical, {})
+    return Registry(BUDGET, Path("/nonexistent"), None, Limits(max_wait_s=MAX_WAIT_S), physical, {})
 
 
 class GatedBackend:
@@ -71,6 +73,16 @@ class GatedBackend:
     def unload(self) -> None:
         assert self.loaded
         self.loaded = False
+
+
+class FakeTimer:
+    """A ``call_later`` on the test's clock: it fires when a rule lets time pass."""
+
+    def __init__(self, when: float, callback: Any) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class Session:
@@ -103,9 +115,13 @@ class ControllerMachine(RuleBasedStateMachine):
         self.timer: asyncio.Future[None] | None = None
         self.hung: list[tuple[GatedBackend, asyncio.Future[None]]] = []
         self.backends: dict[str, GatedBackend] = {}
+        self.timers: list[FakeTimer] = []
         self.controller = ResidencyController(
-            registry(), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep
+            registry(), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep, timer=self._timer
         )
+        for mid in MODELS:  # as if it had served a while: the policy has switch costs to weigh
+            self.controller.costs.observe(mid, "load", 10.0)
+            self.controller.costs.observe(mid, "unload", 1.0)
         self.sessions: list[Session] = []
         self.created: list[GatedBackend] = []
         self.now = 0.0
@@ -122,6 +138,28 @@ class ControllerMachine(RuleBasedStateMachine):
     def _tick(self) -> float:
         self.now += 1.0
         return self.now
+
+    def _timer(self, delay: float, callback: Any) -> FakeTimer:
+        self.timers.append(FakeTimer(self.now + delay, callback))
+        return self.timers[-1]
+
+    def fire_timers(self, until: float) -> None:
+        self.timers = [t for t in self.timers if not t.cancelled]
+        for t in [t for t in self.timers if t.when <= until]:
+            self.timers.remove(t)
+            self.now = max(self.now, t.when)
+            self.loop.call_soon(t.callback)  # as call_later would: on the loop (``settle`` runs it)
+
+    def on_loop(self, call: Any, *args: Any) -> None:
+        """Call a controller method from the event loop, as the server does (it may start a swap)."""
+
+        async def run() -> None:
+            call(*args)
+
+        self.loop.run_until_complete(run())
+
+    def _live_waiters(self) -> list[Any]:
+        return [w for w in self.controller._queue if not w.future.done()]
 
     def _factory(self, spec: PhysicalModel, _: Registry) -> GatedBackend:
         self.backends[spec.id] = GatedBackend(spec)  # a new engine per load, as in production
@@ -143,6 +181,7 @@ class ControllerMachine(RuleBasedStateMachine):
             slot = self.controller._slots[fn.__self__.spec.id]
             if fn.__self__ is slot.engine:  # an eviction: no lease, in `evicting`
                 assert slot.state == "evicting" and slot.leases == 0
+                self.now += 0.5  # the simulated unload time
             else:  # a timed-out load that returned late: dropped, never served
                 assert fn.__self__.loaded
         await asyncio.sleep(0)
@@ -194,7 +233,7 @@ class ControllerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         lease = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
-        self.controller.release(lease)
+        self.on_loop(self.controller.release, lease)
         self.settle()
 
     @precondition(lambda self: self.waiting)
@@ -204,9 +243,10 @@ class ControllerMachine(RuleBasedStateMachine):
         self.settle()
 
     @precondition(lambda self: self.gate is not None)
-    @rule(ok=st.booleans(), factor=st.sampled_from([None, 0.5, 1.0, 1.3]))
-    def finish_load(self, ok: bool, factor: float | None) -> None:
+    @rule(ok=st.booleans(), factor=st.sampled_from([None, 0.5, 1.0, 1.3]), took=st.sampled_from([0.0, 8.0, 30.0]))
+    def finish_load(self, ok: bool, factor: float | None, took: float) -> None:
         assert self.loading is not None and self.gate is not None
+        self.now += took  # the simulated load time: the switch cost the policy measures
         estimate = self.loading.spec.vram_gb
         self.loading.outcome = (ok, None if factor is None else estimate * factor)
         self.gate.set_result(None)
@@ -230,9 +270,20 @@ class ControllerMachine(RuleBasedStateMachine):
         gate.set_result(None)
         self.settle()
 
+    @precondition(lambda self: any(not t.cancelled for t in self.timers))
+    @rule()
+    def time_passes(self) -> None:
+        """Time reaches the switch policy's next decision: the held swap is decided again."""
+        self.fire_timers(min(t.when for t in self.timers if not t.cancelled))
+        self.settle()
+        live = self._live_waiters()
+        if live and self.controller._swap is None:
+            # Never held past the staleness bound: a stale waiter's swap has started.
+            assert self.now < live[0].since + self.controller.max_wait_s, (self.now, live[0])
+
     @rule(model=MODEL_IDS)
     def admin_reset(self, model: str) -> None:
-        self.controller.reset(model)
+        self.on_loop(self.controller.reset, model)
         self.settle()
 
     @rule(model=MODEL_IDS, spins=st.integers(0, 4))
@@ -304,13 +355,25 @@ class ControllerMachine(RuleBasedStateMachine):
                 assert view.state == "serving"
 
     @invariant()
+    def a_held_swap_is_decided_again_in_time(self) -> None:
+        """Whoever waits while no swap runs is held by the policy, with a timer armed no later
+        than the oldest waiter's ``max_wait_s``: no waiter is left without a next decision."""
+        live = self._live_waiters()
+        if not live or self.controller._swap is not None:
+            return
+        held = self.controller.held_until
+        assert held is not None, live
+        assert held <= live[0].since + self.controller.max_wait_s + 1e-9
+        assert any(not t.cancelled and t.when <= held + 1e-9 for t in self.timers)
+
+    @invariant()
     def never_loads_what_cannot_fit(self) -> None:
         assert self.controller._slots["huge"].state == "unloaded"
 
     def teardown(self) -> None:
         try:
             for lease in self.held:
-                self.controller.release(lease)
+                self.on_loop(self.controller.release, lease)
             self.held.clear()
             for _ in range(40):  # let every queued request and load run to its end
                 if self.gate is not None:
@@ -320,14 +383,16 @@ class ControllerMachine(RuleBasedStateMachine):
                 for _, gate in self.hung:
                     gate.set_result(None)
                 self.hung.clear()
+                self.fire_timers(float("inf"))
                 for session in self.sessions:
                     if session.running and not session.done.done():
                         session.done.set_result(None)
                 self.settle()
                 for lease in self.held:
-                    self.controller.release(lease)
+                    self.on_loop(self.controller.release, lease)
                 self.held.clear()
-                if not self.waiting and not self.admin and not self.sessions and self.gate is None:
+                idle = not any(not t.cancelled for t in self.timers)
+                if not self.waiting and not self.admin and not self.sessions and self.gate is None and idle:
                     break
             assert not self.waiting and not self.sessions, "a request neither served nor failed"
             assert all(v.abandoned_loads == 0 for v in self.controller.status()), "a late load was kept"
