@@ -74,6 +74,8 @@ class ChunkEncoder:
         self.created = int(time.time())
         self.include_usage = include_usage
         self.tool_calls = 0
+        self.started = False
+        """The role chunk is out."""
         self.finished: Finish | None = None
 
     def _chunk(self, delta: Delta, finish_reason: str | None = None, logprobs: ChoiceLogprobs | None = None) -> bytes:
@@ -81,6 +83,7 @@ class ChunkEncoder:
         return sse(ChatCompletionChunk(self.id, self.created, self.model, [choice]))
 
     def start(self) -> bytes:
+        self.started = True
         return self._chunk(Delta(role="assistant", content=""))
 
     def event(self, event: ChatEvent) -> bytes:

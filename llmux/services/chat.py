@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -140,46 +140,33 @@ class ChatService:
         connection after 5 minutes of silence). Every stream ends with a ``finish_reason``,
         after an in-band error too, followed only by usage and ``[DONE]`` (strict parsers, such
         as OpenCode's, reject anything else)."""
-        started = time.perf_counter()
         encoder = ChunkEncoder(chat.model, include_usage=chat.include_usage)
-        run: ChatRun | None = None
+        runs: list[ChatRun] = []
         try:
-            lease = self.controller.try_acquire(chat.physical.id)
-            if lease is None:
-                acquiring = asyncio.ensure_future(self.controller.acquire(chat.physical.id))
-                try:
-                    while not acquiring.done():
-                        await asyncio.wait({acquiring}, timeout=self.keepalive_s)
-                        if not acquiring.done():
-                            yield KEEPALIVE
-                except BaseException:  # the client left while the model loads or the turn queues
-                    _abandon(acquiring, self.controller)
-                    raise
-                lease = acquiring.result()
-            try:
-                run = self._start(lease, chat)
-                yield encoder.start()
-                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
-                    async for batch in events:
-                        yield KEEPALIVE if batch is None else encoder.events(batch)
-            finally:
-                self._release_when_stopped(lease, run)
+            async with aclosing(self._turn(chat, runs.append)) as turn:
+                async for batch in turn:
+                    if batch is None:
+                        yield KEEPALIVE
+                    elif not encoder.started:
+                        yield encoder.start() + encoder.events(batch)
+                    else:
+                        yield encoder.events(batch)
         except LlmuxError as exc:
-            note(error=exc.code)
-            yield sse(error_body(exc)) + encoder.abort(run.usage() if run is not None else None)
-        except (GeneratorExit, asyncio.CancelledError):
-            note(cancelled=True)  # the client went away
-            raise
-        finally:
-            if run is not None:
-                self._account(run, started)
+            yield sse(error_body(exc)) + encoder.abort(runs[0].usage() if runs else None)
         yield DONE
 
-    async def turn(self, chat: PreparedChat) -> AsyncGenerator[list[ChatEvent] | None, None]:
+    def turn(self, chat: PreparedChat) -> AsyncGenerator[list[ChatEvent] | None, None]:
         """One turn under a lease, for other wire formats (the Responses API): batches of
         events, and ``None`` every ``keepalive_s`` without one — while the model loads, the turn
         queues or a long prompt is evaluated (clients drop a connection that stays silent).
         Errors raise (an ``LlmuxError``); the caller encodes them."""
+        return self._turn(chat, None)
+
+    async def _turn(
+        self, chat: PreparedChat, started_run: Callable[[ChatRun], None] | None
+    ) -> AsyncGenerator[list[ChatEvent] | None, None]:
+        """``turn``; ``started_run`` sees the run once the lease is held (a stream's error
+        chunk reports its usage so far)."""
         started = time.perf_counter()
         run: ChatRun | None = None
         try:
@@ -191,12 +178,15 @@ class ChatService:
                         await asyncio.wait({acquiring}, timeout=self.keepalive_s)
                         if not acquiring.done():
                             yield None
-                except BaseException:
+                except BaseException:  # the client left while the model loads or the turn queues
                     _abandon(acquiring, self.controller)
                     raise
                 lease = acquiring.result()
             try:
                 run = self._start(lease, chat)
+                if started_run is not None:
+                    started_run(run)
+                yield []  # the turn has begun: a stream sends its role chunk now
                 async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
                     async for batch in events:
                         yield batch
@@ -206,7 +196,7 @@ class ChatService:
             note(error=exc.code)
             raise
         except (GeneratorExit, asyncio.CancelledError):
-            note(cancelled=True)
+            note(cancelled=True)  # the client went away
             raise
         finally:
             if run is not None:
