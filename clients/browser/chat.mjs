@@ -22,6 +22,20 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 page.setDefaultTimeout(60000);
 page.on("pageerror", (e) => result.steps.push(`pageerror: ${e.message}`));
+// Every toast the page ever shows (svelte-sonner's <li data-sonner-toast data-type=...>), even one
+// that disappears between two checks.
+await page.addInitScript(() => {
+  window.__toasts = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) for (const node of change.addedNodes) {
+      if (node.nodeType !== 1) continue;
+      for (const toast of [node, ...node.querySelectorAll("[data-sonner-toast]")]) {
+        if (!toast.matches("[data-sonner-toast]")) continue;
+        setTimeout(() => window.__toasts.push({ type: toast.dataset.type, text: toast.innerText.trim() }), 50);
+      }
+    }
+  }).observe(document, { childList: true, subtree: true });
+});
 
 async function shot(name) {
   const path = join(args.out, `${String(shots.length + 1).padStart(2, "0")}-${name}.png`);
@@ -30,38 +44,35 @@ async function shot(name) {
 }
 
 async function toasts() {
-  // Open WebUI's toasts are svelte-sonner's: <li data-sonner-toast>.
-  return (await page.locator("[data-sonner-toast]").allInnerTexts()).map((t) => t.trim()).filter(Boolean);
+  return page.evaluate(() => window.__toasts);
 }
 
 async function dismissModals() {
   // The first visit may show the "What's New" changelog; its button closes it.
-  for (const label of ["Okay, Let's Go!", "Okay, let's go!"]) {
-    const button = page.getByRole("button", { name: label });
-    if (await button.count()) await button.first().click().catch(() => {});
-  }
-  await page.keyboard.press("Escape").catch(() => {});
+  const button = page.getByRole("button", { name: /okay, let's go/i });
+  await button.waitFor({ timeout: 10000 }).catch(() => {});
+  if (await button.count()) await button.first().click();
 }
 
 try {
-  await page.goto(args.url, { waitUntil: "networkidle", timeout });
+  await page.goto(args.url, { waitUntil: "load", timeout });
   await page.locator("#chat-input").waitFor({ timeout });
   await dismissModals();
   result.steps.push("ui loaded");
   await shot("loaded");
 
   // Pick the model in the model selector at the top of the chat.
-  await page.getByRole("button", { name: /select a model/i }).first().click();
-  const search = page.getByPlaceholder(/search a model/i);
-  if (await search.count()) await search.first().fill(args.model);
-  await page.locator(`[data-value="${args.model}"]`).first().click();
+  await page.locator("#model-selector-model-button").click();
+  await page.getByPlaceholder(/search a model/i).fill(args.model);
+  await page.locator(`[role=option][data-value="${args.model}"]`).click();
+  await page.locator("#model-selector-model-button", { hasText: args.model }).waitFor();
   result.steps.push(`picked ${args.model}`);
   await shot("model-picked");
 
   const input = page.locator("#chat-input");
   await input.click();
   await page.keyboard.type(args.message);
-  await page.locator("#send-message-button").click();
+  await page.keyboard.press("Enter");
   result.steps.push("sent");
 
   // The answer is done when the response's action buttons (Copy, Read Aloud, ...) appear:
@@ -72,25 +83,23 @@ try {
   const readAloud = page.getByRole("button", { name: /read aloud/i }).last();
   await readAloud.waitFor({ state: "attached", timeout });
   result.answer = (await content.innerText()).trim();
-  result.toasts.push(...(await toasts()));
   result.steps.push("answered");
   await shot("answered");
 
   if (args.readAloud) {
     await page.locator(".chat-assistant").last().hover().catch(() => {});
+    // Wait for Open WebUI's own speech endpoint to answer (it calls llmux's) rather than a delay.
+    const spoken = page.waitForResponse((r) => r.url().includes("/audio/speech"), { timeout });
     await readAloud.click({ force: true });
-    // While it fetches or plays, the button turns into a "Stop"/spinner; wait for a request to the
-    // audio endpoint to come back instead of a fixed delay.
-    const response = await page.waitForResponse((r) => r.url().includes("/audio/speech"), { timeout });
+    const response = await spoken;
     result.readAloud = { url: response.url(), status: response.status() };
-    result.toasts.push(...(await toasts()));
     await shot("read-aloud");
   }
 } catch (error) {
   result.error = String(error);
-  result.toasts.push(...(await toasts().catch(() => [])));
   await shot("failure").catch(() => {});
 } finally {
+  result.toasts = await toasts().catch(() => []);
   result.screenshots = shots;
   await browser.close();
   console.log(JSON.stringify(result));

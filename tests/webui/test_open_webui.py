@@ -136,7 +136,9 @@ def test_a_chat_in_open_webui_streams_an_answer_and_reads_it_aloud(llmux: tuple[
     print("answer:", result["answer"], "| toasts:", result["toasts"], "| steps:", result["steps"])
     assert "error" not in result, result
     assert result["answer"], result
-    assert not result["toasts"], result["toasts"]
+    # The one expected toast is the success notice "You're now logged in." (WEBUI_AUTH=False);
+    # the first cut's defect came as an error toast ("The model 'smollm2' does not support tool calling.").
+    assert not [t for t in result["toasts"] if t["type"] != "success"], result["toasts"]
     assert [r["status"] for r in served(llmux[1], "/v1/chat/completions")][-1:] == [200]
     assert result["readAloud"] and result["readAloud"]["status"] == 200, result
     # The canonical line is written when the response ends, which may trail the browser's view.
