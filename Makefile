@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients soak stateful
+.PHONY: install demo test lint bench check clients soak stateful webui
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,30 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 
 test: lint clients
 	$(PY) -m pytest
+
+# Open WebUI in a real browser against the demo (not part of `make test`: ~3 GB, its own torch).
+# Open WebUI's wheel needs Python <3.13, so it gets its own virtualenv; torch is pinned first (CPU).
+# Chromium comes from Debian, playwright-core (pinned by clients/browser/package-lock.json) from npm.
+WEBUI_PYTHON ?= python3.11
+WEBUI_VENV := clients/webui-venv
+
+webui: install $(WEBUI_VENV)/.installed clients/browser/node_modules/.installed /usr/bin/chromium
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/webui
+
+$(WEBUI_VENV)/.installed:
+	$(WEBUI_PYTHON) -m venv $(WEBUI_VENV)
+	$(WEBUI_VENV)/bin/pip install --quiet --upgrade pip
+	$(WEBUI_VENV)/bin/pip install --quiet torch==2.13.0
+	$(WEBUI_VENV)/bin/pip install --quiet open-webui==0.12.4
+	touch $@
+
+clients/browser/node_modules/.installed: clients/browser/package.json clients/browser/package-lock.json
+	npm ci --prefix clients/browser --no-audit --no-fund
+	touch $@
+
+/usr/bin/chromium:
+	apt-get update
+	apt-get install -y chromium
 
 # The full soak (the suite runs a bounded 1,200 requests): 5,000 mixed requests, 16 clients,
 # a fifth of them abandoned, a twentieth to a model whose loads fail or hang; figures in soak.json.
