@@ -222,11 +222,15 @@ async def test_cancel_stops_within_a_token(qwen: Any) -> None:
                 if any(not isinstance(e, Finish) for e in batch):
                     seen_at_cancel = len(events)
                     break
+        # Leaving the stream has set the cancel flag; how far the thread got by now depends on
+        # the machine's speed, so the bound is on what it makes *after* the flag, not before.
+        made_at_cancel = made[0]
         await run.stopped
     assert run.finished is None and not [e for e in events if isinstance(e, Finish)]
     assert seen_at_cancel is not None
-    # The engine checks the flag after every token: far fewer than the 400 asked for were made.
-    assert run.completion_tokens < 100 and made[0] < 100
+    # The producer checks the flag between tokens: at most the token in flight follows it.
+    assert made[0] <= made_at_cancel + 1
+    assert made[0] < 400
 
 
 async def test_closing_the_stream_stops_the_generate_thread(qwen_tf: Any) -> None:
