@@ -8,6 +8,7 @@ Per-backend ``options`` are validated against the Struct each backend registers
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -120,6 +121,12 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    remote_images_allow: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. ``192.168.1.0/24``) remote image URLs may name although they are not
+    public: loopback, private, link-local and metadata addresses are refused otherwise, at
+    every redirect hop."""
+    remote_image_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """The whole fetch of one image URL (every redirect, headers and body)."""
     max_audio_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Longest transcription, checked while decoding (an hour is 230 MB of samples)."""
     max_images: Annotated[int, msgspec.Meta(ge=1)] = 16
@@ -141,6 +148,13 @@ class Limits(Strict, frozen=True):
     """Any request still running after this long is cancelled (504, or its stream ends)."""
     stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """A response whose client reads nothing for this long is ended (its lease released)."""
+
+    def __post_init__(self) -> None:
+        for cidr in self.remote_images_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"remote_images_allow: {exc}") from None
 
 
 class ModelsFile(Strict, frozen=True):

@@ -23,6 +23,7 @@ import msgspec
 import structlog
 
 from llmux.chat.events import ChatEvent, ChatJob
+from llmux.chat.fetch import networks
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
@@ -68,6 +69,8 @@ class ChatService:
         self.keepalive_s = keepalive_s
         self.images = ImagePolicy(
             remote=registry.limits.remote_images,
+            allow=networks(registry.limits.remote_images_allow),
+            timeout_s=registry.limits.remote_image_timeout_s,
             max_bytes=int(registry.limits.max_request_mb * 2**20),
             max_pixels=registry.limits.max_image_pixels,
         )
