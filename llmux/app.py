@@ -76,7 +76,7 @@ def create_app(
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
     created = int(time.time())
-    chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
     services = Services(
         registry=registry,
         controller=controller,

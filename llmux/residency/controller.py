@@ -69,6 +69,8 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
         self._closing_at: float | None = None
+        self.stopping = asyncio.Event()
+        """Set when shutdown begins (the in-flight requests' grace starts)."""
         self.swaps = 0
 
     # ---- public API -------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         if self._closing:
             return
         self._closing, self._closing_at = True, time.monotonic()
+        self.stopping.set()
         for w in list(self._queue):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
