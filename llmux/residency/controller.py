@@ -33,6 +33,7 @@ from llmux.residency import admission, faults, planner
 from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
+from llmux.residency.park import HostTier
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
 from llmux.residency.threads import in_daemon_thread
@@ -40,7 +41,7 @@ from llmux.residency.threads import in_daemon_thread
 log = structlog.get_logger("llmux.residency")
 
 
-class ResidencyController(SwapExecutor, SwitchGate):
+class ResidencyController(HostTier, SwapExecutor, SwitchGate):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
@@ -55,6 +56,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
+        self.host_budget_gb = registry.host_ram_budget_gb
         self._factory = factory
         self._clock = clock
         self._offload = offload
@@ -138,7 +140,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         """Evict a model (admin) once its leases drain; no-op if it is not resident."""
         slot = self._slot(model_id)
         await self._swaps_done()
-        if slot.state in ("ready", "serving") and not slot.draining:
+        if slot.state in ("ready", "serving", "parked") and not slot.draining:
             slot.draining = True
             self._start(self._run_swap(None, ((slot.id, "admin"),)))
         await self._swaps_done()
@@ -190,6 +192,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 broken=s.broken(now),
                 retry_in_s=round(s.broken_until - now, 1) if s.broken(now) and s.broken_until else None,
                 abandoned_loads=s.abandoned,
+                host_gb=round(s.host_gb, 3),
             )
             for s in self._slots.values()
         ]
@@ -265,7 +268,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                     self._fail_waiters(slot.id, broken_error(slot, slot.broken_until - now))
                     continue
                 slot.broken_until = None  # the backoff is over: one more try
-            if slot.state != "unloaded" or swap_claimed:
+            if slot.state not in ("unloaded", "parked") or swap_claimed:
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
             self._plan_swap(waiter, slot)
