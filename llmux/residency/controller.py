@@ -34,6 +34,7 @@ from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
 from llmux.residency.park import HostTier
+from llmux.residency.peak import PeakFootprint
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
 from llmux.residency.threads import in_daemon_thread
@@ -41,7 +42,7 @@ from llmux.residency.threads import in_daemon_thread
 log = structlog.get_logger("llmux.residency")
 
 
-class ResidencyController(HostTier, SwapExecutor, SwitchGate):
+class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
@@ -198,9 +199,10 @@ class ResidencyController(HostTier, SwapExecutor, SwitchGate):
         ]
 
     def residency(self, model_id: str) -> tuple[str, Any]:
-        """A physical model's lifecycle state, and its engine while it is loaded (else None)."""
+        """A physical model's lifecycle state, and its engine while it is loaded — on the device
+        or parked in host RAM, to read what it knows (context size), never to run it — else None."""
         slot = self._slot(model_id)
-        return slot.state, slot.engine if slot.state in ("ready", "serving") else None
+        return slot.state, slot.engine if slot.state in ("ready", "serving", "parked") else None
 
     @property
     def queue_depth(self) -> int:
@@ -250,7 +252,7 @@ class ResidencyController(HostTier, SwapExecutor, SwitchGate):
 
     def _pump(self) -> None:
         """Grant what can be granted, in arrival order, and start at most one swap."""
-        swap_claimed = self._swap is not None
+        swap_claimed = self._swap is not None or self._correct()
         self.held_until = None
         for waiter in list(self._queue):  # coalesce: all who waited for a load are served with it
             slot = self._slots[waiter.model]
@@ -310,6 +312,7 @@ class ResidencyController(HostTier, SwapExecutor, SwitchGate):
         slot.last_used = self._clock()
         if slot.leases == 0:
             slot.idle.set()
+            self._note_peak(slot)
         self._pump()
 
     def _fail_waiters(self, model_id: str, error: Exception) -> None:

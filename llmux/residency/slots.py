@@ -93,6 +93,8 @@ class Slot:
     abandoned: int = 0
     """Timed-out load threads that have not returned yet."""
     host_gb: float = 0.0
+    peak_gb: float = 0.0
+    """The largest footprint seen while it served (``residency.peak``); 0 until one is."""
     """Host RAM it holds while ``parked`` (as its runtime reported it); 0 otherwise."""
 
     def __post_init__(self) -> None:

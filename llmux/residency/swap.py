@@ -210,8 +210,8 @@ class SwapExecutor:
         slot.loads += 1
         slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed
-        if footprint is not None and footprint > 0:
-            slot.footprint_gb, slot.measured = footprint, True
+        if footprint is not None and footprint > 0:  # a peak seen while serving is never lowered
+            slot.footprint_gb, slot.measured = max(footprint, slot.peak_gb), True
         log.info(
             "model.loaded",
             model=slot.id,
@@ -240,20 +240,21 @@ class SwapExecutor:
         finally:
             timer.cancel()
             if not work.done():
-                self._abandon(slot, engine, work)
+                self._abandon(slot, engine, work, warm)
         if not work.done():
             raise TimeoutError
         reported, probed = work.result()
         return reported, probed
 
-    def _abandon(self, slot: Slot, engine: Loadable, work: asyncio.Future[Any]) -> None:
+    def _abandon(self, slot: Slot, engine: Loadable, work: asyncio.Future[Any], warm: bool = False) -> None:
         slot.abandoned += 1
         self._abandoned.add(work)
 
         def returned(done: asyncio.Future[Any]) -> None:
             slot.abandoned -= 1
             self._abandoned.discard(work)
-            if not done.cancelled() and done.exception() is None:
+            # A failed load leaves nothing; a failed un-park still holds the host copy.
+            if not done.cancelled() and (done.exception() is None or warm):
                 log.warning("model.late_load_discarded", model=slot.id)
                 unload = asyncio.ensure_future(self._offload(engine.unload))
                 self._abandoned.add(unload)

@@ -81,8 +81,9 @@ def test_a_swap_parks_the_llm_and_a_later_request_unparks_it(server: str) -> Non
     assert qwen["state"] == "parked" and qwen["leases"] == 0 and qwen["host_gb"] > 0
     assert now["models"]["tiny-oss"]["state"] in ("ready", "serving")
     assert now["host_ram"]["parked"] == ["tiny-qwen"] and now["host_ram"]["used_gb"] == qwen["host_gb"]
-    listed = {m["id"]: m["status"]["value"] for m in http.get("/v1/models").json()["data"]}
-    assert listed["qwen"] == "parked" and listed["oss"] == "loaded"
+    cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert cards["qwen"]["status"]["value"] == "parked" and cards["oss"]["status"]["value"] == "loaded"
+    assert cards["qwen"]["context_length"] == 2048  # still known: the loaded model is in host RAM
     vram = http.get("/health").json()["vram"]
     assert vram["used_gb"] == now["models"]["tiny-oss"]["vram_gb"]  # a parked model holds no VRAM
 

@@ -68,6 +68,11 @@ class GatedBackend:
         self.park_factor = park_factor
         """What ``park`` reports: the estimate times this, or None (the runtime declines)."""
         self.on_host = False
+        self.peak: float | None = None
+        """What ``peak_gb`` reports: the footprint it needed at most while serving."""
+
+    def peak_gb(self) -> float | None:
+        return self.peak
 
     def load(self) -> float | None:
         ok, measured = self.outcome
@@ -341,6 +346,17 @@ class ControllerMachine(RuleBasedStateMachine):
             session.done.set_result(None)
         self.settle()
 
+    def _on_device(self) -> list[Any]:
+        return [s for s in self.controller._slots.values() if s.engine is not None and s.state in ("ready", "serving")]
+
+    @precondition(lambda self: self._on_device())
+    @rule(data=st.data(), factor=st.sampled_from([1.2, 1.6, 3.0]))
+    def serving_grows(self, data: st.DataObject, factor: float) -> None:
+        """A long request's KV cache: the model's peak footprint exceeds its plan (noticed when
+        its last lease is released; ×3 can exceed what fits next to the pinned models)."""
+        slot = data.draw(st.sampled_from(self._on_device()))
+        slot.engine.peak = slot.footprint_gb * factor
+
     @rule(model=st.sampled_from(["asr-4", "asr-2", "tts-2a"]), pinned=st.booleans())
     def pin(self, model: str, pinned: bool) -> None:
         self.controller.pin(model, pinned)
@@ -351,6 +367,11 @@ class ControllerMachine(RuleBasedStateMachine):
         self.settle()
 
     # ---- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def a_peak_is_never_forgotten(self) -> None:
+        for slot in self.controller._slots.values():
+            assert slot.footprint_gb >= slot.peak_gb - 1e-9
 
     @invariant()
     def within_budget(self) -> None:
