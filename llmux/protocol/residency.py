@@ -40,6 +40,8 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     retry_in_s: float | None = None
     abandoned_loads: int = 0
     """Timed-out load threads still running (they unload whatever they load)."""
+    unparks: int = 0
+    """Times it came back from host RAM (``loads`` counts only loads from disk)."""
     host_gb: float = 0.0
     """Host RAM it holds while parked (the warm tier) or being un-parked; 0 in other states."""
 

@@ -188,6 +188,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
                 **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
+                unparks=s.unparks,
                 last_error=s.last_error,
                 virtual=self.registry.virtual_of(s.id),
                 broken=s.broken(now),

@@ -85,6 +85,8 @@ class Slot:
     """The loaded runtime (a ``Loadable``, and whatever inference protocol its type has)."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     loads: int = 0
+    unparks: int = 0
+    """Un-parks that succeeded (counted apart from ``loads``: no disk read, no initialisation)."""
     last_error: str | None = None
     broken_until: float | None = None
     """Set after a failed or timed-out load: refused until then (or an admin reset)."""

@@ -207,7 +207,10 @@ class SwapExecutor:
         slot.machine.send("loaded")
         slot.ready_since = self._clock()
         self.costs.observe(slot.id, "unpark" if warm else "load", slot.ready_since - started)
-        slot.loads += 1
+        if warm:
+            slot.unparks += 1
+        else:
+            slot.loads += 1
         slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed
         if footprint is not None and footprint > 0:  # a peak seen while serving is never lowered

@@ -95,14 +95,15 @@ class Metrics:
 
     def after_transition(self, event: Any, machine: Any) -> None:
         model, event = machine.name, str(event)
-        if event in ("load", "unpark"):  # an un-park ends in ``loaded`` too
+        if event == "load":
             self._loading_since[model] = self._clock()
-        elif event == "loaded":
-            self.load_seconds.labels(model).observe(self._clock() - self._loading_since.pop(model, self._clock()))
+        elif event == "loaded" and model in self._loading_since:  # an un-park ends in ``loaded`` too:
+            # not a load (``llmux_switch_phase_seconds{phase="unpark"}`` times it)
+            self.load_seconds.labels(model).observe(self._clock() - self._loading_since.pop(model))
         elif event == "load_failed":
             self._loading_since.pop(model, None)
             self.load_failures.labels(model).inc()
-        elif event == "evicted":
+        elif event in ("evicted", "drop"):  # a drop unloads a parked model; a park unloads nothing
             self.evictions.labels(model).inc()
 
     # ---- the canonical line of each request ------------------------------------------------

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 
 KEY = "sk-test-parking-0123456789"
+ADMIN = "sk-test-parking-admin-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
     }
     path = tiny_dir / "parking-models.yaml"
     path.write_text(yaml.safe_dump(config))
-    app = create_app(load_models(path), ApiKeysFile(keys=(ApiKey(name="t", key=KEY),)))
+    keys = ApiKeysFile(keys=(ApiKey(name="t", key=KEY), ApiKey(name="ops", key=ADMIN, role="admin")))
+    app = create_app(load_models(path), keys)
     with serve(app) as url:
         yield url
 
@@ -95,4 +97,9 @@ def test_a_swap_parks_the_llm_and_a_later_request_unparks_it(server: str) -> Non
     assert now["host_ram"]["parked"] == ["tiny-oss"]
     assert phase_count(http, "tiny-qwen", "load") == 1 and phase_count(http, "tiny-qwen", "unpark") == 1
     assert phase_count(http, "tiny-oss", "park") == 1
+    qwen = now["models"]["tiny-qwen"]
+    assert (qwen["loads"], qwen["unparks"], qwen["host_gb"]) == (1, 1, 0)
+    admin = http.get("/v1/admin/models", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert {m["id"]: m["state"] for m in admin["models"]}["tiny-oss"] == "parked"
+    assert admin["host_ram"]["parked"] == ["tiny-oss"] and admin["host_ram"]["budget_gb"] == 4
     http.close()

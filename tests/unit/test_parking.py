@@ -93,6 +93,8 @@ async def test_a_swap_parks_the_evicted_llm_and_a_later_request_unparks_the_same
     assert len(h.engines["llm-a"]) == 1 and h.engines["llm-a"][0].where == "device"  # no cold load
     assert h.states() == {"llm-a": "ready", "llm-b": "parked", "llm-c": "unloaded"}
     assert h.controller.costs.measured("llm-a", "unpark") and h.controller.costs.measured("llm-b", "park")
+    a = next(v for v in h.controller.status() if v.id == "llm-a")
+    assert (a.loads, a.unparks) == (1, 1)
 
 
 async def test_without_a_host_budget_an_evicted_model_is_unloaded() -> None:
