@@ -161,6 +161,9 @@ class ModelsFile(Strict, frozen=True):
     """``models.yaml``."""
 
     budget_gb: PositiveGB = 16.0
+    host_ram_budget_gb: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Host RAM for the warm tier: evicted models whose runtime can park keep their weights
+    loaded in host memory, up to this much, and come back without a cold load. 0 turns it off."""
     models_dir: str = "/models"
     voices_dir: str | None = None
     limits: Limits = Limits()
