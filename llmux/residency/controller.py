@@ -240,6 +240,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 busy=s.leases > 0,
                 last_used=s.last_used,
                 pinned=s.pinned,
+                priority=self.registry.priority(s.spec.type),
             )
             for s in self._slots.values()
             if s.machine.resident

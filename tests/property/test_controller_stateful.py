@@ -44,7 +44,11 @@ MODELS = {
     "tts-2a": (ModelType.TTS, 2.0),
     "tts-2b": (ModelType.TTS, 2.0),
     "huge": (ModelType.LLM, 20.0),
+    "emb-1": (ModelType.EMBEDDING, 1.0),
+    "emb-3": (ModelType.EMBEDDING, 3.0),
 }
+ORDER = (ModelType.LLM, ModelType.TTS, ModelType.EMBEDDING, ModelType.ASR)
+"""Not the default order: embeddings after TTS, so the config's order is what the controller obeys."""
 
 
 def registry() -> Registry:
@@ -52,7 +56,7 @@ def registry() -> Registry:
         mid: PhysicalModel(type=kind, backend="transformers", weights=mid, vram_gb=gb, id=mid, load_backoff_s=20.0)
         for mid, (kind, gb) in MODELS.items()
     }
-    return Registry(BUDGET, Path("/nonexistent"), None, Limits(max_wait_s=MAX_WAIT_S), physical, {})
+    return Registry(BUDGET, Path("/nonexistent"), None, Limits(max_wait_s=MAX_WAIT_S), physical, {}, eviction_order=ORDER)
 
 
 class GatedBackend:
@@ -189,11 +193,11 @@ class ControllerMachine(RuleBasedStateMachine):
 
     def _check_eviction(self, _: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("event") == "model.evicted" and event.get("reason") == "make_room":
-            victim = MODELS[event["model"]][0].priority
+            victim = ORDER.index(MODELS[event["model"]][0])
             for view in self.controller.status():
                 if view.state != "unloaded" and not view.pinned and view.id != event["model"]:
                     # Nothing of lower priority than the victim was left resident.
-                    assert MODELS[view.id][0].priority >= victim, (event, view)
+                    assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
