@@ -108,6 +108,9 @@ class Behaviour(Strict, frozen=True):
     """TTS: default voice."""
     sampling: Sampling = Sampling()
     """LLMs: default sampling (e.g. the model card's recommended settings)."""
+    system_prompt: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    """LLMs: a fixed instruction, the first thing in the system message (a client's own system
+    message follows it). An OCR model is a vision LLM with "transcribe the text in the image"."""
 
 
 class VirtualModel(Strict, frozen=True):

@@ -117,6 +117,8 @@ def _virtual(key: str, raw: Any, physical: dict[str, PhysicalModel]) -> VirtualM
     b = spec.behaviour
     if b.thinking is not None and target.family != "qwen3.5":
         raise ConfigError(f"{where}.behaviour.thinking: only qwen3.5 models have a thinking switch")
+    if b.system_prompt is not None and target.type is not ModelType.LLM:
+        raise ConfigError(f"{where}.behaviour.system_prompt: only llm models take a system prompt")
     if b.reasoning_effort is not None and target.family != "gpt-oss":
         raise ConfigError(f"{where}.behaviour.reasoning_effort: only gpt-oss models take a reasoning level")
     return msgspec.structs.replace(spec, id=key)
