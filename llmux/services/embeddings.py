@@ -9,6 +9,7 @@ loaded tokenizer; the engine checks it before computing anything.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,11 @@ class EmbeddingsService:
                 vectors, tokens = engine.embed(job.texts, cancel)
                 return finish(vectors, job.dimensions, job.encoding), tokens
 
-            vectors, tokens = await run_in_thread(work, name=f"embed-{job.physical}")
+            try:
+                vectors, tokens = await run_in_thread(work, name=f"embed-{job.physical}")
+            except asyncio.CancelledError:
+                note(cancelled=True)  # the client went away; the thread stopped between batches
+                raise
         note(
             prompt_tokens=tokens,
             waited_s=round(leased - started, 3),
