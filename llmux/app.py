@@ -21,6 +21,7 @@ from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
 from llmux.api.disconnect import cancel_on_disconnect
+from llmux.api.embeddings import EmbeddingsController
 from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
@@ -33,6 +34,7 @@ from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import EngineFactory
 from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
+from llmux.services.embeddings import EmbeddingsService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
 from llmux.services.responses import ResponsesService
@@ -50,6 +52,7 @@ class Services:
     chat: ChatService
     responses: ResponsesService
     audio: AudioService
+    embeddings: EmbeddingsService
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
@@ -83,6 +86,7 @@ def create_app(
         chat=chat,
         responses=ResponsesService(chat),
         audio=AudioService(registry, controller),
+        embeddings=EmbeddingsService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
         models=ModelsService(registry, controller, created),
@@ -100,7 +104,7 @@ def create_app(
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, EmbeddingsController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )

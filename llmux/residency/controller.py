@@ -249,6 +249,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
                 busy=s.leases > 0,
                 last_used=s.last_used,
                 pinned=s.pinned,
+                priority=self.registry.priority(s.spec.type),
             )
             for s in self._slots.values()
             if s.machine.resident

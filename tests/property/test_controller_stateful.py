@@ -49,7 +49,11 @@ MODELS = {
     "tts-2a": (ModelType.TTS, 2.0),
     "tts-2b": (ModelType.TTS, 2.0),
     "huge": (ModelType.LLM, 20.0),
+    "emb-1": (ModelType.EMBEDDING, 1.0),
+    "emb-3": (ModelType.EMBEDDING, 3.0),
 }
+ORDER = (ModelType.LLM, ModelType.TTS, ModelType.EMBEDDING, ModelType.ASR)
+"""Not the default order: embeddings after TTS, so the config's order is what the controller obeys."""
 
 
 def registry(host_ram_gb: float = 0.0) -> Registry:
@@ -58,7 +62,9 @@ def registry(host_ram_gb: float = 0.0) -> Registry:
         for mid, (kind, gb) in MODELS.items()
     }
     limits = Limits(max_wait_s=MAX_WAIT_S)
-    return Registry(BUDGET, Path("/nonexistent"), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb)
+    return Registry(
+        BUDGET, Path("/nonexistent"), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb, eviction_order=ORDER
+    )
 
 
 class GatedBackend:
@@ -240,11 +246,11 @@ class ControllerMachine(RuleBasedStateMachine):
 
     def _check_eviction(self, _: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("event") in ("model.evicted", "model.parked") and event.get("reason") == "make_room":
-            victim = MODELS[event["model"]][0].priority
+            victim = ORDER.index(MODELS[event["model"]][0])
             for view in self.controller.status():
                 if view.state not in ("unloaded", "parked") and not view.pinned and view.id != event["model"]:
                     # Nothing of lower priority than the victim was left resident.
-                    assert MODELS[view.id][0].priority >= victim, (event, view)
+                    assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
