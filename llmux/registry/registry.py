@@ -20,6 +20,8 @@ class Registry:
     virtual: dict[str, VirtualModel]
     aliases: dict[str, str] = field(default_factory=dict)
     """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
+    data_dir: Path | None = None
+    """``data_dir`` of models.yaml, resolved (None: not set there)."""
 
     def resolve(self, name: str, *, expect: ModelType | None = None) -> tuple[VirtualModel, PhysicalModel]:
         """The virtual model a client named (or an alias of it) and the physical model behind it.
@@ -28,9 +30,7 @@ class Registry:
         """
         virtual = self.virtual.get(self.aliases.get(name, name))
         if virtual is None:
-            raise ModelNotFound(
-                f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model"
-            )
+            raise unknown_model(name)
         physical = self.physical[virtual.physical]
         if expect is not None and physical.type is not expect:
             raise ModelNotFound(
@@ -54,6 +54,12 @@ class Registry:
 
     def virtual_of(self, physical_id: str) -> list[str]:
         return [name for name, v in self.virtual.items() if v.physical == physical_id]
+
+
+def unknown_model(name: str) -> ModelNotFound:
+    """The 404 for a model that is not served (or that the calling key may not use: the same
+    words, so a client cannot tell which)."""
+    return ModelNotFound(f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model")
 
 
 PKG_SCHEME = "pkg://"
