@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-usage-restart-test-0123456789"
 NEW = "sk-usage-reloaded-key-0123456789"
 ADMIN = "sk-usage-admin-key-0123456789ab"
+SPOKEN = "Hello there."
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,7 +83,9 @@ def test_usage_survives_a_restart_keys_reload_on_sighup_and_logs_name_clients_on
     first = Server(config, data, log)
     try:
         answers = [chat(first.client()) for _ in range(2)]
-        assert first.usage()["total"]["requests"] == 2
+        spoken = first.client().audio.speech.create(model="hibari", input=SPOKEN, voice="heart", response_format="wav")
+        first.client().audio.transcriptions.create(model="whisper-1", file=("hi.wav", spoken.content))
+        assert first.usage()["total"]["requests"] == 4
     finally:
         assert first.stop() == 0, log.read_text()
     assert (data / "usage.sqlite3").exists()
@@ -90,9 +93,14 @@ def test_usage_survives_a_restart_keys_reload_on_sighup_and_logs_name_clients_on
     second = Server(config, data, log)
     try:
         total = second.usage()["total"]  # written by the first process, read by the second
-        assert total["requests"] == 2
+        assert total["requests"] == 4
         assert total["prompt_tokens"] == sum(a.usage.prompt_tokens for a in answers)
         assert total["completion_tokens"] == sum(a.usage.completion_tokens for a in answers)
+        rows = {r["model"]: r for r in second.client().get(
+            "/usage", cast_to=httpx.Response, options={"params": {"group_by": "model"}}).json()["data"]}
+        assert rows["hibari"]["characters"] == len(SPOKEN) and rows["hibari"]["speech_seconds"] > 0
+        assert rows["whisper-1"]["audio_seconds"] > 0  # the name the client used (an alias)
+        assert rows["smollm2"]["requests"] == 2
 
         # SIGHUP: a new key (one model, one request a minute) is in force without a restart.
         (config / "api_keys.yaml").write_text(
