@@ -99,10 +99,13 @@ def check(args: argparse.Namespace) -> int:
         if status.startswith("MISSING"):
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
-    from llmux.registry.keys import MIN_SERVE_LENGTH, weak_keys
+    from llmux.registry.keys import MIN_SERVE_LENGTH, unknown_models, weak_keys
 
     for line in weak_keys(keys, min_length=0):
         print(f"  {line}: generate a real one")
+        problems += 1
+    for line in unknown_models(keys, registry):
+        print(f"  {line}")
         problems += 1
     for line in set(weak_keys(keys)) - set(weak_keys(keys, min_length=0)):
         print(f"  warning: {line}: `llmux serve` needs {MIN_SERVE_LENGTH} or more")

@@ -119,3 +119,42 @@ def test_reloaded_limits_keep_what_was_used() -> None:
 
 def test_duration_format() -> None:
     assert [duration(s) for s in (0.02, 1.5, 59.9, 60, 361)] == ["20ms", "1.5s", "59.9s", "1m0s", "6m1s"]
+
+
+# ---- the usage store: nothing lost or counted twice, whenever it flushes ----------------------
+
+records = st.lists(
+    st.tuples(
+        st.sampled_from(["alice", "bob"]),
+        st.sampled_from(["m", "n"]),
+        st.integers(0, 10_000),
+        st.integers(0, 10_000),
+        st.booleans(),  # flush after this one
+    ),
+    max_size=40,
+)
+
+
+@given(records=records)
+@settings(max_examples=100, deadline=None)
+def test_usage_sums_are_the_records_sums_whenever_it_flushes(records: list[tuple[str, str, int, int, bool]]) -> None:
+    from llmux.services.usage import UsageStore
+
+    store = UsageStore(None)
+    try:
+        for client, model, prompt, completion, flush in records:
+            store.request_done(
+                {"client": client, "model": model, "physical": "p", "route": "/v1/chat/completions",
+                 "prompt_tokens": prompt, "completion_tokens": completion}
+            )
+            if flush:
+                store.flush()
+        rows = {(r["client"], r["model"]): r for r in store.query(group_by=["client", "model"])}
+        for (client, model), row in rows.items():
+            mine = [r for r in records if r[:2] == (client, model)]
+            assert row["requests"] == len(mine)
+            assert row["prompt_tokens"] == sum(r[2] for r in mine)
+            assert row["completion_tokens"] == sum(r[3] for r in mine)
+        assert set(rows) == {r[:2] for r in records}
+    finally:
+        store.close()
