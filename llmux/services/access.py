@@ -21,7 +21,7 @@ from typing import Any
 from llmux.registry import ApiKey, Registry
 from llmux.registry.registry import unknown_model
 from llmux.services.ratelimit import Limiter, RateLimited
-from llmux.services.record import add_header, note
+from llmux.services.record import add_header, note, noted
 
 _GATE: ContextVar[tuple[ApiKey, Access] | None] = ContextVar("llmux_access", default=None)
 
@@ -42,6 +42,8 @@ class Access:
         return any(self.registry.aliases.get(m, m) == canonical for m in key.models)
 
     def check(self, key: ApiKey, model: str, tokens: int) -> None:
+        if noted("reserved_tokens") is not None:
+            return  # admitted already (a service built on another's prepare): one slot, one charge
         if not self.allows(key, model):
             note(refused="model")
             raise unknown_model(model)
@@ -63,8 +65,8 @@ class Access:
 
 def admit(model: str, *, tokens: int = 0) -> None:
     """Admit the current request for ``model`` under its key's models and limits: a 404 or a
-    429 (``Retry-After``, ``x-ratelimit-*``) if not. Once per request; a no-op outside one, or
-    on a route without a key."""
+    429 (``Retry-After``, ``x-ratelimit-*``) if not. A second call in the same request does
+    nothing; a no-op outside a request, or on a route without a key."""
     gate = _GATE.get()
     if gate is not None:
         key, access = gate

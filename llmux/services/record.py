@@ -45,6 +45,12 @@ def note(**fields: Any) -> None:
         record.update(fields)
 
 
+def noted(field: str) -> Any:
+    """A field of the current request's line (None outside a request, or if not noted)."""
+    record = _RECORD.get()
+    return None if record is None else record.get(field)
+
+
 def client_of_request(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A structlog processor: every line a request causes names its client (the key's name),
     once the key guard has identified it — loads it triggers and worker threads included."""

@@ -33,7 +33,7 @@ class Held(InstantChat):
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         yield Prompted(1, 100_000)
         yield "<|channel|>final<|message|>"
-        while not cancel.wait(0.005):
+        while not cancel.wait(0.05):  # slow enough that a held stream uses few of its tokens
             yield "tick "
 
 
@@ -126,14 +126,29 @@ def test_tokens_per_minute_reserve_while_running_and_settle_after(server: str) -
         # The whole minute is reserved (max_tokens capped at the limit) until this stream ends.
         assert held.headers["x-ratelimit-limit-tokens"] == "500"
         assert held.headers["x-ratelimit-remaining-tokens"] == "0"
-        next(held.iter_lines())
+        lines = held.iter_lines()  # kept: a dropped iterator closes the stream
+        next(lines)
+        # This one needs the whole minute's tokens too (capped max_tokens): refused until the
+        # held stream's reservation is settled, however slowly the machine gets here.
         with pytest.raises(openai.RateLimitError) as refused:
-            chat(c)
+            chat(c, max_tokens=100_000)
         assert refused.value.body["type"] == "tokens"  # type: ignore[index]
         assert int(refused.value.response.headers["retry-after"]) >= 1
-    # Settled with the tokens it really used: a small request fits again (polled: the settlement
-    # lands when the server has written the request's line).
-    wait_for(lambda: _admitted(c), 20, "the reservation to be settled")
+        assert next(lines) is not None  # still streaming: the refusal was the reservation's doing
+    # Settled with the tokens it really used (a few "tick"s): most of the minute comes back at
+    # once, where the refill alone would give back about 8 tokens a second. Polled: the settlement
+    # lands when the server has written the stream's line.
+    remaining: list[int] = []
+
+    def settled() -> bool:
+        try:
+            remaining.append(int(chat(c, max_tokens=1).headers["x-ratelimit-remaining-tokens"]))
+        except openai.RateLimitError:
+            return False
+        return True
+
+    wait_for(settled, 60, "the reservation to be settled")
+    assert remaining[-1] > 250
 
 
 def _admitted(c: openai.OpenAI) -> bool:
@@ -149,11 +164,13 @@ def test_concurrent_requests(server: str) -> None:
     with c.chat.completions.with_streaming_response.create(
         model=HELD, messages=[{"role": "user", "content": "go"}], stream=True
     ) as held:
-        next(held.iter_lines())
+        lines = held.iter_lines()  # kept: a dropped iterator closes the stream
+        next(lines)
         with pytest.raises(openai.RateLimitError) as refused:
             chat(c)
         assert "concurrent" in refused.value.message
-    wait_for(lambda: _admitted(c), 20, "the running request to end")
+        assert next(lines) is not None  # still running
+    wait_for(lambda: _admitted(c), 60, "the running request to end")
 
 
 def test_usage_of_the_calling_key_and_of_all_keys(server: str) -> None:
