@@ -195,12 +195,32 @@ class ModelsFile(Strict, frozen=True):
     aliases: dict[str, str] = {}
     """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
     wherever a model is named, not listed by ``/v1/models``."""
+    data_dir: str | None = None
+    """Where llmux keeps its state (the per-key usage database), absolute or relative to this
+    file's directory; ``llmux serve --data-dir`` wins, and without either it is ``/var/lib/llmux``."""
+
+
+PerMinute = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class KeyLimits(Strict, frozen=True):
+    """One client's rate limits (none by default); over one, a 429 with ``Retry-After``."""
+
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    """Prompt and completion tokens: a request reserves an estimate when admitted and is
+    settled with what it really used when it ends."""
+    concurrent_requests: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ApiKey(Strict, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     key: Annotated[str, msgspec.Meta(min_length=16)]
     role: Literal["user", "admin"] = "user"
+    models: tuple[str, ...] | None = None
+    """The virtual models (or aliases) this key may use; None: all of them. A model it may not
+    use is a 404, as if it did not exist, and is not listed by ``/v1/models``."""
+    limits: KeyLimits = KeyLimits()
 
 
 class ApiKeysFile(Strict, frozen=True):

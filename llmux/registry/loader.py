@@ -152,6 +152,7 @@ def load_models(path: Path) -> Registry:
         voices_dir = Path(top.voices_dir)
         if not voices_dir.is_absolute():
             voices_dir = (base / voices_dir).resolve()
+    data_dir = None if top.data_dir is None else (base / Path(top.data_dir).expanduser()).resolve()
     return Registry(
         budget_gb=top.budget_gb,
         models_dir=models_dir,
@@ -162,6 +163,7 @@ def load_models(path: Path) -> Registry:
         aliases=dict(top.aliases),
         host_ram_budget_gb=top.host_ram_budget_gb,
         eviction_order=top.eviction_order,
+        data_dir=data_dir,
     )
 
 
@@ -179,7 +181,10 @@ def _check_eviction_order(order: tuple[ModelType, ...]) -> None:
 
 def load_keys(path: Path) -> ApiKeysFile:
     """Decode ``api_keys.yaml``; names and keys must be unique."""
-    keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    try:
+        keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    except ConfigError as exc:  # "..., got <value>" would print a secret into the log
+        raise ConfigError(re.sub(r"^(\$\.keys\[\d+\]\.key: .*?), got .*$", r"\1", exc.message, flags=re.S)) from None
     seen_names: set[str] = set()
     seen_keys: set[str] = set()
     for i, entry in enumerate(keys.keys):
