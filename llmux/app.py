@@ -21,6 +21,7 @@ from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
 from llmux.api.disconnect import cancel_on_disconnect
 from llmux.api.errors import EXCEPTION_HANDLERS
+from llmux.api.events import EventsController
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
@@ -55,6 +56,8 @@ class Services:
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
     """Unix time at start-up (the ``created`` of every model card)."""
+    keepalive_s: float = 5.0
+    """Seconds between keep-alive comments on a quiet stream."""
 
     def dependencies(self) -> dict[str, Provide]:
         def value(v: Any) -> Provide:
@@ -86,6 +89,7 @@ def create_app(
         models=ModelsService(registry, controller, created),
         started=time.monotonic(),
         created=created,
+        keepalive_s=keepalive_s,
     )
 
     @asynccontextmanager
@@ -98,7 +102,7 @@ def create_app(
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, EventsController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )

@@ -27,9 +27,11 @@ from typing import Any
 import structlog
 
 from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.events import PinChanged
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
 from llmux.residency import admission, faults, planner
+from llmux.residency.events import EventHub, LifecycleEvents
 from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
@@ -70,6 +72,9 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self._closing = False
         self._closing_at: float | None = None
         self.swaps = 0
+        self.events = EventHub(self)
+        """Every state change, lease, waiter and swap, for ``GET /v1/admin/events``."""
+        self.add_listener(LifecycleEvents(self.events, lambda: self.used_gb, self._last_error, self._load_s))
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -151,6 +156,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         """A pinned model is never chosen as an eviction victim."""
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
+        self.events.publish(PinChanged(model=model_id, pinned=pinned))
 
     def reset(self, model_id: str) -> None:
         """Forget a broken model's failures (admin): the next request tries to load it again."""
@@ -222,6 +228,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
         self._queue.clear()
+        self.events.waiting((), self.queue_depth)
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 
@@ -230,6 +237,12 @@ class ResidencyController(SwapExecutor, SwitchGate):
         if slot is None:
             raise ModelNotFound(f"no physical model {model_id!r}", param="model")
         return slot
+
+    def _last_error(self, model_id: str) -> str | None:
+        return self._slots[model_id].last_error
+
+    def _load_s(self, model_id: str) -> float | None:
+        return round(self.costs.estimate(model_id, "load"), 3) or None
 
     def _residents(self) -> list[planner.Resident]:
         return [
@@ -269,6 +282,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
             self._plan_swap(waiter, slot)
+        self.events.waiting((w.model for w in self._queue), self.queue_depth)
 
     def _plan_swap(self, waiter: Waiter, slot: Slot) -> None:
         target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)

@@ -1,0 +1,198 @@
+"""The residency event hub: what the controller decides, told to whoever subscribes.
+
+``publish`` is synchronous and never awaits: the controller calls it from its decisions (and
+its lifecycle listener), which must stay synchronous. Each subscriber has a bounded queue; one
+that falls behind (its queue full) loses the queued events and gets a fresh ``snapshot`` with
+``resync: true`` on its next read instead — a slow dashboard costs the controller one
+``len()`` check per event, never a wait. A subscriber that stops reading altogether is ended by
+the HTTP layer (``limits.stall_timeout_s``), which unsubscribes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from llmux.protocol.events import (
+    Event,
+    LeaseChanged,
+    Loading,
+    Snapshot,
+    StateChanged,
+    SwapFinished,
+    SwapRecord,
+    SwapStarted,
+    Victim,
+    WaitingChanged,
+)
+from llmux.protocol.residency import ModelStatus
+
+QUEUE_EVENTS = 256
+RECENT_SWAPS = 20
+
+
+class View(Protocol):
+    """What a snapshot reads (the controller)."""
+
+    budget_gb: float
+    swaps: int
+
+    @property
+    def used_gb(self) -> float: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def status(self) -> list[ModelStatus]: ...
+
+
+class Subscription:
+    """One reader's bounded queue; ``next`` returns a snapshot first, then events in order."""
+
+    def __init__(self, hub: EventHub, maxsize: int) -> None:
+        self._hub, self._maxsize = hub, maxsize
+        self._queue: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._snapshot_due, self._resync = True, False
+        self.dropped = 0
+        """Events lost because this reader fell behind (each time replaced by a snapshot)."""
+
+    def offer(self, event: Event) -> None:
+        if len(self._queue) >= self._maxsize:
+            self.dropped += len(self._queue) + 1
+            self._queue.clear()
+            self._snapshot_due = self._resync = True
+        else:
+            self._queue.append(event)
+        self._wake.set()
+
+    async def next(self, timeout_s: float) -> Event | None:
+        """The next event; None when nothing happened for ``timeout_s`` (send a keep-alive)."""
+        if not self._queue and not self._snapshot_due:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        if self._snapshot_due:
+            # The snapshot includes every event queued so far: they are dropped, not repeated.
+            self._queue.clear()
+            snapshot = self._hub.snapshot(resync=self._resync)
+            self._snapshot_due = self._resync = False
+            return snapshot
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        self._hub.subscribers.discard(self)
+
+
+class EventHub:
+    def __init__(self, view: View, *, maxsize: int = QUEUE_EVENTS, clock: Callable[[], float] = time.time) -> None:
+        self._view, self._maxsize, self._clock = view, maxsize, clock
+        self.seq = 0
+        self.subscribers: set[Subscription] = set()
+        self.recent: deque[SwapRecord] = deque(maxlen=RECENT_SWAPS)
+        self.current: SwapRecord | None = None
+        self._swap_started = 0.0
+        self._waiting: dict[str, int] = {}
+        self.loading: dict[str, Loading] = {}
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, self._maxsize)
+        self.subscribers.add(sub)
+        return sub
+
+    def publish(self, event: Event) -> None:
+        self.seq += 1
+        event.seq, event.at = self.seq, round(self._clock(), 3)
+        for sub in list(self.subscribers):
+            sub.offer(event)
+
+    def snapshot(self, *, resync: bool = False) -> Snapshot:
+        v = self._view
+        return Snapshot(
+            seq=self.seq,
+            at=round(self._clock(), 3),
+            budget_gb=v.budget_gb,
+            used_gb=round(v.used_gb, 3),
+            queue_depth=v.queue_depth,
+            swaps=v.swaps,
+            models=v.status(),
+            recent_swaps=list(self.recent),
+            loading=dict(self.loading),
+            swapping=self.current,
+            resync=resync,
+        )
+
+    # ---- what the controller reports --------------------------------------------------------
+
+    def swap_started(self, swap: int, target: str | None, victims: Iterable[tuple[str, str]], now: float) -> None:
+        listed = [Victim(model, reason) for model, reason in victims]
+        self._swap_started = now
+        self.current = SwapRecord(swap=swap, target=target, victims=listed, outcome="running", duration_s=0.0)
+        self.publish(SwapStarted(swap=swap, target=target, victims=listed))
+
+    def swap_finished(self, outcome: str, now: float, error: str | None = None) -> None:
+        if self.current is None:
+            return
+        record = SwapRecord(
+            swap=self.current.swap,
+            target=self.current.target,
+            victims=self.current.victims,
+            outcome=outcome,  # type: ignore[arg-type]  # the controller passes one of SwapRecord's literals
+            duration_s=round(now - self._swap_started, 3),
+            error=error,
+            at=round(self._clock(), 3),
+        )
+        self.current = None
+        self.recent.append(record)
+        self.publish(SwapFinished(record=record))
+
+    def waiting(self, models: Iterable[str], queue_depth: int) -> None:
+        """Publish each model whose count of queued requests changed since the last call."""
+        counts: dict[str, int] = {}
+        for model in models:
+            counts[model] = counts.get(model, 0) + 1
+        for model in self._waiting.keys() | counts.keys():
+            if counts.get(model, 0) != self._waiting.get(model, 0):
+                self.publish(WaitingChanged(model=model, waiting=counts.get(model, 0), queue_depth=queue_depth))
+        self._waiting = counts
+
+
+class LifecycleEvents:
+    """A python-statemachine listener on every model's lifecycle: state changes and leases."""
+
+    def __init__(
+        self,
+        hub: EventHub,
+        used_gb: Callable[[], float],
+        error_of: Callable[[str], str | None],
+        expected_load_s: Callable[[str], float | None],
+    ) -> None:
+        self._hub, self._used_gb, self._error_of, self._expected = hub, used_gb, error_of, expected_load_s
+
+    def after_transition(self, event: Any, source: Any, target: Any, machine: Any) -> None:
+        model, name = machine.name, str(event)
+        if name in ("acquire", "release"):
+            self._hub.publish(LeaseChanged(model=model, leases=machine.leases, acquired=name == "acquire"))
+        if source.id == target.id:
+            return
+        expected = self._expected(model) if name == "load" else None
+        if name == "load":
+            self._hub.loading[model] = Loading(since=round(time.time(), 3), expected_s=expected)
+        else:
+            self._hub.loading.pop(model, None)
+        self._hub.publish(
+            StateChanged(
+                model=model,
+                state=target.id,
+                previous=source.id,
+                event=name,
+                used_gb=round(self._used_gb(), 3),
+                error=self._error_of(model) if name == "load_failed" else None,
+                expected_s=expected,
+            )
+        )
