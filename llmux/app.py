@@ -3,6 +3,7 @@ injection, and owns the residency controller's lifetime (the lifespan unloads ev
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
 from llmux.api.responses import ResponsesController
+from llmux.api.ui import UiController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
 from llmux.residency.controller import ResidencyController
@@ -34,6 +36,7 @@ from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.preload import preload
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 
@@ -94,9 +97,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Preloading runs beside the server, which answers (and queues requests) meanwhile.
+        preloading = asyncio.get_running_loop().create_task(preload(controller, registry)) if registry.preload else None
         try:
             yield
         finally:
+            if preloading is not None:
+                preloading.cancel()
+                await asyncio.gather(preloading, return_exceptions=True)
             await controller.shutdown(shutdown_grace_s)
 
     guard = RequireKey(KeyRing(keys))
@@ -115,7 +123,7 @@ def create_app(
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
     return Litestar(
-        route_handlers=[HealthController, v1, audio],
+        route_handlers=[HealthController, UiController, v1, audio],
         dependencies=services.dependencies(),
         state=State({"services": services}),
         lifespan=[lifespan],

@@ -146,6 +146,9 @@ def load_models(path: Path) -> Registry:
         voices_dir = Path(top.voices_dir)
         if not voices_dir.is_absolute():
             voices_dir = (base / voices_dir).resolve()
+    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
+    preload = sorted(preload, key=lambda mid: -physical[mid].type.priority)  # ASR, TTS, LLM; stable
+    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     return Registry(
         budget_gb=top.budget_gb,
         models_dir=models_dir,
@@ -154,7 +157,31 @@ def load_models(path: Path) -> Registry:
         physical=physical,
         virtual=virtual,
         aliases=dict(top.aliases),
+        preload=tuple(preload),
+        pinned=tuple(pinned),
     )
+
+
+def _physical_ids(
+    names: tuple[str, ...],
+    field: str,
+    physical: dict[str, PhysicalModel],
+    virtual: dict[str, VirtualModel],
+    aliases: dict[str, str],
+) -> list[str]:
+    """``preload:`` / ``pinned:`` entries (physical ids, virtual names or aliases) as physical
+    ids, each once, in the order first named."""
+    ids: list[str] = []
+    for i, name in enumerate(names):
+        if name in physical:
+            mid = name
+        elif aliases.get(name, name) in virtual:
+            mid = virtual[aliases.get(name, name)].physical
+        else:
+            raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if mid not in ids:
+            ids.append(mid)
+    return ids
 
 
 def load_keys(path: Path) -> ApiKeysFile:

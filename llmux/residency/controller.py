@@ -67,6 +67,8 @@ class ResidencyController(SwapExecutor, SwitchGate):
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
         }
+        for pinned in registry.pinned:  # config pins hold from the start (and so across restarts)
+            self._slots[pinned].pinned = True
         self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None
         self._closing = False

@@ -176,10 +176,12 @@ class LifecycleEvents:
 
     def after_transition(self, event: Any, source: Any, target: Any, machine: Any) -> None:
         model, name = machine.name, str(event)
+        if source.id != target.id:
+            self._state_changed(model, name, source.id, target.id)
         if name in ("acquire", "release"):
             self._hub.publish(LeaseChanged(model=model, leases=machine.leases, acquired=name == "acquire"))
-        if source.id == target.id:
-            return
+
+    def _state_changed(self, model: str, name: str, source: str, target: str) -> None:
         expected = self._expected(model) if name == "load" else None
         if name == "load":
             self._hub.loading[model] = Loading(since=round(time.time(), 3), expected_s=expected)
@@ -188,8 +190,8 @@ class LifecycleEvents:
         self._hub.publish(
             StateChanged(
                 model=model,
-                state=target.id,
-                previous=source.id,
+                state=target,
+                previous=source,
                 event=name,
                 used_gb=round(self._used_gb(), 3),
                 error=self._error_of(model) if name == "load_failed" else None,
