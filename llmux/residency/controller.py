@@ -76,7 +76,14 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self.swaps = 0
         self.events = EventHub(self)
         """Every state change, lease, waiter and swap, for ``GET /v1/admin/events``."""
-        self.add_listener(LifecycleEvents(self.events, lambda: self.used_gb, self._last_error, self._load_s))
+        self.add_listener(
+            LifecycleEvents(
+                self.events,
+                used_gb=lambda: self.used_gb,
+                error_of=lambda m: self._slots[m].last_error,
+                expected_load_s=lambda m: round(self.costs.estimate(m, "load"), 3) or None,
+            )
+        )
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -239,12 +246,6 @@ class ResidencyController(SwapExecutor, SwitchGate):
         if slot is None:
             raise ModelNotFound(f"no physical model {model_id!r}", param="model")
         return slot
-
-    def _last_error(self, model_id: str) -> str | None:
-        return self._slots[model_id].last_error
-
-    def _load_s(self, model_id: str) -> float | None:
-        return round(self.costs.estimate(model_id, "load"), 3) or None
 
     def _residents(self) -> list[planner.Resident]:
         return [
