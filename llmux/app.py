@@ -3,7 +3,6 @@ injection, and owns the residency controller's lifetime (the lifespan unloads ev
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,14 +19,13 @@ from llmux.api.admin import AdminController
 from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
+from llmux.api.dashboard import EventsController, UiController
 from llmux.api.disconnect import cancel_on_disconnect
 from llmux.api.errors import EXCEPTION_HANDLERS
-from llmux.api.events import EventsController
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
 from llmux.api.responses import ResponsesController
-from llmux.api.ui import UiController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
 from llmux.residency.controller import ResidencyController
@@ -36,7 +34,7 @@ from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
-from llmux.services.preload import preload
+from llmux.services.preload import preloader
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 
@@ -59,8 +57,6 @@ class Services:
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
     """Unix time at start-up (the ``created`` of every model card)."""
-    keepalive_s: float = 5.0
-    """Seconds between keep-alive comments on a quiet stream."""
 
     def dependencies(self) -> dict[str, Provide]:
         def value(v: Any) -> Provide:
@@ -92,25 +88,19 @@ def create_app(
         models=ModelsService(registry, controller, created),
         started=time.monotonic(),
         created=created,
-        keepalive_s=keepalive_s,
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Preloading runs beside the server, which answers (and queues requests) meanwhile.
-        preloading = asyncio.get_running_loop().create_task(preload(controller, registry)) if registry.preload else None
         try:
             yield
         finally:
-            if preloading is not None:
-                preloading.cancel()
-                await asyncio.gather(preloading, return_exceptions=True)
             await controller.shutdown(shutdown_grace_s)
 
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, EventsController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )
@@ -122,11 +112,13 @@ def create_app(
         guards=[guard],
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
+    # The dashboard's page is open (it holds no data); its feed is an admin route.
+    dashboard = Router(path="/v1", route_handlers=[EventsController], guards=[guard])
     return Litestar(
-        route_handlers=[HealthController, UiController, v1, audio],
+        route_handlers=[HealthController, v1, audio, dashboard, UiController],
         dependencies=services.dependencies(),
         state=State({"services": services}),
-        lifespan=[lifespan],
+        lifespan=[lifespan, preloader(controller, registry)],  # exited in reverse: preload stops first
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             canonical_line(services.metrics.request_done),

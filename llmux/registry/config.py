@@ -152,15 +152,15 @@ class ModelsFile(Strict, frozen=True):
     limits: Limits = Limits()
     physical: dict[str, dict[str, Any]] = {}
     virtual: dict[str, dict[str, Any]] = {}
-    aliases: dict[str, str] = {}
-    """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
-    wherever a model is named, not listed by ``/v1/models``."""
     preload: tuple[str, ...] = ()
     """Models (physical or virtual names) loaded at start-up, ASR first, then TTS, then LLM, each
     only while it fits beside those already loaded; requests are served meanwhile."""
     pinned: tuple[str, ...] = ()
     """Models (physical or virtual names) never evicted to make room once loaded, from start-up
     on (the admin API's pin/unpin change it until the next restart)."""
+    aliases: dict[str, str] = {}
+    """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
+    wherever a model is named, not listed by ``/v1/models``."""
 
 
 class ApiKey(Strict, frozen=True):

@@ -137,6 +137,9 @@ def load_models(path: Path) -> Registry:
             raise ConfigError(f"$.aliases.{alias}: is already the name of the virtual model {lowered[alias.lower()]!r}")
         if target not in virtual:
             raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
+    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
+    preload = sorted(preload, key=lambda mid: -physical[mid].type.priority)  # ASR, TTS, LLM; stable
+    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -146,9 +149,6 @@ def load_models(path: Path) -> Registry:
         voices_dir = Path(top.voices_dir)
         if not voices_dir.is_absolute():
             voices_dir = (base / voices_dir).resolve()
-    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
-    preload = sorted(preload, key=lambda mid: -physical[mid].type.priority)  # ASR, TTS, LLM; stable
-    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     return Registry(
         budget_gb=top.budget_gb,
         models_dir=models_dir,
@@ -156,9 +156,9 @@ def load_models(path: Path) -> Registry:
         limits=top.limits,
         physical=physical,
         virtual=virtual,
-        aliases=dict(top.aliases),
         preload=tuple(preload),
         pinned=tuple(pinned),
+        aliases=dict(top.aliases),
     )
 
 

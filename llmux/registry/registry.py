@@ -18,12 +18,12 @@ class Registry:
     limits: Limits
     physical: dict[str, PhysicalModel]
     virtual: dict[str, VirtualModel]
-    aliases: dict[str, str] = field(default_factory=dict)
-    """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
     preload: tuple[str, ...] = ()
     """Physical ids to load at start-up, in loading order (``ModelsFile.preload`` resolved)."""
     pinned: tuple[str, ...] = ()
     """Physical ids pinned from start-up (``ModelsFile.pinned`` resolved)."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
 
     def resolve(self, name: str, *, expect: ModelType | None = None) -> tuple[VirtualModel, PhysicalModel]:
         """The virtual model a client named (or an alias of it) and the physical model behind it.

@@ -11,7 +11,11 @@ is then broken for its backoff, exactly as if a request had failed to load it).
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import structlog
 
@@ -61,3 +65,22 @@ async def preload(controller: ResidencyController, registry: Registry) -> None:
             continue
         loaded.append(model_id)
     log.info("preload.done", loaded=loaded, duration_s=round(time.monotonic() - started, 3))
+
+
+def preloader(
+    controller: ResidencyController, registry: Registry
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A Litestar lifespan: ``preload`` runs beside the server from start-up; on shutdown it is
+    cancelled (a load it started finishes inside the controller's own shutdown)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(preload(controller, registry)) if registry.preload else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return lifespan
