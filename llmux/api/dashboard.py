@@ -38,10 +38,11 @@ from litestar.response import Stream
 
 from llmux import __version__
 from llmux.api.disconnect import closing_stream
+from llmux.protocol.errors import TooManyRequests
 from llmux.protocol.events import Event
 from llmux.protocol.sse import KEEPALIVE
 from llmux.residency.controller import ResidencyController
-from llmux.residency.events import EventHub
+from llmux.residency.events import MAX_SUBSCRIBERS, EventHub
 from llmux.services.chat import ChatService
 
 _encode = msgspec.json.Encoder().encode
@@ -81,6 +82,10 @@ class EventsController(Controller):
 
     @get("/events", sync_to_thread=False)
     def events(self, controller: NamedDependency[ResidencyController], chat: NamedDependency[ChatService]) -> Stream:
+        if len(controller.events.subscribers) >= MAX_SUBSCRIBERS:
+            raise TooManyRequests(
+                f"{MAX_SUBSCRIBERS} event streams are open already", code="too_many_streams", retry_after=5
+            )
         body = _stream(controller.events, chat.keepalive_s)  # the chat streams' keep-alive cadence
         return closing_stream(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 

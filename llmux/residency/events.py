@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import structlog
+
 from llmux.protocol.events import (
     Event,
     LeaseChanged,
@@ -30,7 +32,11 @@ from llmux.protocol.events import (
 )
 from llmux.protocol.residency import ModelStatus
 
+log = structlog.get_logger("llmux.residency")
+
 QUEUE_EVENTS = 256
+MAX_SUBSCRIBERS = 64
+"""Event streams open at once; more is a 429 (each holds a queue of up to ``QUEUE_EVENTS``)."""
 RECENT_SWAPS = 20
 
 
@@ -176,10 +182,13 @@ class LifecycleEvents:
 
     def after_transition(self, event: Any, source: Any, target: Any, machine: Any) -> None:
         model, name = machine.name, str(event)
-        if source.id != target.id:
-            self._state_changed(model, name, source.id, target.id)
-        if name in ("acquire", "release"):
-            self._hub.publish(LeaseChanged(model=model, leases=machine.leases, acquired=name == "acquire"))
+        try:
+            if source.id != target.id:
+                self._state_changed(model, name, source.id, target.id)
+            if name in ("acquire", "release"):
+                self._hub.publish(LeaseChanged(model=model, leases=machine.leases, acquired=name == "acquire"))
+        except Exception:  # telling must never break a residency decision (the machine would raise)
+            log.exception("events.publish_failed", model=model, transition=name)
 
     def _state_changed(self, model: str, name: str, source: str, target: str) -> None:
         expected = self._expected(model) if name == "load" else None

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmux.api import dashboard
 from llmux.app import create_app
 from llmux.registry import load_keys
 from tests.support.http import DEMO, DEMO_KEY, demo_registry
@@ -136,10 +137,16 @@ def test_a_swap_is_told_in_order(server: tuple[str, Any]) -> None:
         assert {m["id"]: m["state"] for m in snap["models"]}["whisper-tiny-en"] == "ready"
         assert [s["target"] for s in snap["recent_swaps"]] == ["smollm2-135m", "whisper-tiny-en"]
         late.close()
+        # A model that loaded before: its next load tells how long that took (the progress estimate).
+        admin(url, "load", "smollm2")
+        wait_for(lambda: len(reader.of("swap_finished")) == 3, 60, "a third swap")
+        again = [e for e in reader.of("state_changed") if e["event"] == "load"]
+        assert [e["expected_s"] is not None for e in again] == [False, False, True]
+        assert again[-1]["expected_s"] > 0
         wait_for(lambda: reader.comments > 0, 30, "a keep-alive comment on a quiet stream")
     finally:
         reader.close()
-    assert controller.swaps == 2
+    assert controller.swaps == 3
 
 
 def test_a_subscriber_that_reads_nothing_holds_no_swap_up(server: tuple[str, Any]) -> None:
@@ -168,11 +175,15 @@ def test_a_subscriber_that_reads_nothing_holds_no_swap_up(server: tuple[str, Any
     wait_for(lambda: not controller.events.subscribers, 30, "the stuck subscriber to be dropped")
 
 
-def test_a_client_that_leaves_frees_its_subscription(server: tuple[str, Any]) -> None:
+def test_a_client_that_leaves_frees_its_subscription(server: tuple[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     url, controller = server
+    monkeypatch.setattr(dashboard, "MAX_SUBSCRIBERS", 3)
     readers = [Reader(url) for _ in range(3)]
     wait_for(lambda: all(r.events for r in readers), 30, "three snapshots")
     assert len(controller.events.subscribers) == 3
+    refused = httpx.get(f"{url}/v1/admin/events", headers=ADMIN, timeout=10)  # bounded: a 4th is refused
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_streams"
+    assert refused.headers["retry-after"] == "5"
     for r in readers:
         r.close()
     wait_for(lambda: not controller.events.subscribers, 30, "every subscription to be freed")

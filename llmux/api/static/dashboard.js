@@ -11,6 +11,7 @@
 
 const KEY = "llmux.adminKey";
 const state = { snapshot: null, models: new Map(), loading: new Map(), draining: new Set(), swaps: [], log: [] };
+const IN_VRAM = new Set(["loading", "ready", "serving", "evicting"]);  // any other state holds no VRAM
 let stream = null;
 let retryMs = 500;
 
@@ -179,7 +180,7 @@ function draw() {
   const budget = snap.budget_gb;
   $("vram-text").textContent = `${snap.used_gb.toFixed(2)} of ${budget} GB used`;
   const bar = $("vram-bar");
-  bar.replaceChildren(...models.filter((m) => m.state !== "unloaded").map((m) => {
+  bar.replaceChildren(...models.filter((m) => IN_VRAM.has(m.state)).map((m) => {
     const s = shown(m);
     const seg = el("div", { class: `segment ${s}`, "data-model": m.id, "data-state": s,
       title: `${m.id}: ${s}, ${m.vram_gb} GB${m.measured ? " (measured)" : " (estimate)"}` }, `${m.id} ${m.vram_gb} GB`);
