@@ -97,7 +97,9 @@ class Subscription:
 
 class EventHub:
     def __init__(self, view: View, *, maxsize: int = QUEUE_EVENTS, clock: Callable[[], float] = time.time) -> None:
-        self._view, self._maxsize, self._clock = view, maxsize, clock
+        self._view, self._clock = view, clock
+        self.maxsize = maxsize
+        """Events one subscriber may have queued (new subscriptions); one more and it resyncs."""
         self.seq = 0
         self.subscribers: set[Subscription] = set()
         self.recent: deque[SwapRecord] = deque(maxlen=RECENT_SWAPS)
@@ -107,7 +109,7 @@ class EventHub:
         self.loading: dict[str, Loading] = {}
 
     def subscribe(self) -> Subscription:
-        sub = Subscription(self, self._maxsize)
+        sub = Subscription(self, self.maxsize)
         self.subscribers.add(sub)
         return sub
 

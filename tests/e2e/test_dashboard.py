@@ -3,7 +3,8 @@
 ``clients/browser/dashboard.mjs`` (playwright-core from npm, Debian's ``chromium``) signs in with a
 wrong key and then the demo's admin key, reads the VRAM bar (the model the server was told to
 preload is on it), presses Load on SmolLM2 and waits for it to become resident on the bar, pins it,
-signs out. Screenshots go to this test's tmp dir (printed; ``pytest -s`` shows the paths).
+signs out. Screenshots go to this test's tmp dir, or ``$LLMUX_DASHBOARD_OUT`` (printed; ``pytest -s``
+shows the paths).
 
 ``make test`` installs both (``make browser``). Where they are missing the test is skipped, except
 under CI (``CI`` set), where a missing browser is a failure rather than a silent skip.
@@ -80,7 +81,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_the_dashboard_shows_residency_and_loads_a_model_from_the_page(server: tuple[str, Path]) -> None:
     url, tmp = server
-    shots = tmp / "screenshots"
+    shots = Path(os.environ["LLMUX_DASHBOARD_OUT"]) if os.environ.get("LLMUX_DASHBOARD_OUT") else tmp / "screenshots"
     args = {"url": url, "key": ADMIN_KEY, "load": "smollm2-135m", "out": str(shots), "timeoutMs": 45000}
     done = subprocess.run(["node", str(SCRIPT), json.dumps(args)], cwd=SCRIPT.parent, capture_output=True, text=True,
                           timeout=120)

@@ -188,3 +188,31 @@ def test_a_client_that_leaves_frees_its_subscription(server: tuple[str, Any], mo
         r.close()
     wait_for(lambda: not controller.events.subscribers, 30, "every subscription to be freed")
     admin(url, "load", "hibari")  # publishing to nobody is fine
+
+
+def test_a_reader_that_falls_behind_is_resynced_with_a_snapshot(server: tuple[str, Any]) -> None:
+    # One finished load publishes several events in one go (loaded, swap finished, the waiter's
+    # lease...), more than a queue of two holds before the stream's writer runs again.
+    url, controller = server
+    controller.events.maxsize = 2
+    reader = Reader(url)
+    try:
+        wait_for(lambda: reader.events, 30, "the snapshot")
+        admin(url, "load", "whisper-tiny-en")
+        admin(url, "load", "smollm2")
+        wait_for(lambda: any(e.get("resync") for e in reader.events), 60, "a resync snapshot")
+        seqs = [e["seq"] for e in reader.events]
+        assert seqs == sorted(seqs)
+        for before, after in zip(reader.events, reader.events[1:], strict=False):
+            # Either the next event, or a snapshot that includes everything up to its seq.
+            assert after["seq"] == before["seq"] + 1 or (after["type"] == "snapshot" and after["resync"])
+        wait_for(lambda: controller.queue_depth == 0 and controller._swap is None, 30, "the swaps to settle")
+        wait_for(lambda: reader.events[-1]["seq"] == controller.events.seq, 30, "the reader to catch up")
+        last = max(i for i, e in enumerate(reader.events) if e["type"] == "snapshot")
+        told = {m["id"]: m["state"] for m in reader.events[last]["models"]}
+        for e in reader.events[last + 1 :]:
+            if e["type"] == "state_changed":
+                told[e["model"]] = e["state"]
+        assert told == {m.id: m.state for m in controller.status()}
+    finally:
+        reader.close()

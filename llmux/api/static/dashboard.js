@@ -187,6 +187,11 @@ function draw() {
     seg.style.width = `${Math.max(0, (m.vram_gb / budget) * 100)}%`;
     return seg;
   }));
+  const resident = models.filter((m) => IN_VRAM.has(m.state));
+  const free = Math.max(0, budget - snap.used_gb);
+  $("vram-list").replaceChildren(...resident.map((m) => el("span", { class: "resident", "data-model": m.id },
+    el("span", { class: `swatch ${shown(m)}` }), ` ${m.id} ${m.vram_gb} GB ${shown(m)}`)),
+  el("span", { class: "resident muted" }, ` free ${free.toFixed(2)} GB`));
   $("queue-text").textContent = `${snap.queue_depth} waiting, ${snap.swaps} swaps`;
   $("models").tBodies[0].replaceChildren(...models.map(modelRow));
   $("swaps").tBodies[0].replaceChildren(...state.swaps.slice().reverse().map((s) => el("tr", { "data-swap": s.swap },
