@@ -83,6 +83,16 @@ class Subscription:
                 await asyncio.wait_for(self._wake.wait(), timeout_s)
             except TimeoutError:
                 return None
+        return self._take()
+
+    def drain(self) -> list[Event]:
+        """Everything there is to read now, without waiting."""
+        taken: list[Event] = []
+        while self._queue or self._snapshot_due:
+            taken.append(self._take())
+        return taken
+
+    def _take(self) -> Event:
         if self._snapshot_due:
             # The snapshot includes every event queued so far: they are dropped, not repeated.
             self._queue.clear()

@@ -374,7 +374,7 @@ class ControllerMachine(RuleBasedStateMachine):
     def the_event_feed_tells_the_state(self) -> None:
         """A reader that applies the feed's events to its snapshot sees what ``status()`` says:
         every state, lease count, pin, footprint and waiting count, with no ``seq`` skipped."""
-        while (event := self.loop.run_until_complete(self.feed.next(0))) is not None:
+        for event in self.feed.drain():
             if isinstance(event, Snapshot):
                 assert event.seq >= self.last_seq
                 self.mirror = {m.id: {"state": m.state, "leases": m.leases, "pinned": m.pinned,
