@@ -69,7 +69,7 @@ async def _stream(hub: EventHub, keepalive_s: float) -> AsyncGenerator[bytes, No
     # closes a started generator; one that never started holds nothing).
     subscription = hub.subscribe()
     try:
-        while True:
+        while not subscription.closed:
             event = await subscription.next(keepalive_s)
             yield KEEPALIVE if event is None else frame(event)
     finally:
@@ -87,7 +87,9 @@ class EventsController(Controller):
                 f"{MAX_SUBSCRIBERS} event streams are open already", code="too_many_streams", retry_after=5
             )
         body = _stream(controller.events, chat.keepalive_s)  # the chat streams' keep-alive cadence
-        return closing_stream(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return closing_stream(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
 
 @cache

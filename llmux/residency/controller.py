@@ -238,6 +238,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
         self._queue.clear()
         self.events.waiting((), self.queue_depth)
+        self.events.close()  # event streams end: they would hold the graceful stop
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 

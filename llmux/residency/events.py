@@ -75,14 +75,24 @@ class Subscription:
             self._queue.append(event)
         self._wake.set()
 
+    @property
+    def closed(self) -> bool:
+        """The hub closed (shutting down) and nothing is left to read: the stream ends."""
+        return self._hub.closed and not self._queue and not self._snapshot_due
+
     async def next(self, timeout_s: float) -> Event | None:
-        """The next event; None when nothing happened for ``timeout_s`` (send a keep-alive)."""
+        """The next event; None when nothing happened for ``timeout_s`` (send a keep-alive), or
+        once ``closed``."""
+        if self.closed:
+            return None
         if not self._queue and not self._snapshot_due:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout_s)
             except TimeoutError:
                 return None
+        if not self._queue and not self._snapshot_due:
+            return None  # woken to end (``EventHub.close``)
         return self._take()
 
     def drain(self) -> list[Event]:
@@ -101,6 +111,9 @@ class Subscription:
             return snapshot
         return self._queue.popleft()
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def close(self) -> None:
         self._hub.subscribers.discard(self)
 
@@ -112,6 +125,7 @@ class EventHub:
         """Events one subscriber may have queued (new subscriptions); one more and it resyncs."""
         self.seq = 0
         self.subscribers: set[Subscription] = set()
+        self.closed = False
         self.recent: deque[SwapRecord] = deque(maxlen=RECENT_SWAPS)
         self.current: SwapRecord | None = None
         self._swap_started = 0.0
@@ -122,6 +136,13 @@ class EventHub:
         sub = Subscription(self, self.maxsize)
         self.subscribers.add(sub)
         return sub
+
+    def close(self) -> None:
+        """End every stream once it has read what is queued (shutdown: an open stream would
+        otherwise hold the server's graceful stop for its whole grace)."""
+        self.closed = True
+        for sub in list(self.subscribers):
+            sub.wake()
 
     def publish(self, event: Event) -> None:
         self.seq += 1

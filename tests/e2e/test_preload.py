@@ -146,3 +146,46 @@ def test_the_server_answers_while_a_preload_hangs_and_stays_up_when_it_fails(tmp
         reply = httpx.post(f"{url}/v1/chat/completions", headers=ADMIN, timeout=60, json={
             "model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
         assert reply.status_code == 200, reply.text
+
+
+def test_an_open_event_stream_ends_at_sigterm_instead_of_holding_the_graceful_stop(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "preload: [hibari]\n")
+    log = tmp_path / "server.log"
+    port = free_port()
+    with log.open("w") as sink:
+        # A grace far longer than the deadline below: only an ended stream lets it exit in time.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
+             "--allow-demo-keys", "--grace", "120"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def preloaded() -> bool:
+            assert process.poll() is None, log.read_text()[-3000:]
+            return bool(logged(log, "preload.done"))
+
+        wait_for(preloaded, 60, "the preload")
+        ended = threading.Event()
+        lines: list[str] = []
+
+        def read() -> None:
+            try:
+                with httpx.stream("GET", f"{url}/v1/admin/events", headers=ADMIN,
+                                  timeout=httpx.Timeout(10, read=None)) as r:
+                    for line in r.iter_lines():
+                        lines.append(line)
+                lines.append("<end>")  # a complete response, not a cut connection
+            finally:
+                ended.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_for(lambda: any(line.startswith("data: ") for line in lines), 30, "the snapshot")
+        process.terminate()
+        wait_for(ended.is_set, 60, "the event stream to end at SIGTERM")
+        assert lines[-1] == "<end>", lines[-3:]
+        assert process.wait(60) == 0
+        assert logged(log, "server.stopped")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -63,3 +63,28 @@ def test_what_a_reader_sees_is_in_order_and_never_skips_silently(steps: list[str
         assert seen[-1][0] == hub.seq  # caught up in the end
 
     asyncio.run(run())
+
+
+async def test_closing_the_hub_ends_a_waiting_reader_after_what_is_queued() -> None:
+    hub = EventHub(View())
+    sub = hub.subscribe()
+    assert isinstance(await sub.next(1), Snapshot)
+    waiting = asyncio.ensure_future(sub.next(60))
+    await asyncio.sleep(0)
+    hub.publish(PinChanged(model="m", pinned=True))
+    assert isinstance(await waiting, PinChanged)
+    hub.publish(PinChanged(model="m", pinned=False))
+    waiting = asyncio.ensure_future(sub.next(60))
+    hub.close()
+    assert isinstance(await waiting, PinChanged)  # what was queued is still read
+    assert await asyncio.wait_for(sub.next(60), 5) is None and sub.closed
+
+
+async def test_closing_the_hub_wakes_a_reader_waiting_on_nothing() -> None:
+    hub = EventHub(View())
+    sub = hub.subscribe()
+    assert isinstance(await sub.next(1), Snapshot)
+    waiting = asyncio.ensure_future(sub.next(60))
+    await asyncio.sleep(0)  # it waits now, with nothing queued
+    hub.close()
+    assert await asyncio.wait_for(waiting, 5) is None and sub.closed
