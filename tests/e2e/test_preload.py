@@ -129,6 +129,16 @@ def test_the_server_answers_while_a_preload_hangs_and_stays_up_when_it_fails(tmp
         assert [m["id"] for m in listed["data"]] == ["smollm2", "whisper-tiny-en", "hibari"]
         assert models(url)["whisper-tiny-en"]["state"] == "loading"
         assert not logged(log, "preload.done")
+        # A request meanwhile queues as usual, behind the load that is in progress.
+        answers: list[httpx.Response] = []
+
+        def ask() -> None:
+            answers.append(httpx.post(f"{url}/v1/chat/completions", headers=ADMIN, timeout=120, json={
+                "model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}))
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        wait_for(lambda: models(url)["smollm2-135m"]["waiting"] == 1, 30, "the chat request to queue")
 
         def feed() -> None:  # opening the write end releases the reader; garbage fails the load
             with fifo.open("wb") as pipe:
@@ -138,6 +148,8 @@ def test_the_server_answers_while_a_preload_hangs_and_stays_up_when_it_fails(tmp
         writer.start()
         wait_for(lambda: logged(log, "preload.done"), 60, "the preload to finish")
         writer.join(10)
+        asking.join(60)
+        assert [a.status_code for a in answers] == [200], [a.text for a in answers]
         (failed,) = logged(log, "preload.failed")
         assert failed["model"] == "whisper-tiny-en"
         assert logged(log, "preload.done")[0]["loaded"] == ["smollm2-135m"]
