@@ -8,7 +8,7 @@ gap between two consecutive ``seq`` values a client receives is impossible excep
 sends the whole state instead).
 
 Model states are the lifecycle's (``unloaded``, ``loading``, ``ready``, ``serving``, ``evicting``
-= unloading); a failed load is ``state_changed`` with ``event: "load_failed"`` and its ``error``;
+= unloading, ``parked`` = warm in host RAM, ``unparking``); a failed load is ``state_changed`` with ``event: "load_failed"`` and its ``error``;
 draining is announced by ``swap_started`` (its ``victims``).
 """
 
@@ -65,6 +65,8 @@ class Snapshot(Event, tag="snapshot"):
     models: list[ModelStatus]
     recent_swaps: list[SwapRecord]
     """The last few finished swaps, oldest first."""
+    host_budget_gb: float = 0.0
+    """The warm tier's host RAM budget (0: models are never parked)."""
     loading: dict[str, Loading] = {}
     """Models loading now."""
     swapping: SwapRecord | None = None
@@ -83,8 +85,10 @@ class StateChanged(Event, tag="state_changed"):
     error: str | None = None
     """Why a load failed (``event: load_failed``)."""
     expected_s: float | None = None
-    """``event: load``: the model's measured average load time, if it has loaded before — the
-    only progress llmux can tell (runtimes report no fraction while loading)."""
+    """``event: load`` / ``unpark``: the model's measured average time for it, if it has done it
+    before — the only progress llmux can tell (runtimes report no fraction while loading)."""
+    host_gb: float = 0.0
+    """Host RAM the model holds after the change (the warm tier: parked or unparking)."""
 
 
 class LeaseChanged(Event, tag="lease"):

@@ -44,6 +44,7 @@ class View(Protocol):
     """What a snapshot reads (the controller)."""
 
     budget_gb: float
+    host_budget_gb: float
     swaps: int
 
     @property
@@ -157,6 +158,7 @@ class EventHub:
             at=round(self._clock(), 3),
             budget_gb=v.budget_gb,
             used_gb=round(v.used_gb, 3),
+            host_budget_gb=v.host_budget_gb,
             queue_depth=v.queue_depth,
             swaps=v.swaps,
             models=v.status(),
@@ -209,9 +211,11 @@ class LifecycleEvents:
         hub: EventHub,
         used_gb: Callable[[], float],
         error_of: Callable[[str], str | None],
-        expected_load_s: Callable[[str], float | None],
+        expected_s: Callable[[str, str], float | None],
+        host_gb: Callable[[str], float],
     ) -> None:
-        self._hub, self._used_gb, self._error_of, self._expected = hub, used_gb, error_of, expected_load_s
+        self._hub, self._used_gb, self._error_of = hub, used_gb, error_of
+        self._expected, self._host_gb = expected_s, host_gb
 
     def after_transition(self, event: Any, source: Any, target: Any, machine: Any) -> None:
         model, name = machine.name, str(event)
@@ -224,8 +228,8 @@ class LifecycleEvents:
             log.exception("events.publish_failed", model=model, transition=name)
 
     def _state_changed(self, model: str, name: str, source: str, target: str) -> None:
-        expected = self._expected(model) if name == "load" else None
-        if name == "load":
+        expected = self._expected(model, name) if name in ("load", "unpark") else None
+        if name in ("load", "unpark"):
             self._hub.loading[model] = Loading(since=round(time.time(), 3), expected_s=expected)
         else:
             self._hub.loading.pop(model, None)
@@ -238,5 +242,6 @@ class LifecycleEvents:
                 used_gb=round(self._used_gb(), 3),
                 error=self._error_of(model) if name == "load_failed" else None,
                 expected_s=expected,
+                host_gb=round(self._host_gb(model), 3),
             )
         )

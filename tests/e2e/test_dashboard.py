@@ -92,7 +92,7 @@ def test_the_dashboard_shows_residency_and_loads_a_model_from_the_page(server: t
     assert result["pageErrors"] == [], result["pageErrors"]
     assert not [line for line in result["console"] if "Content Security Policy" in line], result["console"]
     assert "not an admin key" in result["wrongKey"] or "invalid API key" in result["wrongKey"], result["wrongKey"]
-    assert result["models"] == ["smollm2-135m", "whisper-tiny-en", "hibari"]
+    assert result["models"][:3] == ["smollm2-135m", "whisper-tiny-en", "hibari"]  # config order
     assert result["barBefore"] == [{"model": "hibari", "state": "ready"}]
     assert "unavailable" in result["usage"] or "usage" in result["usage"].lower()
     assert result["keyInStorage"] is True

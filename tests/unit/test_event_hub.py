@@ -17,6 +17,7 @@ class View:
     budget_gb = 4.0
     swaps = 0
     used_gb = 0.0
+    host_budget_gb = 0.0
     queue_depth = 0
 
     def status(self) -> list[ModelStatus]:

@@ -11,7 +11,7 @@
 
 const KEY = "llmux.adminKey";
 const state = { snapshot: null, models: new Map(), loading: new Map(), draining: new Set(), swaps: [], log: [] };
-const IN_VRAM = new Set(["loading", "ready", "serving", "evicting"]);  // any other state holds no VRAM
+const IN_VRAM = new Set(["loading", "ready", "serving", "evicting", "unparking"]);  // parked: host RAM only
 let stream = null;
 let retryMs = 500;
 
@@ -129,9 +129,14 @@ function apply(event) {
       if (!model) break;
       model.state = event.state;
       state.snapshot.used_gb = event.used_gb;
-      if (event.event === "load") state.loading.set(event.model, { since: event.at, expected_s: event.expected_s });
-      else state.loading.delete(event.model);
-      if (event.event === "loaded") { model.loads += 1; model.last_error = null; model.broken = false; }
+      model.host_gb = event.host_gb;
+      if (event.event === "load" || event.event === "unpark") {
+        state.loading.set(event.model, { since: event.at, expected_s: event.expected_s });
+      } else state.loading.delete(event.model);
+      if (event.event === "loaded") {
+        if (event.previous === "unparking") model.unparks = (model.unparks || 0) + 1; else model.loads += 1;
+        model.last_error = null; model.broken = false;
+      }
       if (event.event === "load_failed") { model.last_error = event.error; model.broken = true; }
       if (event.state === "unloaded") state.draining.delete(event.model);
       break;
@@ -192,6 +197,11 @@ function draw() {
   $("vram-list").replaceChildren(...resident.map((m) => el("span", { class: "resident", "data-model": m.id },
     el("span", { class: `swatch ${shown(m)}` }), ` ${m.id} ${m.vram_gb} GB ${shown(m)}`)),
   el("span", { class: "resident muted" }, ` free ${free.toFixed(2)} GB`));
+  const parked = models.filter((m) => m.host_gb > 0);
+  $("host-list").textContent = snap.host_budget_gb > 0
+    ? `host RAM (warm tier): ${parked.reduce((a, m) => a + m.host_gb, 0).toFixed(2)} of ${snap.host_budget_gb} GB` +
+      (parked.length ? ` — ${parked.map((m) => `${m.id} ${m.host_gb} GB ${m.state}`).join(", ")}` : " — nothing parked")
+    : "";
   $("queue-text").textContent = `${snap.queue_depth} waiting, ${snap.swaps} swaps`;
   $("models").tBodies[0].replaceChildren(...models.map(modelRow));
   $("swaps").tBodies[0].replaceChildren(...state.swaps.slice().reverse().map((s) => el("tr", { "data-swap": s.swap },
@@ -223,7 +233,7 @@ function modelRow(m) {
 
 function progress(m) {
   const load = state.loading.get(m.id);
-  if (!load || m.state !== "loading") return m.last_error ? el("span", { class: "error" }, m.last_error) : "";
+  if (!load || (m.state !== "loading" && m.state !== "unparking")) return m.last_error ? el("span", { class: "error" }, m.last_error) : "";
   const elapsed = Math.max(0, Date.now() / 1000 - load.since);
   if (!load.expected_s) return el("span", {}, el("progress", {}), ` ${elapsed.toFixed(1)} s`);
   // Runtimes report no fraction while loading: the estimate is elapsed time over the model's
