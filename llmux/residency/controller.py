@@ -167,6 +167,12 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         while self._swap is not None:
             await asyncio.shield(self._swap)
 
+    def plan_for(self, model_id: str) -> planner.Plan | planner.Infeasible:
+        """What loading ``model_id`` now would evict, by the planner's rules (the preload asks)."""
+        slot = self._slot(model_id)
+        target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
+        return planner.plan(target, self._residents(), self.budget_gb)
+
     def pin(self, model_id: str, pinned: bool = True) -> None:
         """A pinned model is never chosen as an eviction victim."""
         self._slot(model_id).pinned = pinned

@@ -1,8 +1,9 @@
 """``preload:`` in models.yaml: load models at start-up, without holding the server's start.
 
 The server answers from the first moment; the preload runs as a background task, one model at a
-time in the registry's order (ASR, then TTS, then LLM: the order the eviction rules protect, so a
-later preload would never push out an earlier one). Requests that arrive meanwhile queue like any
+time in the registry's order (the reverse of ``eviction_order``: ASR, TTS, embedding by default,
+then LLM — what the eviction rules protect most goes first, so a later preload never pushes out an
+earlier one). Requests that arrive meanwhile queue like any
 other (a request for the model being preloaded waits for that load). A model is preloaded only
 while it fits beside what is resident without evicting anything (the planner decides, on
 measured footprints once known); a load that fails is logged and the server stays up (the model
@@ -20,7 +21,7 @@ from typing import Any
 import structlog
 
 from llmux.protocol.errors import LlmuxError
-from llmux.registry import ModelType, Registry
+from llmux.registry import Registry
 from llmux.residency import planner
 from llmux.residency.controller import ResidencyController
 
@@ -29,16 +30,7 @@ log = structlog.get_logger("llmux.preload")
 
 def _evictions(controller: ResidencyController, model_id: str) -> str | None:
     """Why ``model_id`` cannot be preloaded now (what it would evict, or why it cannot fit)."""
-    views = {m.id: m for m in controller.status()}
-    residents = [
-        planner.Resident(id=m.id, type=ModelType(m.type), footprint_gb=m.vram_gb, busy=m.leases > 0, pinned=m.pinned)
-        for m in views.values()
-        if m.state != "unloaded"
-    ]
-    target = views[model_id]
-    decision = planner.plan(
-        planner.Target(model_id, ModelType(target.type), target.vram_gb), residents, controller.budget_gb
-    )
+    decision = controller.plan_for(model_id)
     if isinstance(decision, planner.Infeasible):
         return decision.message
     if decision.evict:

@@ -21,9 +21,17 @@ def registry_with(tmp_path: Path, extra: str):  # type: ignore[no-untyped-def]
 
 
 def test_names_resolve_to_physical_ids_in_priority_order(tmp_path: Path) -> None:
-    registry = registry_with(tmp_path, "preload: [smollm2, tts-1, whisper-tiny-en, smollm2-135m]\npinned: [whisper-1]\n")
-    assert registry.preload == ("whisper-tiny-en", "hibari", "smollm2-135m")
+    registry = registry_with(
+        tmp_path, "preload: [smollm2, all-minilm, tts-1, whisper-tiny-en, smollm2-135m]\npinned: [whisper-1]\n"
+    )
+    # The reverse of the eviction order: ASR, TTS, the embedding model (its default place), LLM.
+    assert registry.preload == ("whisper-tiny-en", "hibari", "all-minilm-l6-v2", "smollm2-135m")
     assert registry.pinned == ("whisper-tiny-en",)
+
+
+def test_the_order_follows_a_configured_eviction_order(tmp_path: Path) -> None:
+    registry = registry_with(tmp_path, "eviction_order: [llm, tts, embedding, asr]\npreload: [all-minilm, tts-1]\n")
+    assert registry.preload == ("all-minilm-l6-v2", "hibari")
 
 
 def test_none_by_default() -> None:
