@@ -21,6 +21,7 @@ from llmux.api.admin import AdminController
 from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
+from llmux.api.dashboard import EventsController, UiController
 from llmux.api.disconnect import cancel_on_disconnect
 from llmux.api.embeddings import EmbeddingsController
 from llmux.api.errors import EXCEPTION_HANDLERS
@@ -42,6 +43,7 @@ from llmux.services.embeddings import EmbeddingsService
 from llmux.services.keys import KeyStore
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.preload import preloader
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 from llmux.services.usage import FILE_NAME, UsageService, UsageStore
@@ -151,11 +153,13 @@ def create_app(
         guards=[guard],
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
+    # The dashboard's page is open (it holds no data); its feed is an admin route.
+    dashboard = Router(path="/v1", route_handlers=[EventsController], guards=[guard])
     return Litestar(
-        route_handlers=[HealthController, v1, audio],
+        route_handlers=[HealthController, v1, audio, dashboard, UiController],
         dependencies=services.dependencies(),
         state=State({"services": services}),
-        lifespan=[lifespan],
+        lifespan=[lifespan, preloader(controller, registry)],  # exited in reverse: preload stops first
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             canonical_line(request_done),

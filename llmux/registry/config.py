@@ -189,6 +189,12 @@ class ModelsFile(Strict, frozen=True):
     limits: Limits = Limits()
     physical: dict[str, dict[str, Any]] = {}
     virtual: dict[str, dict[str, Any]] = {}
+    preload: tuple[str, ...] = ()
+    """Models (physical or virtual names) loaded at start-up, ASR first, then TTS, then LLM, each
+    only while it fits beside those already loaded; requests are served meanwhile."""
+    pinned: tuple[str, ...] = ()
+    """Models (physical or virtual names) never evicted to make room once loaded, from start-up
+    on (the admin API's pin/unpin change it until the next restart)."""
     eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
     """Model types evicted first to last; every type once, ``llm`` before ``tts`` before ``asr``
     (LLMUX-VRAM-002): only where ``embedding`` sits is a choice."""

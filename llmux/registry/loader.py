@@ -143,6 +143,9 @@ def load_models(path: Path) -> Registry:
         if target not in virtual:
             raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
     _check_eviction_order(top.eviction_order)
+    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
+    preload = sorted(preload, key=lambda mid: -top.eviction_order.index(physical[mid].type))  # ASR, TTS, LLM; stable
+    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -160,11 +163,35 @@ def load_models(path: Path) -> Registry:
         limits=top.limits,
         physical=physical,
         virtual=virtual,
+        preload=tuple(preload),
+        pinned=tuple(pinned),
         aliases=dict(top.aliases),
         host_ram_budget_gb=top.host_ram_budget_gb,
         eviction_order=top.eviction_order,
         data_dir=data_dir,
     )
+
+
+def _physical_ids(
+    names: tuple[str, ...],
+    field: str,
+    physical: dict[str, PhysicalModel],
+    virtual: dict[str, VirtualModel],
+    aliases: dict[str, str],
+) -> list[str]:
+    """``preload:`` / ``pinned:`` entries (physical ids, virtual names or aliases) as physical
+    ids, each once, in the order first named."""
+    ids: list[str] = []
+    for i, name in enumerate(names):
+        if name in physical:
+            mid = name
+        elif aliases.get(name, name) in virtual:
+            mid = virtual[aliases.get(name, name)].physical
+        else:
+            raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if mid not in ids:
+            ids.append(mid)
+    return ids
 
 
 def _check_eviction_order(order: tuple[ModelType, ...]) -> None:

@@ -18,6 +18,10 @@ class Registry:
     limits: Limits
     physical: dict[str, PhysicalModel]
     virtual: dict[str, VirtualModel]
+    preload: tuple[str, ...] = ()
+    """Physical ids to load at start-up, in loading order (``ModelsFile.preload`` resolved)."""
+    pinned: tuple[str, ...] = ()
+    """Physical ids pinned from start-up (``ModelsFile.pinned`` resolved)."""
     aliases: dict[str, str] = field(default_factory=dict)
     """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
     host_ram_budget_gb: float = 0.0
