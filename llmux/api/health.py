@@ -39,6 +39,7 @@ class HealthController(Controller):
                     budget_gb=controller.budget_gb, used_gb=used, free_gb=round(controller.budget_gb - used, 3)
                 ),
                 queue_depth=controller.queue_depth,
+                host_ram=controller.host_ram(),
                 uptime_s=round(time.monotonic() - started, 1),
             ),
             status_code=503 if controller.closing else 200,
