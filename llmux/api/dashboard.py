@@ -38,8 +38,9 @@ from litestar.response import Stream
 
 from llmux import __version__
 from llmux.api.disconnect import closing_stream
+from llmux.api.openapi import Doc, sse
 from llmux.protocol.errors import TooManyRequests
-from llmux.protocol.events import Event
+from llmux.protocol.events import Event, ResidencyEvent
 from llmux.protocol.sse import KEEPALIVE
 from llmux.residency.controller import ResidencyController
 from llmux.residency.events import MAX_SUBSCRIBERS, EventHub
@@ -80,7 +81,7 @@ class EventsController(Controller):
     path = "/admin"
     opt = {"admin": True}  # noqa: RUF012 (Litestar reads and merges this class attribute)
 
-    @get("/events", sync_to_thread=False)
+    @get("/events", sync_to_thread=False, opt={"openapi": Doc(ok=(sse(ResidencyEvent, done=False),))})
     def events(self, controller: NamedDependency[ResidencyController], chat: NamedDependency[ChatService]) -> Stream:
         if len(controller.events.subscribers) >= MAX_SUBSCRIBERS:
             raise TooManyRequests(

@@ -3,7 +3,7 @@ loopback port, test engines behind it (tests/support/slow_engines.py: a chat eng
 at once, an instant voice). Every schema-valid or schema-invalid request gets no 5xx, an error
 in OpenAI's shape, and a response that conforms to the document (status, content type, body).
 
-Bounded (``LLMUX_FUZZ_EXAMPLES`` per operation, default 20) so it stays well under a minute.
+Bounded (``LLMUX_FUZZ_EXAMPLES`` per operation, default 15) so it stays well under a minute.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from llmux.registry import ModelType, PhysicalModel, Registry
 from tests.support import slow_engines as slow
 from tests.support.server import serve
 
-EXAMPLES = int(os.environ.get("LLMUX_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("LLMUX_FUZZ_EXAMPLES", "15"))
 HEADERS = {"Authorization": f"Bearer {slow.KEY}"}
 MODELS = ["talk", "other", "ears", "mouth"]
 
@@ -99,7 +99,7 @@ def openai_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
-@schema.parametrize()
+@schema.exclude(path="/v1/admin/events").parametrize()  # an endless stream: documented, not fuzzed
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_operation_conforms_and_never_fails_on_the_server(case: Any, base_url: str) -> None:
     case.call_and_validate(
