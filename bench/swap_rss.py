@@ -4,7 +4,8 @@
 
 Each cycle is one swap as llmux runs it: load, two transcriptions of 3 s of audio, unload, each
 on a thread of its own (as the residency threads and the worker bridge run them). RSS is read
-after every unload; growth is counted from cycle 5 (warm-up) to the last. "without release" is
+after every unload; after the warm-up (5 cycles) the table gives the median, the peak and the
+trend (least-squares slope, MB per cycle): single readings are noisy. "without release" is
 the unload as it was (the model reference dropped, nothing more); "with release" is llmux's
 (``engines.host_memory.release_host_memory``: a collection, then glibc's ``malloc_trim``). Each
 variant runs in a fresh process.
@@ -60,14 +61,15 @@ def cycles(release: bool) -> list[float]:
 
 
 def main() -> None:
-    print(f"{'unload':<18}{'RSS cycle 1':>12}{f'cycle {WARM}':>10}{f'cycle {CYCLES}':>10}{'MB/cycle':>10}")
+    print(f"{'unload':<18}{'RSS cycle 1':>12}{'median':>8}{'peak':>8}{'MB/cycle':>10}   (RSS in MB, {CYCLES} cycles)")
     for variant in ("without release", "with release"):
         run = subprocess.run(
             [sys.executable, "-m", "bench.swap_rss", variant], cwd=ROOT, capture_output=True, text=True, check=True
         )
-        rss = [float(x) for x in run.stdout.split()]
-        per = (rss[-1] - rss[WARM - 1]) / (CYCLES - WARM)
-        print(f"{variant:<18}{rss[0]:>12.0f}{rss[WARM - 1]:>10.0f}{rss[-1]:>10.0f}{per:>+10.2f}")
+        rss = np.array([float(x) for x in run.stdout.split()])
+        warm = rss[WARM:]
+        slope = float(np.polyfit(np.arange(len(warm)), warm, 1)[0])
+        print(f"{variant:<18}{rss[0]:>12.0f}{np.median(warm):>8.0f}{warm.max():>8.0f}{slope:>+10.2f}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class FasterWhisperASR:
 
     def unload(self) -> None:
         self._model = None
-        release_host_memory()  # CTranslate2's buffers otherwise stay in the process (~2.6 MB a swap)
+        release_host_memory()  # CTranslate2's freed buffers otherwise stay in the process
 
     def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
         model = self._model
