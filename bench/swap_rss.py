@@ -53,7 +53,7 @@ def cycles(release: bool) -> list[float]:
         engine = create_engine(spec, registry)
         on_thread(engine.load)
         for _ in range(2):
-            on_thread(lambda: engine.transcribe(audio, TranscribeOptions(), threading.Event()))
+            on_thread(lambda e=engine: e.transcribe(audio, TranscribeOptions(), threading.Event()))
         on_thread(engine.unload)
         del engine
         out.append(rss_mb())
