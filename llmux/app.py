@@ -14,17 +14,21 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 
 from llmux import __version__
 from llmux.api.admin import AdminController
 from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
+from llmux.api.dashboard import EventsController, UiController
 from llmux.api.disconnect import cancel_on_disconnect
+from llmux.api.embeddings import EmbeddingsController
 from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
+from llmux.api.openapi import DocumentedJson
 from llmux.api.responses import ResponsesController
 from llmux.api.usage import UsageController
 from llmux.engines.factory import create_engine
@@ -35,9 +39,11 @@ from llmux.residency.slots import EngineFactory
 from llmux.services.access import Access
 from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
+from llmux.services.embeddings import EmbeddingsService
 from llmux.services.keys import KeyStore
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.preload import preloader
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 from llmux.services.usage import FILE_NAME, UsageService, UsageStore
@@ -54,6 +60,7 @@ class Services:
     chat: ChatService
     responses: ResponsesService
     audio: AudioService
+    embeddings: EmbeddingsService
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
@@ -89,13 +96,14 @@ def create_app(
     reload reads it again; None: no reload)."""
     controller = ResidencyController(registry, factory)
     created = int(time.time())
-    chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
     services = Services(
         registry=registry,
         controller=controller,
         chat=chat,
         responses=ResponsesService(chat),
         audio=AudioService(registry, controller),
+        embeddings=EmbeddingsService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
         models=ModelsService(registry, controller, created),
@@ -126,7 +134,14 @@ def create_app(
     guard = RequireKey(ring, services.access)
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, UsageController],
+        route_handlers=[
+            ChatController,
+            ResponsesController,
+            ModelsController,
+            AdminController,
+            EmbeddingsController,
+            UsageController,
+        ],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )
@@ -138,16 +153,23 @@ def create_app(
         guards=[guard],
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
+    # The dashboard's page is open (it holds no data); its feed is an admin route.
+    dashboard = Router(path="/v1", route_handlers=[EventsController], guards=[guard])
     return Litestar(
-        route_handlers=[HealthController, v1, audio],
+        route_handlers=[HealthController, v1, audio, dashboard, UiController],
         dependencies=services.dependencies(),
         state=State({"services": services}),
-        lifespan=[lifespan],
+        lifespan=[lifespan, preloader(controller, registry)],  # exited in reverse: preload stops first
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             canonical_line(request_done),
             cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
         ],
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="llmux",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), DocumentedJson()],  # the JSON: every body documented
+        ),
     )

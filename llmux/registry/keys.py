@@ -9,7 +9,7 @@ from llmux.registry.registry import Registry
 MIN_SERVE_LENGTH = 24
 """Characters; ``secrets.token_urlsafe(32)`` (what the README suggests) gives 43."""
 
-PUBLISHED = frozenset({"sk-llmux-demo-not-a-secret"})
+PUBLISHED = frozenset({"sk-llmux-demo-not-a-secret", "sk-llmux-demo-admin-not-a-secret"})
 """Keys printed in this repository's README and demo config: anyone can read them."""
 
 
