@@ -7,12 +7,13 @@ controller decides again (``_pump``).
 
 Faults. An un-park that fails (the host copy, not the model) unloads that copy and loads the
 model cold instead, once. A load that fails, or is still running after the model's
-``load_timeout_s``, fails its waiters with a 503 and marks the model broken for a backoff; then the swap *restores* the models
-it evicted for it, so a bad model never takes healthy ones down. (Restoring, rather than
-checking loadability first: whether weights load is only known by loading them — a file can be
-there and still be corrupt, or not fit once allocated — and on one GPU the room has to be made
-first.) A timed-out load's thread cannot be stopped: it is abandoned, and whatever it loads if it
-ever returns is unloaded at once. Error texts keep file names but not the server's directories.
+``load_timeout_s``, fails its waiters with a 503 and marks the model broken for a backoff; then
+the swap *restores* the models it evicted for it, so a bad model never takes healthy ones down.
+(Restoring, rather than checking loadability first: whether weights load is only known by
+loading them — a file can be there and still be corrupt, or not fit once allocated — and on one
+GPU the room has to be made first.) A timed-out load's thread cannot be stopped: it is
+abandoned, and whatever it loads if it ever returns is unloaded at once. Error texts keep file
+names but not the server's directories.
 """
 
 from __future__ import annotations
