@@ -72,6 +72,8 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
         self._closing_at: float | None = None
+        self.stopping = asyncio.Event()
+        """Set when shutdown begins (the in-flight requests' grace starts)."""
         self.swaps = 0
 
     # ---- public API -------------------------------------------------------------------------
@@ -224,6 +226,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         if self._closing:
             return
         self._closing, self._closing_at = True, time.monotonic()
+        self.stopping.set()
         for w in list(self._queue):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
@@ -246,6 +249,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
                 busy=s.leases > 0,
                 last_used=s.last_used,
                 pinned=s.pinned,
+                priority=self.registry.priority(s.spec.type),
             )
             for s in self._slots.values()
             if s.machine.resident

@@ -4,9 +4,13 @@ Rules (LLMUX-VRAM-002…005), numbered as at the branches below:
 
 1. A model already resident needs nothing.
 2. A model larger than the whole budget can never fit: refuse, don't try.
-3. At most one LLM and one TTS: a new one replaces the resident one of its type.
+3. At most one LLM and one TTS: a new one replaces the resident one of its type. ASR and
+   embedding models have no such cap: they are small, and two clients using different ones
+   (a RAG index per application) would otherwise evict each other on every request; rule 5
+   still evicts them when room is needed.
 4. Load alongside when the rest fits (no eviction beyond rule 3).
-5. Otherwise evict lowest priority first (LLM, then TTS, then ASR), only as many as needed.
+5. Otherwise evict lowest priority first (by default LLM, then embedding, then TTS, then ASR:
+   ``eviction_order`` in models.yaml may move embedding), only as many as needed.
    Within one priority, idle before busy, then least recently used first — so a higher-priority
    model is never evicted while a lower-priority one could go instead.
 6. Pinned models are never evicted; if the target cannot fit without them, refuse.
@@ -40,6 +44,12 @@ class Resident:
     """Holds leases: evicting it means waiting for them to drain."""
     last_used: float = 0.0
     pinned: bool = False
+    priority: int | None = None
+    """Eviction priority (lower goes first); None: its type's default order."""
+
+    @property
+    def rank(self) -> int:
+        return self.type.priority if self.priority is None else self.priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +107,7 @@ def plan(target: Target, residents: Sequence[Resident], budget_gb: float) -> Pla
     # 5. Lowest priority first; idle before busy; least recently used first.
     order = sorted(
         (r for r in kept if not r.pinned),
-        key=lambda r: (r.type.priority, r.busy, r.last_used, r.id),
+        key=lambda r: (r.rank, r.busy, r.last_used, r.id),
     )
     for r in order:
         victims.append(r.id)
@@ -121,7 +131,7 @@ def overflow(residents: Sequence[Resident], budget_gb: float, keep: str) -> tupl
     victims: list[str] = []
     order = sorted(
         (r for r in residents if r.id != keep and not r.pinned),
-        key=lambda r: (r.type.priority, r.busy, r.last_used, r.id),
+        key=lambda r: (r.rank, r.busy, r.last_used, r.id),
     )
     for r in order:
         victims.append(r.id)
@@ -140,7 +150,7 @@ def host_room(
         return Infeasible(f"{need_gb:g} GB does not fit in the {budget_gb:g} GB host RAM budget")
     excess = used_gb(parked) + need_gb - budget_gb
     victims: list[str] = []
-    for r in sorted((r for r in parked if r.id != keep), key=lambda r: (r.type.priority, r.last_used, r.id)):
+    for r in sorted((r for r in parked if r.id != keep), key=lambda r: (r.rank, r.last_used, r.id)):
         if excess <= _EPSILON:
             break
         victims.append(r.id)

@@ -35,6 +35,7 @@ _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {
     ModelType.LLM: (["text"], ["text"]),
     ModelType.ASR: (["audio"], ["text"]),
     ModelType.TTS: (["text"], ["audio"]),
+    ModelType.EMBEDDING: (["text"], ["embedding"]),
 }
 
 
@@ -79,7 +80,7 @@ class ModelsService:
 def _context(physical: PhysicalModel, engine: Any) -> int | None:
     """The loaded runtime's context size, else what the config sets (None: the model's own
     limit, known once loaded)."""
-    if physical.type is not ModelType.LLM:
+    if physical.type not in (ModelType.LLM, ModelType.EMBEDDING):
         return None
     loaded = getattr(engine, "context", None)
     if isinstance(loaded, int) and loaded > 0:

@@ -11,13 +11,16 @@ when it finishes and how; a load's timeout is a timer the test fires. After ever
 invariants must hold.
 
 Size: ``LLMUX_STATEFUL_EXAMPLES`` runs (default 1000) of at most ``LLMUX_STATEFUL_STEPS`` steps
-each (default 30); ``make stateful`` asks for 10,000-step runs, which Hypothesis ends when its
-data buffer is full (470-800 steps measured).
+each (default 30); ``make stateful`` asks for 10,000-step runs. Hypothesis ends a run when its
+choice buffer is full (8 KB: 470-800 of these steps) and has no setting for its size, so runs
+longer than that get a buffer sized for them (``long_runs``). ``LLMUX_STATEFUL_REPORT`` names a
+JSON file that gets the steps each run reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,11 @@ MODELS = {
     "tts-2a": (ModelType.TTS, 2.0),
     "tts-2b": (ModelType.TTS, 2.0),
     "huge": (ModelType.LLM, 20.0),
+    "emb-1": (ModelType.EMBEDDING, 1.0),
+    "emb-3": (ModelType.EMBEDDING, 3.0),
 }
+ORDER = (ModelType.LLM, ModelType.TTS, ModelType.EMBEDDING, ModelType.ASR)
+"""Not the default order: embeddings after TTS, so the config's order is what the controller obeys."""
 
 
 def registry(host_ram_gb: float = 0.0) -> Registry:
@@ -55,7 +62,9 @@ def registry(host_ram_gb: float = 0.0) -> Registry:
         for mid, (kind, gb) in MODELS.items()
     }
     limits = Limits(max_wait_s=MAX_WAIT_S)
-    return Registry(BUDGET, Path("/nonexistent"), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb)
+    return Registry(
+        BUDGET, Path("/nonexistent"), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb, eviction_order=ORDER
+    )
 
 
 class GatedBackend:
@@ -130,6 +139,24 @@ class Session:
 
 
 MODEL_IDS = st.sampled_from(sorted(MODELS))
+STEPS = int(os.environ.get("LLMUX_STATEFUL_STEPS", "30"))
+REPORT = os.environ.get("LLMUX_STATEFUL_REPORT")
+STEPS_RUN: list[int] = []
+
+
+def long_runs(steps: int) -> None:
+    """Room in Hypothesis's choice buffer for ``steps`` steps (a step draws well under 64
+    choices). Internal names, checked: if Hypothesis renames them this fails loudly rather
+    than quietly running short runs again."""
+    import hypothesis.internal.conjecture.engine as engine
+    import hypothesis.stateful as stateful
+
+    assert isinstance(engine.BUFFER_SIZE, int) and isinstance(stateful.BUFFER_SIZE, int)
+    engine.BUFFER_SIZE = stateful.BUFFER_SIZE = max(engine.BUFFER_SIZE, steps * 64)  # type: ignore[misc]
+
+
+if STEPS > 400:  # only ``make stateful``: the suite's short runs keep Hypothesis's defaults
+    long_runs(STEPS)
 
 
 class ControllerMachine(RuleBasedStateMachine):
@@ -158,6 +185,7 @@ class ControllerMachine(RuleBasedStateMachine):
         self.admin: list[asyncio.Task[None]] = []
         self.held: list[Lease] = []
         self.failures: list[BaseException] = []
+        self.steps = -1  # the invariants also run once before the first step
         structlog.configure(
             processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False
         )
@@ -218,11 +246,11 @@ class ControllerMachine(RuleBasedStateMachine):
 
     def _check_eviction(self, _: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("event") in ("model.evicted", "model.parked") and event.get("reason") == "make_room":
-            victim = MODELS[event["model"]][0].priority
+            victim = ORDER.index(MODELS[event["model"]][0])
             for view in self.controller.status():
                 if view.state not in ("unloaded", "parked") and not view.pinned and view.id != event["model"]:
                     # Nothing of lower priority than the victim was left resident.
-                    assert MODELS[view.id][0].priority >= victim, (event, view)
+                    assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
@@ -369,6 +397,10 @@ class ControllerMachine(RuleBasedStateMachine):
     # ---- invariants -----------------------------------------------------------------------
 
     @invariant()
+    def count_steps(self) -> None:
+        self.steps += 1
+
+    @invariant()
     def a_peak_is_never_forgotten(self) -> None:
         for slot in self.controller._slots.values():
             assert slot.footprint_gb >= slot.peak_gb - 1e-9
@@ -416,6 +448,11 @@ class ControllerMachine(RuleBasedStateMachine):
         assert self.controller._slots["huge"].state == "unloaded"
 
     def teardown(self) -> None:
+        STEPS_RUN.append(self.steps)
+        if REPORT:
+            runs = sorted(STEPS_RUN)
+            Path(REPORT).write_text(json.dumps({"runs": len(runs), "min_steps": runs[0], "max_steps": runs[-1],
+                                                "median_steps": runs[len(runs) // 2], "total_steps": sum(runs)}))
         try:
             for lease in self.held:
                 self.on_loop(self.controller.release, lease)
@@ -461,7 +498,7 @@ class ControllerMachine(RuleBasedStateMachine):
 
 ControllerMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("LLMUX_STATEFUL_EXAMPLES", "1000")),
-    stateful_step_count=int(os.environ.get("LLMUX_STATEFUL_STEPS", "30")),
+    stateful_step_count=STEPS,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large],
 )

@@ -13,11 +13,14 @@ from tests.conftest import CONFIG
 
 def test_reference_deployment_has_the_required_models(reference: Registry) -> None:
     assert len(reference.physical) == 9
-    assert len(reference.virtual) == 16
+    # The requirements' 16 virtual models; the OCR model (issue 13) is an instruction on top of them.
+    required = {name: v for name, v in reference.virtual.items() if v.behaviour.system_prompt is None}
+    assert set(reference.virtual) - set(required) == {"Qwen3.5-4B-OCR"}
+    assert len(required) == 16
     assert reference.budget_gb == 16
-    kinds = Counter(reference.physical[v.physical].type for v in reference.virtual.values())
+    kinds = Counter(reference.physical[v.physical].type for v in required.values())
     assert kinds == {ModelType.LLM: 12, ModelType.ASR: 1, ModelType.TTS: 3}
-    thinking = Counter(v.behaviour.thinking for v in reference.virtual.values() if v.behaviour.thinking is not None)
+    thinking = Counter(v.behaviour.thinking for v in required.values() if v.behaviour.thinking is not None)
     assert thinking == {True: 3, False: 3}
     efforts = Counter(v.behaviour.reasoning_effort for v in reference.virtual.values() if v.behaviour.reasoning_effort)
     assert efforts == {"low": 2, "medium": 2, "high": 2}
