@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from llmux.engines.base import SamplingParams
@@ -94,3 +94,69 @@ def logits_processors(
     if params.json_schema is not None:
         out.append(grammars.processor(params.json_schema))
     return out
+
+
+def generate_kwargs(
+    params: SamplingParams,
+    budget: int,
+    grammars: JsonGrammars | None,
+    prompt_tokens: int = 0,
+    scores: StepScores | None = None,
+) -> dict[str, Any]:
+    """``generate``'s keywords for a request: None leaves the model's generation config alone."""
+    kwargs: dict[str, Any] = {"max_new_tokens": budget}
+    if params.temperature is not None:
+        if params.temperature <= 0:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature)
+    sampling = kwargs.get("do_sample", True)
+    if params.top_p is not None and sampling:
+        kwargs["top_p"] = params.top_p
+    if params.top_k is not None and sampling:
+        kwargs["top_k"] = params.top_k
+    if params.min_p is not None and sampling:
+        kwargs["min_p"] = params.min_p
+    if params.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = params.repetition_penalty
+    if grammars is not None:
+        processors = logits_processors(params, prompt_tokens, grammars, scores)
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
+    return kwargs
+
+
+class SequenceSampler:
+    """One batched sequence's sampling: the logits processors ``generate`` would build for it
+    (the model's generation config with the request's overrides, custom processors merged in
+    where ``generate`` merges them), and its own random generator, so a sequence's choice never
+    depends on what else runs in the batch."""
+
+    def __init__(self, model: Any, config: Any, prompt: list[int], custom: list[LogitsProcessor], seed: int | None):
+        self.do_sample = bool(config.do_sample)
+        self.processors = model._get_logits_processor(
+            generation_config=config,
+            input_ids_seq_length=len(prompt),
+            logits_processor=LogitsProcessorList(custom),
+            device=model.device,
+        )
+        self.ids = list(prompt)
+        self.generator = torch.Generator(device=model.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """The next token from this sequence's last logits (shape ``(vocab,)``)."""
+        scores = logits[None].float()
+        if self.processors:
+            ids = torch.tensor([self.ids], dtype=torch.long, device=scores.device)
+            scores = self.processors(ids, scores)
+        if self.do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            token = int(torch.multinomial(probs[0], 1, generator=self.generator))
+        else:
+            token = int(scores[0].argmax())
+        self.ids.append(token)
+        return token
