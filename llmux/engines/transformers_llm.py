@@ -47,7 +47,7 @@ from llmux.engines.transformers_sampling import (
     token_bytes,
 )
 from llmux.engines.transformers_stream import DONE, Detokenizer, Halt, QueueStreamer
-from llmux.protocol.errors import ModelLoadFailed
+from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
@@ -203,6 +203,8 @@ class TransformersLLM(SerialTextEngine):
         """A text job made ready for the batched path (on its decode thread): the sampling that
         ``generate`` would do for it, one sequence at a time."""
         ids = self._inputs(job.prompt, ())["input_ids"][0].tolist()
+        if not ids:
+            raise InvalidRequest("The prompt is empty.", param="messages")
         params = job.params
         budget = completion_budget(params.max_tokens, len(ids), self.context)
         scores = StepScores() if params.logprobs is not None else None

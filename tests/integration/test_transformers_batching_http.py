@@ -220,3 +220,16 @@ def test_the_batched_path_samples_like_the_serial_one(server: str, extra: dict[s
     assert floats(batched) == pytest.approx(floats(serial), abs=1e-4)
     beside.leave.set()
     wait_for(lambda: sequences(server, "qwen-4") == (0, 0), timeout_s=60, what="every slot free again")
+
+
+def test_a_prompt_longer_than_the_context_is_a_400_and_leaves_the_others_running(server: str) -> None:
+    beside = Stream(server, "qwen-4", "the sea", LONG)
+    assert beside.first.wait(120)
+    request = {**body("qwen-4", "bread " * 2100, 4), "stream": False}
+    reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "context_length_exceeded"
+    assert not beside.done.is_set()
+    beside.leave.set()
+    wait_for(lambda: sequences(server, "qwen-4") == (0, 0), timeout_s=60, what="every slot free again")
