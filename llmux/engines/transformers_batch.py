@@ -40,28 +40,17 @@ import structlog
 import torch
 
 from llmux.engines.admission import Admission
-from llmux.engines.base import LoggedPiece, Prompted, TextJob
+from llmux.engines.base import Prompted, TextJob
 from llmux.engines.batch_job import QueuedJob
 from llmux.engines.text import Generation, Item
 from llmux.engines.transformers_batch_cache import BatchCache
 from llmux.engines.transformers_prefix import PrefixCache
-from llmux.engines.transformers_sampling import SequenceSampler
+from llmux.engines.transformers_sampling import Start
 
 log = structlog.get_logger("llmux.engines")
 
 CHUNK = 256
 """Prompt tokens prefilled per turn, between two decode steps of the running sequences."""
-
-
-@dataclass
-class Start:
-    """What the engine makes of a job before it runs: its prompt ids, budget and sampler, and
-    how its tokens become pieces (``piece(token)``: text, or a ``LoggedPiece``)."""
-
-    ids: list[int]
-    budget: int
-    sampler: SequenceSampler
-    piece: Callable[[int], str | LoggedPiece]
 
 
 @dataclass(eq=False)

@@ -13,7 +13,6 @@ image prompts still take the serial path, alone. Models whose cache layers canno
 
 from __future__ import annotations
 
-import copy
 import gc
 import threading
 import time
@@ -36,18 +35,20 @@ from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
-from llmux.engines.transformers_batch import Start, TransformersBatch
+from llmux.engines.torch_park import PeakMeter, park_module, unpark_module
+from llmux.engines.transformers_batch import TransformersBatch
 from llmux.engines.transformers_batch_cache import batchable, sequence_bytes
 from llmux.engines.transformers_prefix import PrefixCache
 from llmux.engines.transformers_sampling import (
     JsonGrammars,
-    SequenceSampler,
+    Start,
     StepScores,
     generate_kwargs,
+    sequence_start,
     token_bytes,
 )
 from llmux.engines.transformers_stream import DONE, Detokenizer, Halt, QueueStreamer
-from llmux.protocol.errors import InvalidRequest, ModelLoadFailed
+from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
@@ -78,6 +79,7 @@ class TransformersLLM(SerialTextEngine):
         self._grammars: JsonGrammars | None = None
         self._prefix = PrefixCache()
         self._decoder: TransformersBatch | None = None
+        self._peak = PeakMeter(self.device)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class TransformersLLM(SerialTextEngine):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self._grammars = JsonGrammars(self.tokenizer, int(vocab))
+        self._peak.loaded(footprint)  # what was measured; the batching reserve is no growth of it
         footprint = self._batching(footprint)
         log.info(
             "model.weights_loaded",
@@ -162,6 +165,19 @@ class TransformersLLM(SerialTextEngine):
     def _bytes_of(self, token: int) -> bytes:
         return token_bytes(self.tokenizer, token)
 
+    def park(self) -> float | None:
+        """Host RAM keeps the loaded model (``engines.torch_park``); its prefix cache goes."""
+        self._prefix.clear()
+        return park_module(self.model) if self.model is not None else None
+
+    def unpark(self) -> float | None:
+        _, footprint = measure(lambda: unpark_module(self.model, self.device))
+        self._peak.loaded(footprint)
+        return footprint
+
+    def peak_gb(self) -> float | None:
+        return self._peak.peak_gb
+
     def unload(self) -> None:
         if self._decoder is not None:
             self._decoder.close()
@@ -200,30 +216,10 @@ class TransformersLLM(SerialTextEngine):
         return super().occupancy() if self._decoder is None else self._decoder.occupancy()
 
     def _start(self, job: TextJob) -> Start:
-        """A text job made ready for the batched path (on its decode thread): the sampling that
-        ``generate`` would do for it, one sequence at a time."""
+        """A text job made ready for the batched path (on its decode thread)."""
         ids = self._inputs(job.prompt, ())["input_ids"][0].tolist()
-        if not ids:
-            raise InvalidRequest("The prompt is empty.", param="messages")
-        params = job.params
-        budget = completion_budget(params.max_tokens, len(ids), self.context)
-        scores = StepScores() if params.logprobs is not None else None
-        kwargs = generate_kwargs(params, budget, self._grammars, len(ids), scores)
-        custom = list(kwargs.pop("logits_processor", []))
-        config = copy.deepcopy(self.model.generation_config)
-        config.update(**kwargs)
-        sampler = SequenceSampler(self.model, config, ids, custom, params.seed)
-        detok = Detokenizer(self.tokenizer)
-
-        def piece(token: int) -> str | LoggedPiece:
-            text = detok.push(token)
-            if scores is None:
-                return text
-            return LoggedPiece(
-                text, token_logprob(scores.steps[-1].numpy(), token, params.logprobs or 0, self._bytes_of)
-            )
-
-        return Start(ids, budget, sampler, piece)
+        budget = completion_budget(job.params.max_tokens, len(ids), self.context) if ids else 0
+        return sequence_start(self.model, self.tokenizer, self._grammars, ids, job.params, budget)
 
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.model is None:
@@ -269,7 +265,7 @@ class TransformersLLM(SerialTextEngine):
             try:
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
-                with torch.inference_mode():
+                with self._peak.serving(), torch.inference_mode():
                     self.model.generate(
                         **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([Halt(halt)])
                     )

@@ -10,13 +10,18 @@ vocabulary and masks every token that would leave the grammar.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from llmux.engines.base import SamplingParams
+from llmux.engines.base import LoggedPiece, SamplingParams
+from llmux.engines.logprobs import token_logprob
+from llmux.engines.transformers_stream import Detokenizer
 from llmux.protocol.errors import InvalidRequest
 
 _BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
@@ -160,3 +165,39 @@ class SequenceSampler:
             token = int(scores[0].argmax())
         self.ids.append(token)
         return token
+
+
+@dataclass
+class Start:
+    """What the engine makes of a job before the batched path runs it: its prompt ids, budget and
+    sampler, and how its tokens become pieces (``piece(token)``: text, or a ``LoggedPiece``)."""
+
+    ids: list[int]
+    budget: int
+    sampler: SequenceSampler
+    piece: Callable[[int], str | LoggedPiece]
+
+
+def sequence_start(
+    model: Any, tokenizer: Any, grammars: JsonGrammars | None, ids: list[int], params: SamplingParams, budget: int
+) -> Start:
+    """The sampling ``generate`` would do for this prompt, one sequence at a time."""
+    if not ids:
+        raise InvalidRequest("The prompt is empty.", param="messages")
+    scores = StepScores() if params.logprobs is not None else None
+    kwargs = generate_kwargs(params, budget, grammars, len(ids), scores)
+    custom = list(kwargs.pop("logits_processor", []))
+    config = copy.deepcopy(model.generation_config)
+    config.update(**kwargs)
+    detok = Detokenizer(tokenizer)
+
+    def piece(token: int) -> str | LoggedPiece:
+        text = detok.push(token)
+        if scores is None:
+            return text
+        top = params.logprobs or 0
+        return LoggedPiece(
+            text, token_logprob(scores.steps[-1].numpy(), token, top, lambda t: token_bytes(tokenizer, t))
+        )
+
+    return Start(ids, budget, SequenceSampler(model, config, ids, custom, params.seed), piece)
