@@ -50,6 +50,7 @@ class Result:
     tokens: int
     complete: bool
     prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]],
@@ -76,7 +77,8 @@ async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list
         pass  # the server cut the stream (llama_cpp.server does, when another request arrives)
     # llama_cpp.server sends one chunk per token and no usage when streaming.
     tokens = usage["completion_tokens"] if usage else chunks
-    return Result(first, tokens, finished, usage["prompt_tokens"] if usage else 0)
+    cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return Result(first, tokens, finished, usage["prompt_tokens"] if usage else 0, cached)
 
 
 async def clients(url: str, model: str, n: int, rounds: int, max_tokens: int) -> tuple[float, list[Result]]:
@@ -109,6 +111,14 @@ async def prefix_ttft(url: str, model: str, seed: int, words: int) -> tuple[floa
         cached = await stream(client, url, model, [system, {"role": "user", "content": "List three words."}], 4)
     assert cold.ttft_s is not None and cached.ttft_s is not None, "no token came back"
     return cold.ttft_s, cached.ttft_s, cold.prompt_tokens
+
+
+def cached_share(results: list[Result]) -> str:
+    """The share of prompt tokens served from a cache: a row whose single client finds its whole
+    prompt cached (the same system prompt and question as the warm-up) starts faster than one
+    whose clients land in empty slots, whatever the batching."""
+    prompt = sum(r.prompt_tokens for r in results)
+    return f"{100 * sum(r.cached_tokens for r in results) / prompt:.0f}%" if prompt else "?"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 single = single or tps
                 rows.append([name, n, f"{tps:.1f}", f"{tps / single:.2f}x", f"{statistics.median(ttfts) * 1000:.0f}",
                              f"{percentile(ttfts, 0.99) * 1000:.0f}", f"{sum(r.complete for r in results)}/{len(results)}",
-                             f"{sum(r.tokens for r in results) / len(results):.0f}"])
+                             f"{sum(r.tokens for r in results) / len(results):.0f}", cached_share(results)])
         finally:
             process.terminate()
             process.wait(30)
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(transformers, fp32), {args.max_tokens} tokens each, greedy, {args.threads} thread(s), "
           f"{args.rounds} waves per row, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, ["server", "clients", "agg tok/s", "vs 1 client", "TTFT p50 ms", "TTFT p99 ms",
-                       "complete", "tokens/stream"]))
+                       "complete", "tokens/stream", "prompt cached"]))
     print(f"\nprefix cache: a ~{args.prefix_tokens}-token system prompt, then the same prefix with another "
           f"question; median of {args.prefix_runs}")
     print(table(prefix_rows, ["server", "prompt tokens", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))

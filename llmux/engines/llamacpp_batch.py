@@ -10,7 +10,9 @@ its own logits with its own sampler chain (``llamacpp_sampling``).
 
 A sequence ends at end-of-generation, at its budget, or when its consumer leaves (checked after
 every step); its slot goes to the next waiting job at once (``admission``: arrival order) but
-keeps its KV cells: the next job whose prompt shares their prefix starts from there.
+keeps its KV cells: the next job whose prompt shares their prefix starts from there. A job whose
+slot shares less of its prompt than another slot does (a new client, the same system prompt)
+starts from a copy of that slot's KV stream.
 
 Image prompts run alone, on slot 0, through the serial path (llama.cpp's multimodal helper
 evaluates into the context itself); the KV cache is cleared around them.
@@ -35,6 +37,9 @@ from llmux.engines.text import Generation, Item, completion_budget
 from llmux.protocol.errors import InvalidRequest
 
 log = structlog.get_logger("llmux.engines")
+
+COPY_GAIN = 16
+"""Prompt tokens another slot must share beyond this slot's own prefix before its KV is copied."""
 
 
 @dataclass(eq=False)
@@ -71,6 +76,8 @@ class BatchDecoder:
         self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
         self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
         self._cached: list[list[int]] = [[] for _ in range(slots)]  # what each slot's KV cells hold
+        model = llm._model.model
+        self._recurrent = bool(llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
         self._active: dict[int, _Sequence] = {}
         self._lock = threading.Condition()
         self._closing = False
@@ -158,12 +165,7 @@ class BatchDecoder:
             job.channel.fail(exc)
             self._end(job, slot)
             return
-        # Keep the slot's cached prefix; the last prompt token is always evaluated (its logits).
-        common = min(common_prefix(self._cached[slot], tokens), len(tokens) - 1)
-        if not llama_cpp.llama_memory_seq_rm(self._memory, slot, common, -1):
-            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
-            common = 0
-        self._cached[slot] = tokens[:common]
+        common = self._reuse(slot, tokens)
         job.channel.put(Prompted(len(tokens), budget, cached_tokens=common))
         self._active[slot] = _Sequence(
             job,
@@ -174,6 +176,26 @@ class BatchDecoder:
             sampler_for(job.job.params, llama_cpp.llama_vocab_n_tokens(self._vocab)),
         )
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
+
+    def _reuse(self, slot: int, tokens: list[int]) -> int:
+        """Keep the longest cached prefix of ``tokens`` in ``slot``; how many tokens that is (the
+        last prompt token is always evaluated: its logits). When another slot, running or not,
+        holds a longer one (the same system prompt, a new client) its KV stream is copied over
+        first: a request landing in an empty slot then skips the shared prefix too."""
+        last = len(tokens) - 1
+        common = min(common_prefix(self._cached[slot], tokens), last)
+        donor = max(range(len(self._cached)), key=lambda s: common_prefix(self._cached[s], tokens))
+        shared = min(common_prefix(self._cached[donor], tokens), last)
+        if shared >= common + COPY_GAIN and not self._recurrent:
+            # A copy between KV streams takes the whole stream; the donor's tail is cut after.
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._memory, donor, slot, -1, -1)
+            common = shared
+        if not llama_cpp.llama_memory_seq_rm(self._memory, slot, common, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
+            common = 0
+        self._cached[slot] = tokens[:common]
+        return common
 
     def _alone(self, job: QueuedJob, slot: int) -> None:
         """An image job on the serial path, with the context to itself."""
