@@ -178,10 +178,9 @@ class BatchDecoder:
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
 
     def _reuse(self, slot: int, tokens: list[int]) -> int:
-        """Keep the longest cached prefix of ``tokens`` in ``slot``; how many tokens that is (the
-        last prompt token is always evaluated: its logits). When another slot, running or not,
-        holds a longer one (the same system prompt, a new client) its KV stream is copied over
-        first: a request landing in an empty slot then skips the shared prefix too."""
+        """Keep the longest cached prefix of ``tokens`` in ``slot`` (never the last token: its
+        logits are needed); its length. A longer one in another slot, running or not (a new
+        client, the same system prompt), is copied over first."""
         last = len(tokens) - 1
         common = min(common_prefix(self._cached[slot], tokens), last)
         donor = max(range(len(self._cached)), key=lambda s: common_prefix(self._cached[s], tokens))

@@ -233,3 +233,21 @@ def test_a_prompt_longer_than_the_context_is_a_400_and_leaves_the_others_running
     assert not beside.done.is_set()
     beside.leave.set()
     wait_for(lambda: sequences(server, "qwen-4") == (0, 0), timeout_s=60, what="every slot free again")
+
+
+def test_a_seeded_sampled_answer_does_not_depend_on_what_runs_beside_it(server: str) -> None:
+    """Each sequence samples with its own generator: the same seed, the same tokens, alone or
+    batched with another sequence."""
+    def ask() -> str:
+        request = {**body("qwen-4-instruct", "cats", 16), "stream": False, "temperature": 1.0, "seed": 7}
+        reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                           headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+        assert reply.status_code == 200
+        return json.dumps(reply.json()["choices"][0], sort_keys=True)
+
+    alone = ask()
+    beside = Stream(server, "qwen-4", "the sea", LONG)
+    assert beside.first.wait(120)
+    assert ask() == alone
+    beside.leave.set()
+    wait_for(lambda: sequences(server, "qwen-4") == (0, 0), timeout_s=60, what="every slot free again")
