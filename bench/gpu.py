@@ -293,7 +293,7 @@ class Bench:
             model,
             "footprint",
             f"{measured}; models.yaml {spec.vram_gb:g} GB",
-            f"computed {computed} (1 sequence: llmux has no max_parallel){fits}",
+            f"computed {computed} (1 sequence: max_parallel 1){fits}",
         )
 
     async def _speedtest(self, model: str, spec: PhysicalModel) -> str | None:
