@@ -51,7 +51,7 @@ def serving(config: Path, log: Path) -> Iterator[str]:
     with log.open("a") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-             "--allow-demo-keys", "--grace", "5"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             "--allow-demo-keys", "--grace", "5", "--data-dir", str(config.parent / "data")], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -168,7 +168,7 @@ def test_an_open_event_stream_ends_at_sigterm_instead_of_holding_the_graceful_st
         # A grace far longer than the deadline below: only an ended stream lets it exit in time.
         process = subprocess.Popen(
             [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-             "--allow-demo-keys", "--grace", "120"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             "--allow-demo-keys", "--grace", "120", "--data-dir", str(tmp_path / "data")], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         def preloaded() -> bool:
