@@ -43,6 +43,8 @@ from llmux.services.embeddings import EmbeddingsService
 from llmux.services.keys import KeyStore
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.pins import FILE_NAME as PINS_FILE
+from llmux.services.pins import PinFile
 from llmux.services.preload import preloader
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
@@ -71,6 +73,8 @@ class Services:
     keys: KeyStore
     access: Access
     usage: UsageService
+    pins: PinFile
+    """Admin pins kept across restarts (``<data_dir>/pins.json``)."""
 
     def dependencies(self) -> dict[str, Provide]:
         def value(v: Any) -> Provide:
@@ -112,7 +116,9 @@ def create_app(
         keys=KeyStore(keys, registry, path=keys_path, allow_weak=allow_weak_keys),
         access=Access(registry),
         usage=UsageService(UsageStore(data_dir / FILE_NAME if data_dir else None, flush_s=usage_flush_s)),
+        pins=PinFile(data_dir / PINS_FILE if data_dir else None),
     )
+    services.pins.apply(controller)  # admin pins saved by an earlier run (config pins are applied already)
     store = services.usage.store
 
     def request_done(record: dict[str, Any]) -> None:

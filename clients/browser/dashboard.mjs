@@ -49,6 +49,7 @@ try {
   result.steps.push("signed in, stream live");
   result.models = await page.$$eval("#models tbody tr", (rows) => rows.map((r) => r.dataset.model));
   result.barBefore = await segments();
+  await page.locator("#usage [data-testid=usage-table], #usage [data-testid=usage-unavailable]").first().waitFor();
   result.usage = await page.locator("#usage").innerText();
   result.keyInStorage = await page.evaluate(() => sessionStorage.getItem("llmux.adminKey") !== null);
   await shot("dashboard");

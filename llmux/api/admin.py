@@ -3,7 +3,7 @@
     GET  /v1/admin/models                    physical models: state, footprint, leases, queue
     POST /v1/admin/models/{model}/load       make resident (returns when ready)
     POST /v1/admin/models/{model}/unload     evict once its requests finish
-    POST /v1/admin/models/{model}/pin        never evict it to make room
+    POST /v1/admin/models/{model}/pin        never evict it to make room (kept across restarts)
     POST /v1/admin/models/{model}/unpin
     POST /v1/admin/models/{model}/reset      forget a broken model's failed loads (retry now)
     POST /v1/admin/speedtest                 GPU versus CPU on the same inference (TST-020/021)
@@ -26,6 +26,7 @@ from llmux.protocol.usage import KeysReloaded, UsageReport
 from llmux.registry import Registry
 from llmux.residency.controller import ResidencyController
 from llmux.services.keys import KeyStore
+from llmux.services.pins import PinFile
 from llmux.services.speedtest import SpeedTest
 from llmux.services.usage import UsageService
 
@@ -91,9 +92,11 @@ class AdminController(Controller):
         model: FromPath[str],
         registry: NamedDependency[Registry],
         controller: NamedDependency[ResidencyController],
+        pins: NamedDependency[PinFile],
     ) -> ModelStatus:
         physical = _physical_id(registry, model)
         controller.pin(physical, True)
+        await pins.save(controller)
         return _status(controller, physical)
 
     @post("/models/{model:str}/unpin", status_code=200)
@@ -102,9 +105,11 @@ class AdminController(Controller):
         model: FromPath[str],
         registry: NamedDependency[Registry],
         controller: NamedDependency[ResidencyController],
+        pins: NamedDependency[PinFile],
     ) -> ModelStatus:
         physical = _physical_id(registry, model)
         controller.pin(physical, False)
+        await pins.save(controller)
         return _status(controller, physical)
 
     @post("/models/{model:str}/reset", status_code=200)

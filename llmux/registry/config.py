@@ -194,7 +194,7 @@ class ModelsFile(Strict, frozen=True):
     only while it fits beside those already loaded; requests are served meanwhile."""
     pinned: tuple[str, ...] = ()
     """Models (physical or virtual names) never evicted to make room once loaded, from start-up
-    on (the admin API's pin/unpin change it until the next restart)."""
+    on (an admin unpin lasts until the next restart; admin pins are kept in ``data_dir``)."""
     eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
     """Model types evicted first to last; every type once, ``llm`` before ``tts`` before ``asr``
     (LLMUX-VRAM-002): only where ``embedding`` sits is a choice."""

@@ -31,6 +31,7 @@ DEMO = ROOT / "config" / "demo"
 SCRIPT = ROOT / "clients" / "browser" / "dashboard.mjs"
 CHROMIUM = Path(os.environ.get("LLMUX_CHROMIUM", "/usr/bin/chromium"))
 ADMIN_KEY = "sk-llmux-demo-admin-not-a-secret"
+USER_KEY = "sk-llmux-demo-not-a-secret"
 
 
 def _missing() -> str | None:
@@ -60,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-             "--allow-demo-keys"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             "--allow-demo-keys", "--data-dir", str(tmp_path / "data")], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def preloaded() -> bool:
@@ -73,10 +74,21 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
     try:
         wait_for(preloaded, 60, "llmux serve to answer with hibari preloaded")
+        # Some usage for the page to show: the demo key speaks a sentence with the preloaded TTS.
+        spoken = httpx.post(f"{url}/v1/audio/speech", headers={"Authorization": f"Bearer {USER_KEY}"}, timeout=60,
+                            json={"model": "hibari", "input": "Hello from the dashboard test."})
+        assert spoken.status_code == 200, spoken.text
+        wait_for(lambda: usage_of(url, "demo"), 30, "the speech to be counted")
         yield url, tmp_path
     finally:
         process.terminate()
         process.wait(30)
+
+
+def usage_of(url: str, client: str) -> bool:
+    report = httpx.get(f"{url}/v1/admin/usage?group_by=client", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                       timeout=10).json()
+    return any(row.get("client") == client for row in report["data"])
 
 
 def test_the_dashboard_shows_residency_and_loads_a_model_from_the_page(server: tuple[str, Path]) -> None:
@@ -94,7 +106,7 @@ def test_the_dashboard_shows_residency_and_loads_a_model_from_the_page(server: t
     assert "not an admin key" in result["wrongKey"] or "invalid API key" in result["wrongKey"], result["wrongKey"]
     assert result["models"][:3] == ["smollm2-135m", "whisper-tiny-en", "hibari"]  # config order
     assert result["barBefore"] == [{"model": "hibari", "state": "ready"}]
-    assert "unavailable" in result["usage"] or "usage" in result["usage"].lower()
+    assert "demo" in result["usage"] and "hibari" in result["usage"], result["usage"]  # per key and model
     assert result["keyInStorage"] is True
     assert result["loadedState"] == "ready"
     assert {"model": "smollm2-135m", "state": "ready"} in result["barAfter"]

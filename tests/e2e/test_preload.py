@@ -51,7 +51,7 @@ def serving(config: Path, log: Path) -> Iterator[str]:
     with log.open("a") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-             "--allow-demo-keys", "--grace", "5"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             "--allow-demo-keys", "--grace", "5", "--data-dir", str(config.parent / "data")], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -74,7 +74,7 @@ def models(url: str) -> dict[str, dict[str, Any]]:
     return {m["id"]: m for m in body["models"]}
 
 
-def test_preload_loads_asr_then_tts_then_llm_within_the_budget_and_config_pins_survive_a_restart(
+def test_preload_loads_asr_then_tts_then_llm_within_the_budget_and_pins_survive_a_restart(
     tmp_path: Path,
 ) -> None:
     # 0.45 GB: Whisper (0.2) and hibari (0.1) fit; SmolLM2 (0.3) would have to evict one of them.
@@ -94,11 +94,17 @@ def test_preload_loads_asr_then_tts_then_llm_within_the_budget_and_config_pins_s
         assert {m: v["state"] for m, v in state.items()}.items() >= {
             "smollm2-135m": "unloaded", "whisper-tiny-en": "ready", "hibari": "ready"}.items()
         assert state["hibari"]["pinned"] and not state["whisper-tiny-en"]["pinned"]
-        # An admin unpin lasts until the restart; the config pin is back after it.
+        # An admin unpin of a config pin lasts until the restart; an admin pin is kept in the data dir.
         assert httpx.post(f"{url}/v1/admin/models/hibari/unpin", headers=ADMIN, timeout=10).json()["pinned"] is False
+        assert httpx.post(f"{url}/v1/admin/models/whisper-1/pin", headers=ADMIN, timeout=10).json()["pinned"] is True
+    assert json.loads((tmp_path / "data" / "pins.json").read_text()) == {"pinned": ["whisper-tiny-en"]}
     with serving(config, log) as url:
-        assert models(url)["hibari"]["pinned"] is True
+        state = models(url)
+        assert state["hibari"]["pinned"] is True and state["whisper-tiny-en"]["pinned"] is True
+        assert state["smollm2-135m"]["pinned"] is False
+        httpx.post(f"{url}/v1/admin/models/whisper-tiny-en/unpin", headers=ADMIN, timeout=10).raise_for_status()
         wait_for(lambda: len(logged(log, "preload.done")) == 2, 60, "the second preload to finish")
+    assert json.loads((tmp_path / "data" / "pins.json").read_text()) == {"pinned": []}
 
 
 def whisper_files() -> Path:
@@ -168,7 +174,7 @@ def test_an_open_event_stream_ends_at_sigterm_instead_of_holding_the_graceful_st
         # A grace far longer than the deadline below: only an ended stream lets it exit in time.
         process = subprocess.Popen(
             [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-             "--allow-demo-keys", "--grace", "120"], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             "--allow-demo-keys", "--grace", "120", "--data-dir", str(tmp_path / "data")], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         def preloaded() -> bool:

@@ -265,7 +265,7 @@ async function act(b, model, action) {
 async function refreshUsage() {
   const box = $("usage");
   try {
-    const response = await api("/v1/admin/usage");
+    const response = await api("/v1/admin/usage?group_by=client,model");  // all days so far, per key and model
     if (response.status === 404) {
       box.replaceChildren(el("p", { class: "muted", "data-testid": "usage-unavailable" },
         "unavailable: this server keeps no per-key usage (GET /v1/admin/usage answered 404)"));
