@@ -13,6 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 
 from llmux import __version__
 from llmux.api.admin import AdminController
@@ -25,6 +26,7 @@ from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
+from llmux.api.openapi import DocumentedJson
 from llmux.api.responses import ResponsesController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
@@ -77,7 +79,7 @@ def create_app(
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
     created = int(time.time())
-    chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
     services = Services(
         registry=registry,
         controller=controller,
@@ -125,5 +127,10 @@ def create_app(
             cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
         ],
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="llmux",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), DocumentedJson()],  # the JSON: every body documented
+        ),
     )

@@ -12,7 +12,8 @@ from typing import Literal
 
 import msgspec
 
-Residency = Literal["loaded", "loading", "unloaded"]
+Residency = Literal["loaded", "loading", "unloaded", "parked"]
+"""``parked``: warm in host RAM (``host_ram_budget_gb``), back faster than a cold load."""
 Modality = Literal["text", "image", "audio", "embedding"]
 
 

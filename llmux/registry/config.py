@@ -8,6 +8,7 @@ Per-backend ``options`` are validated against the Struct each backend registers
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -135,6 +136,12 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    remote_images_allow: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. ``192.168.1.0/24``) remote image URLs may name although they are not
+    public: loopback, private, link-local and metadata addresses are refused otherwise, at
+    every redirect hop."""
+    remote_image_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """The whole fetch of one image URL (every redirect, headers and body)."""
     max_audio_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Longest transcription, checked while decoding (an hour is 230 MB of samples)."""
     max_images: Annotated[int, msgspec.Meta(ge=1)] = 16
@@ -162,11 +169,21 @@ class Limits(Strict, frozen=True):
     """Characters of one embeddings input, checked before the lease; its tokens are checked
     against the model's context once tokenised."""
 
+    def __post_init__(self) -> None:
+        for cidr in self.remote_images_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"remote_images_allow: {exc}") from None
+
 
 class ModelsFile(Strict, frozen=True):
     """``models.yaml``."""
 
     budget_gb: PositiveGB = 16.0
+    host_ram_budget_gb: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Host RAM for the warm tier: evicted models whose runtime can park keep their weights
+    loaded in host memory, up to this much, and come back without a cold load. 0 turns it off."""
     models_dir: str = "/models"
     voices_dir: str | None = None
     limits: Limits = Limits()

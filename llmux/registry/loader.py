@@ -160,6 +160,7 @@ def load_models(path: Path) -> Registry:
         physical=physical,
         virtual=virtual,
         aliases=dict(top.aliases),
+        host_ram_budget_gb=top.host_ram_budget_gb,
         eviction_order=top.eviction_order,
     )
 

@@ -20,6 +20,8 @@ class Registry:
     virtual: dict[str, VirtualModel]
     aliases: dict[str, str] = field(default_factory=dict)
     """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
+    host_ram_budget_gb: float = 0.0
+    """The warm tier's host RAM (``residency.park``); 0: evicted models are unloaded."""
     eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
     """Model types evicted first to last (``models.yaml`` ``eviction_order``)."""
 

@@ -14,6 +14,13 @@ Rules (LLMUX-VRAM-002…005), numbered as at the branches below:
    Within one priority, idle before busy, then least recently used first — so a higher-priority
    model is never evicted while a lower-priority one could go instead.
 6. Pinned models are never evicted; if the target cannot fit without them, refuse.
+
+Parked models (the warm host-RAM tier) are not resident: they hold no VRAM and are not in
+``residents``. Their own budget is decided by ``host_room``:
+
+7. A model is parked only if it fits in the host RAM budget by itself; to make room, parked
+   models are dropped lowest priority first (rule 5's order), then least recently used; the
+   model the current swap brings back is never dropped for it.
 """
 
 from __future__ import annotations
@@ -132,3 +139,22 @@ def overflow(residents: Sequence[Resident], budget_gb: float, keep: str) -> tupl
         if excess <= _EPSILON:
             return tuple(victims)
     return Infeasible(f"model {keep!r} measured larger than the VRAM budget allows next to pinned models")
+
+
+def host_room(
+    need_gb: float, parked: Sequence[Resident], budget_gb: float, keep: str | None = None
+) -> tuple[str, ...] | Infeasible:
+    """Rule 7: which of ``parked`` to drop so that ``need_gb`` more fits in the host RAM budget;
+    ``keep`` (the model the swap brings back) counts but is never dropped. Pure, like ``plan``."""
+    if need_gb > budget_gb + _EPSILON:
+        return Infeasible(f"{need_gb:g} GB does not fit in the {budget_gb:g} GB host RAM budget")
+    excess = used_gb(parked) + need_gb - budget_gb
+    victims: list[str] = []
+    for r in sorted((r for r in parked if r.id != keep), key=lambda r: (r.rank, r.last_used, r.id)):
+        if excess <= _EPSILON:
+            break
+        victims.append(r.id)
+        excess -= r.footprint_gb
+    if excess > _EPSILON:  # what stays parked (the swap's target) leaves no room
+        return Infeasible(f"{need_gb:g} GB does not fit next to the models that stay parked")
+    return tuple(victims)

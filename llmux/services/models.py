@@ -22,7 +22,13 @@ from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.options import BACKEND_OPTIONS
 from llmux.residency.controller import ResidencyController
 
-_RESIDENCY: dict[str, Residency] = {"ready": "loaded", "serving": "loaded", "loading": "loading"}
+_RESIDENCY: dict[str, Residency] = {
+    "ready": "loaded",
+    "serving": "loaded",
+    "loading": "loading",
+    "unparking": "loading",
+    "parked": "parked",
+}
 """Lifecycle state -> what clients see; ``evicting`` is ``unloaded``: the next request loads again."""
 
 _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {

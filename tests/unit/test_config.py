@@ -60,6 +60,7 @@ LLM = "{type: llm, backend: transformers, weights: w, vram_gb: 4}"
         (f"physical:\n  m: {LLM}\nvirtual:\n  v: {{physical: missing}}\n", "$.virtual.v.physical: no physical model named 'missing'"),
         (f"physical:\n  m: {LLM}\nvirtual:\n  v: {{physical: m, behaviour: {{thinking: yes}}}}\n", "$.virtual.v.behaviour.thinking: only qwen3.5 models"),
         ("budget_gb: -1\n", "$.budget_gb: expected a number > 0, got -1"),
+        ("host_ram_budget_gb: -1\n", "$.host_ram_budget_gb: expected a number >= 0, got -1"),
         ("physical: [1, 2]\n", "$.physical: expected a mapping, got [1, 2]"),
         ("physical:\n  m: {type: asr, backend: transformers, weights: w, vram_gb: 1, vision: true}\n", "$.physical.m: vision, tools and family apply to llm models only"),
         ("a: [\n", "not valid YAML"),
@@ -145,3 +146,8 @@ def test_the_makefile_demo_passes_the_demo_key_flag() -> None:
 
     demo = next(line for line in (ROOT / "Makefile").read_text().splitlines() if "llmux serve" in line)
     assert "--config config/demo" in demo and "--allow-demo-keys" in demo
+
+
+def test_the_warm_tier_is_off_unless_configured(tmp_path: Path, reference: Registry) -> None:
+    assert reference.host_ram_budget_gb == 0
+    assert load_models(_write(tmp_path, "host_ram_budget_gb: 24\n")).host_ram_budget_gb == 24
