@@ -9,14 +9,17 @@ from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 
 from llmux.api.decoding import decode_json
-from llmux.protocol.embeddings import EmbeddingRequest
+from llmux.api.openapi import Doc, json_of
+from llmux.protocol.embeddings import EmbeddingList, EmbeddingRequest
 from llmux.services.embeddings import EmbeddingsService
+
+DOC = Doc(body=(json_of(EmbeddingRequest),), ok=(json_of(EmbeddingList),), ok_description="One vector per input")
 
 
 class EmbeddingsController(Controller):
     path = "/embeddings"
 
-    @post("/", status_code=200)
+    @post("/", status_code=200, opt={"openapi": DOC})
     async def create(
         self, request: Request[Any, Any, Any], embeddings: NamedDependency[EmbeddingsService]
     ) -> Response[Any]:
