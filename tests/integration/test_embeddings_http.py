@@ -204,7 +204,7 @@ def test_a_gguf_without_pooling_needs_options_pooling(client: openai.OpenAI) -> 
     assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["gguf", "bert", "bert-gguf"])
+@pytest.mark.parametrize("model", ["gguf", "bert", "bert-gguf", "minilm"])
 def test_concurrent_requests_get_their_own_vectors(client: openai.OpenAI, model: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
