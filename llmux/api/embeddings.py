@@ -13,7 +13,7 @@ from llmux.api.openapi import Doc, json_of
 from llmux.protocol.embeddings import EmbeddingList, EmbeddingRequest
 from llmux.services.embeddings import EmbeddingsService
 
-DOC = Doc(body=(json_of(EmbeddingRequest),), ok=(json_of(EmbeddingList),), ok_description="The embeddings")
+DOC = Doc(body=(json_of(EmbeddingRequest),), ok=(json_of(EmbeddingList),), ok_description="One vector per input")
 
 
 class EmbeddingsController(Controller):

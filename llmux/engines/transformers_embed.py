@@ -73,6 +73,9 @@ class TransformersEmbedder:
         self.pooling = "mean"
         self.dimensions = 0
         self.context = 0
+        self._tokenizing = threading.Lock()
+        """A fast tokenizer that pads is not safe to call from two threads at once ("Already
+        borrowed"); forward passes are."""
 
     def load(self) -> float | None:
         if not self.path.is_dir():
@@ -121,14 +124,17 @@ class TransformersEmbedder:
             torch.cuda.empty_cache()
 
     def embed(self, texts: list[str], cancel: threading.Event) -> tuple[Any, int]:
-        counts = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        with self._tokenizing:
+            counts = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         check_lengths(counts, self.context)
         rows: list[Any] = []
         size = self.options.batch_size
         for start in range(0, len(texts), size):
             if cancel.is_set():
                 break
-            batch = self.tokenizer(texts[start : start + size], padding=True, return_tensors="pt").to(self.device)
+            with self._tokenizing:
+                batch = self.tokenizer(texts[start : start + size], padding=True, return_tensors="pt")
+            batch = batch.to(self.device)
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state
             rows.append(pool(hidden, batch["attention_mask"], self.pooling).float().cpu())

@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 
 from llmux.protocol.residency import HostRamInfo
+from llmux.registry import Registry
 from llmux.residency import planner
 from llmux.residency.costs import SwitchCosts
 from llmux.residency.slots import Offload, Parkable, Slot
@@ -49,6 +50,7 @@ class HostTier:
     _offload: Offload
     _clock: Callable[[], float]
     costs: SwitchCosts
+    registry: Registry
     host_budget_gb: float = 0.0
 
     @property
@@ -78,7 +80,13 @@ class HostTier:
 
     def _parked(self) -> list[planner.Resident]:
         return [
-            planner.Resident(id=s.id, type=s.spec.type, footprint_gb=s.host_gb, last_used=s.last_used)
+            planner.Resident(
+                id=s.id,
+                type=s.spec.type,
+                footprint_gb=s.host_gb,
+                last_used=s.last_used,
+                priority=self.registry.priority(s.spec.type),  # the configured eviction order
+            )
             for s in self._slots.values()
             if s.machine.warm
         ]

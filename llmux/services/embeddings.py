@@ -70,8 +70,12 @@ class EmbeddingsService:
         for i, text in enumerate(texts):
             where = "input" if isinstance(raw, str) else f"input[{i}]"
             if not isinstance(text, str):
+                # Token ids are some other tokenizer's (LangChain sends tiktoken's by default):
+                # they cannot mean anything to this model.
                 raise InvalidRequest(
-                    f"{where} is not a string; send text (token arrays are not supported).", param="input"
+                    f"{where} is not a string; send text. Token arrays are not supported (LangChain: "
+                    "set check_embedding_ctx_length=False).",
+                    param="input",
                 )
             if not text:
                 raise InvalidRequest(f"{where} is an empty string.", param="input")

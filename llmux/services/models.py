@@ -89,6 +89,8 @@ def _context(physical: PhysicalModel, engine: Any) -> int | None:
     loaded = getattr(engine, "context", None)
     if isinstance(loaded, int) and loaded > 0:
         return loaded
+    if physical.type is ModelType.EMBEDDING:
+        return None  # its options only cap the model's own limit, known once loaded
     options = msgspec.convert(physical.options, BACKEND_OPTIONS[physical.backend])
     configured = getattr(options, "n_ctx", None) or getattr(options, "max_context", None)
     return configured if isinstance(configured, int) else None

@@ -51,6 +51,8 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
             "tiny-bert-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
                                "weights": str(build_bert_gguf(tiny_dir / "embed-bert.gguf")),
                                "options": {"n_gpu_layers": 0, "threads": 1}},
+            "idle-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
+                          "weights": str(tiny_dir / "embed-bert.gguf"), "options": {"n_gpu_layers": 0}},
             # A plain decoder GGUF carries no pooling: refused at load unless the config sets one.
             "plain-gguf": {"type": "embedding", "backend": "llamacpp", "vram_gb": 0.1,
                            "weights": str(build_gguf(tiny_dir / "embed-plain.gguf")),
@@ -66,7 +68,7 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
         "virtual": {
             "bert": {"physical": "tiny-bert"}, "bert-mrl": {"physical": "tiny-bert-mrl"},
             "gguf": {"physical": "tiny-gguf"}, "minilm": {"physical": "minilm"}, "chat": {"physical": "llm"},
-            "bert-gguf": {"physical": "tiny-bert-gguf"},
+            "bert-gguf": {"physical": "tiny-bert-gguf"}, "idle": {"physical": "idle-gguf"},
             "plain": {"physical": "plain-gguf"}, "plain-last": {"physical": "plain-gguf-last"},
         },
     }
@@ -193,6 +195,7 @@ def test_a_chat_model_is_not_an_embedding_model(client: openai.OpenAI) -> None:
 def test_models_and_health_show_the_embedding_type(client: openai.OpenAI, server: str) -> None:
     client.embeddings.create(model="bert", input="load me")
     cards = {m.id: m for m in client.models.list().data}
+    assert cards["idle"].context_length is None  # type: ignore[attr-defined]  # never loaded: unknown
     assert cards["bert"].type == "embedding"  # type: ignore[attr-defined]
     assert cards["bert"].capabilities["output_modalities"] == ["embedding"]  # type: ignore[attr-defined]
     assert cards["bert"].context_length == 128  # type: ignore[attr-defined]
@@ -209,7 +212,7 @@ def test_a_gguf_without_pooling_needs_options_pooling(client: openai.OpenAI) -> 
     assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["gguf", "bert", "bert-gguf"])
+@pytest.mark.parametrize("model", ["gguf", "bert", "bert-gguf", "minilm"])
 def test_concurrent_requests_get_their_own_vectors(client: openai.OpenAI, model: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -8,6 +8,7 @@ Bounded (``LLMUX_FUZZ_EXAMPLES`` per operation, default 15) so it stays well und
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -33,12 +34,13 @@ from llmux.api.openapi import document
 from llmux.app import create_app
 from llmux.engines.base import SpeakOptions
 from llmux.registry import ModelType, PhysicalModel, Registry
+from llmux.registry.config import VirtualModel
 from tests.support import slow_engines as slow
 from tests.support.server import serve
 
 EXAMPLES = int(os.environ.get("LLMUX_FUZZ_EXAMPLES", "15"))
 HEADERS = {"Authorization": f"Bearer {slow.KEY}"}
-MODELS = ["talk", "other", "ears", "mouth"]
+MODELS = ["talk", "other", "ears", "mouth", "vectors"]
 
 
 class QuickChat(slow.SlowChat):
@@ -57,13 +59,41 @@ class QuickMouth(slow.SlowMouth):
         yield np.zeros(self.sample_rate // 50, dtype=np.float32)
 
 
+class QuickVectors:
+    """An embedding model: 8 dimensions, one token per character, 64 tokens per input."""
+
+    dimensions, context = 8, 64
+
+    def __init__(self, spec: PhysicalModel, registry: Registry) -> None:
+        self.spec = spec
+
+    def load(self) -> float | None:
+        return None
+
+    def unload(self) -> None:
+        pass
+
+    def embed(self, texts: list[str], cancel: threading.Event) -> tuple[Any, int]:
+        from llmux.engines.embedding import check_lengths
+
+        check_lengths([len(t) for t in texts], self.context)
+        vectors = np.array([[len(t) % 7 + 1.0] * self.dimensions for t in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), sum(len(t) for t in texts)
+
+
 def factory(spec: PhysicalModel, registry: Registry) -> Any:
-    kinds = {ModelType.LLM: QuickChat, ModelType.ASR: slow.SlowEars, ModelType.TTS: QuickMouth}
+    kinds = {ModelType.LLM: QuickChat, ModelType.ASR: slow.SlowEars, ModelType.TTS: QuickMouth,
+             ModelType.EMBEDDING: QuickVectors}
     return kinds[spec.type](spec, registry)
 
 
 def build(tmp: Path) -> Litestar:
-    return create_app(slow.registry(tmp), slow.KEYS, factory=factory, keepalive_s=0.5)
+    base = slow.registry(tmp)
+    vectors = PhysicalModel(type=ModelType.EMBEDDING, backend="transformers", weights="vectors", vram_gb=0.5,
+                            matryoshka=True, id="vectors")
+    registry = dataclasses.replace(base, physical={**base.physical, "vectors": vectors},
+                                   virtual={**base.virtual, "vectors": VirtualModel(physical="vectors", id="vectors")})
+    return create_app(registry, slow.KEYS, factory=factory, keepalive_s=0.5)
 
 
 # The document is read from the app itself (schemathesis's lazy fixture loader does not run under
@@ -126,4 +156,5 @@ def test_the_document_describes_every_request_body() -> None:
         ("/v1/audio/transcriptions", "post"),
         ("/v1/audio/speech", "post"),
         ("/v1/admin/speedtest", "post"),
+        ("/v1/embeddings", "post"),
     } <= bodies
