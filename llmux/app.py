@@ -24,6 +24,7 @@ from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
+from llmux.api.realtime import RealtimeController
 from llmux.api.responses import ResponsesController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
@@ -33,6 +34,7 @@ from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.realtime_config import RealtimeService
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 
@@ -51,6 +53,7 @@ class Services:
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
+    realtime: RealtimeService
     started: float
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
@@ -75,15 +78,17 @@ def create_app(
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    audio_service = AudioService(registry, controller)
     services = Services(
         registry=registry,
         controller=controller,
         chat=chat,
         responses=ResponsesService(chat),
-        audio=AudioService(registry, controller),
+        audio=audio_service,
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
         models=ModelsService(registry, controller, created),
+        realtime=RealtimeService(registry, controller, chat, audio_service),
         started=time.monotonic(),
         created=created,
     )
@@ -98,7 +103,7 @@ def create_app(
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, RealtimeController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )

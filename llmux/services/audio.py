@@ -177,6 +177,16 @@ class AudioService:
         )
         return SpeechJob(request.model, physical.id, request.input, chosen, request.response_format, options, stream)
 
+    def speech_voice(self, model: str, wanted: str | None) -> tuple[str, str, SpeakOptions]:
+        """The physical model, voice and options a voice session speaks with: a listed voice,
+        else the virtual model's voice (OpenAI names such as ``alloy`` mean it), else the first."""
+        virtual, physical = self.registry.resolve(model, expect=ModelType.TTS)
+        if wanted is None or (
+            wanted.lower() in OPENAI_VOICES and wanted not in [v.id for v in self.voices_of(physical)]
+        ):
+            wanted = virtual.behaviour.voice
+        return physical.id, self._pick_voice(physical, wanted), SpeakOptions(language=virtual.behaviour.language)
+
     def _language_of(self, physical: PhysicalModel, text: str) -> str | None:
         """A model that speaks several languages speaks the one ``text`` is in (a request's
         ``language``, or its virtual model's, always wins; None: the model's default)."""
