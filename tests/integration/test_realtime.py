@@ -28,6 +28,7 @@ from llmux.app import create_app
 from llmux.engines.base import SpeakOptions, Voice
 from llmux.engines.factory import create_engine
 from llmux.registry import PhysicalModel, Registry, load_keys, load_models
+from tests.support.backends import InstantChat
 from tests.support.http import DEMO, DEMO_KEY, demo_app, words
 from tests.support.server import serve, wait_for
 
@@ -205,8 +206,13 @@ class EndlessVoice:
         CANCELLED.set()
 
 
-def endless_factory(spec: PhysicalModel, registry: Registry) -> Any:
-    return EndlessVoice(spec, registry) if spec.id == "endless" else create_engine(spec, registry)
+def scripted_factory(spec: PhysicalModel, registry: Registry) -> Any:
+    """The demo's real models, plus the endless voice and a chat engine that calls the first tool."""
+    if spec.id == "endless":
+        return EndlessVoice(spec, registry)
+    if spec.id == "caller":
+        return InstantChat(spec, registry)
+    return create_engine(spec, registry)
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +226,19 @@ def barge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "vram_gb": 0.1,
     }
     config["virtual"]["endless"] = {"physical": "endless"}
+    caller = {
+        "type": "llm",
+        "backend": "transformers",
+        "family": "qwen3.5",
+        "tools": True,
+        "weights": "caller",
+        "vram_gb": 0.1,
+    }
+    config["physical"]["caller"] = caller
+    config["virtual"]["caller"] = {"physical": "caller"}
     path: Path = tmp_path_factory.mktemp("barge") / "models.yaml"
     path.write_text(yaml.safe_dump(config))
-    app = create_app(load_models(path), load_keys(DEMO / "api_keys.yaml"), factory=endless_factory)
+    app = create_app(load_models(path), load_keys(DEMO / "api_keys.yaml"), factory=scripted_factory)
     with serve(app) as base:
         yield base
 
@@ -253,3 +269,35 @@ async def test_barge_in_cancels_the_answer(barge_url: str) -> None:
         await until(events, "response.created", seen)  # the new turn is answered
     wait_for(CANCELLED.is_set, 60, "the speech engine to see its cancel flag")
     wait_for(lambda: leases(url) == 0, 60, "every lease to be given back after the socket closed")
+
+
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object"},
+}
+
+
+async def test_a_tool_call_arrives_as_function_call_events(barge_url: str) -> None:
+    seen: list[Any] = []
+    async with sdk(barge_url).beta.realtime.connect(model="caller") as conn:
+        events = conn.__aiter__()
+        await conn.session.update(session={"modalities": ["text"], "tools": [WEATHER], "turn_detection": None})
+        await until(events, "session.updated", seen)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}
+        await conn.conversation.item.create(item=item)
+        await conn.response.create()
+        done = await until(events, "response.done", seen)
+        (call,) = done.response.output
+        assert call.type == "function_call" and call.name == "weather"
+        arguments = "".join(e.delta for e in seen if e.type == "response.function_call_arguments.delta")
+        finished = next(e for e in seen if e.type == "response.function_call_arguments.done")
+        assert json.loads(finished.arguments) == json.loads(arguments) == {"echo": "Weather in Paris?"}
+        assert finished.call_id == call.call_id and finished.item_id == call.id
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}
+        await conn.conversation.item.create(item=output)
+        await conn.session.update(session={"tools": []})
+        await conn.response.create()
+        answer = await until(events, "response.done", seen)
+    assert answer.response.output[0].content[0].text == "echo: Sunny."
