@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients soak stateful webui
+.PHONY: install demo test lint bench check clients soak stateful webui voice-page
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,10 @@ $(WEBUI_VENV)/.installed:
 clients/browser/node_modules/.installed: clients/browser/package.json clients/browser/package-lock.json
 	npm ci --prefix clients/browser --no-audit --no-fund
 	touch $@
+
+# The /voice page in headless Chromium with a fake microphone (not part of `make test`).
+voice-page: install clients/browser/node_modules/.installed /usr/bin/chromium
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/webui/test_voice_page.py
 
 /usr/bin/chromium:
 	apt-get update

@@ -26,6 +26,7 @@ from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
 from llmux.api.realtime import RealtimeController
 from llmux.api.responses import ResponsesController
+from llmux.api.voice_page import VoicePageController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
 from llmux.residency.controller import ResidencyController
@@ -116,7 +117,7 @@ def create_app(
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
     return Litestar(
-        route_handlers=[HealthController, v1, audio],
+        route_handlers=[HealthController, VoicePageController, v1, audio],
         dependencies=services.dependencies(),
         state=State({"services": services}),
         lifespan=[lifespan],
