@@ -10,16 +10,23 @@ from litestar.di import NamedDependency
 
 from llmux.api.decoding import decode_json
 from llmux.api.disconnect import closing_stream
-from llmux.protocol.chat import ChatCompletionRequest
+from llmux.api.openapi import Doc, json_of, sse
+from llmux.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from llmux.protocol.errors import ErrorBody
 from llmux.services.chat import ChatService
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DOC = Doc(
+    body=(json_of(ChatCompletionRequest),),
+    ok=(json_of(ChatCompletion), sse(ChatCompletionChunk, ErrorBody, done=True)),
+    ok_description="A completion, or its chunks",
+)
 
 
 class ChatController(Controller):
     path = "/chat"
 
-    @post("/completions", status_code=200)
+    @post("/completions", status_code=200, opt={"openapi": DOC})
     async def completions(self, request: Request[Any, Any, Any], chat: NamedDependency[ChatService]) -> Response[Any]:
         prepared = await chat.prepare(decode_json(await request.body(), ChatCompletionRequest))
         if prepared.stream:

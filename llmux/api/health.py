@@ -13,13 +13,17 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from llmux.api.openapi import Doc, json_of
 from llmux.protocol.residency import Health, Readiness, VramInfo
 from llmux.residency.controller import ResidencyController
 from llmux.services.metrics import Metrics
 
+HEALTH_DOC = Doc(other=((503, "Shutting down", json_of(Health)),))
+READY_DOC = Doc(other=((503, "Not ready (shutting down)", json_of(Readiness)),))
+
 
 class HealthController(Controller):
-    @get("/health", sync_to_thread=False)
+    @get("/health", sync_to_thread=False, opt={"openapi": HEALTH_DOC})
     def health(
         self, controller: NamedDependency[ResidencyController], started: NamedDependency[float]
     ) -> Response[Health]:
@@ -35,12 +39,13 @@ class HealthController(Controller):
                     budget_gb=controller.budget_gb, used_gb=used, free_gb=round(controller.budget_gb - used, 3)
                 ),
                 queue_depth=controller.queue_depth,
+                host_ram=controller.host_ram(),
                 uptime_s=round(time.monotonic() - started, 1),
             ),
             status_code=503 if controller.closing else 200,
         )
 
-    @get("/health/ready", sync_to_thread=False)
+    @get("/health/ready", sync_to_thread=False, opt={"openapi": READY_DOC})
     def ready(self, controller: NamedDependency[ResidencyController]) -> Response[Readiness]:
         if controller.closing:
             return Response(Readiness(False, "shutting down"), status_code=503, headers={"Retry-After": "5"})

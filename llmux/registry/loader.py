@@ -18,6 +18,7 @@ import yaml
 
 from llmux.protocol.errors import ConfigError
 from llmux.registry.config import (
+    DEFAULT_EVICTION_ORDER,
     ApiKeysFile,
     ModelsFile,
     ModelType,
@@ -100,6 +101,8 @@ def _physical(key: str, raw: Any) -> PhysicalModel:
     _convert(spec.options, options_type, f"{where}.options")
     if spec.type is not ModelType.LLM and (spec.vision or spec.tools or spec.family):
         raise ConfigError(f"{where}: vision, tools and family apply to llm models only")
+    if spec.matryoshka and spec.type is not ModelType.EMBEDDING:
+        raise ConfigError(f"{where}.matryoshka: applies to embedding models only")
     return msgspec.structs.replace(spec, id=key)
 
 
@@ -114,6 +117,8 @@ def _virtual(key: str, raw: Any, physical: dict[str, PhysicalModel]) -> VirtualM
     b = spec.behaviour
     if b.thinking is not None and target.family != "qwen3.5":
         raise ConfigError(f"{where}.behaviour.thinking: only qwen3.5 models have a thinking switch")
+    if b.system_prompt is not None and target.type is not ModelType.LLM:
+        raise ConfigError(f"{where}.behaviour.system_prompt: only llm models take a system prompt")
     if b.reasoning_effort is not None and target.family != "gpt-oss":
         raise ConfigError(f"{where}.behaviour.reasoning_effort: only gpt-oss models take a reasoning level")
     return msgspec.structs.replace(spec, id=key)
@@ -137,6 +142,10 @@ def load_models(path: Path) -> Registry:
             raise ConfigError(f"$.aliases.{alias}: is already the name of the virtual model {lowered[alias.lower()]!r}")
         if target not in virtual:
             raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
+    _check_eviction_order(top.eviction_order)
+    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
+    preload = sorted(preload, key=lambda mid: -top.eviction_order.index(physical[mid].type))  # ASR, TTS, LLM; stable
+    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -146,6 +155,7 @@ def load_models(path: Path) -> Registry:
         voices_dir = Path(top.voices_dir)
         if not voices_dir.is_absolute():
             voices_dir = (base / voices_dir).resolve()
+    data_dir = None if top.data_dir is None else (base / Path(top.data_dir).expanduser()).resolve()
     return Registry(
         budget_gb=top.budget_gb,
         models_dir=models_dir,
@@ -153,13 +163,55 @@ def load_models(path: Path) -> Registry:
         limits=top.limits,
         physical=physical,
         virtual=virtual,
+        preload=tuple(preload),
+        pinned=tuple(pinned),
         aliases=dict(top.aliases),
+        host_ram_budget_gb=top.host_ram_budget_gb,
+        eviction_order=top.eviction_order,
+        data_dir=data_dir,
     )
+
+
+def _physical_ids(
+    names: tuple[str, ...],
+    field: str,
+    physical: dict[str, PhysicalModel],
+    virtual: dict[str, VirtualModel],
+    aliases: dict[str, str],
+) -> list[str]:
+    """``preload:`` / ``pinned:`` entries (physical ids, virtual names or aliases) as physical
+    ids, each once, in the order first named."""
+    ids: list[str] = []
+    for i, name in enumerate(names):
+        if name in physical:
+            mid = name
+        elif aliases.get(name, name) in virtual:
+            mid = virtual[aliases.get(name, name)].physical
+        else:
+            raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if mid not in ids:
+            ids.append(mid)
+    return ids
+
+
+def _check_eviction_order(order: tuple[ModelType, ...]) -> None:
+    """Every type once; the requirements' LLM < TTS < ASR kept (only embedding may move)."""
+    if sorted(order) != sorted(ModelType) or len(order) != len(ModelType):
+        names = ", ".join(t.value for t in DEFAULT_EVICTION_ORDER)
+        raise ConfigError(f"$.eviction_order: list every model type once ({names})")
+    fixed = [t for t in order if t is not ModelType.EMBEDDING]
+    if fixed != [ModelType.LLM, ModelType.TTS, ModelType.ASR]:
+        raise ConfigError(
+            "$.eviction_order: llm, tts and asr keep that order (LLMUX-VRAM-002); only embedding may move"
+        )
 
 
 def load_keys(path: Path) -> ApiKeysFile:
     """Decode ``api_keys.yaml``; names and keys must be unique."""
-    keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    try:
+        keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    except ConfigError as exc:  # "..., got <value>" would print a secret into the log
+        raise ConfigError(re.sub(r"^(\$\.keys\[\d+\]\.key: .*?), got .*$", r"\1", exc.message, flags=re.S)) from None
     seen_names: set[str] = set()
     seen_keys: set[str] = set()
     for i, entry in enumerate(keys.keys):

@@ -27,12 +27,16 @@ from typing import Any
 import structlog
 
 from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.events import PinChanged
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
 from llmux.residency import admission, faults, planner
+from llmux.residency.events import EventHub, LifecycleEvents
 from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
+from llmux.residency.park import HostTier
+from llmux.residency.peak import PeakFootprint
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
 from llmux.residency.threads import in_daemon_thread
@@ -40,7 +44,7 @@ from llmux.residency.threads import in_daemon_thread
 log = structlog.get_logger("llmux.residency")
 
 
-class ResidencyController(SwapExecutor, SwitchGate):
+class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
@@ -55,6 +59,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
+        self.host_budget_gb = registry.host_ram_budget_gb
         self._factory = factory
         self._clock = clock
         self._offload = offload
@@ -65,11 +70,26 @@ class ResidencyController(SwapExecutor, SwitchGate):
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
         }
+        for pinned in registry.pinned:  # config pins hold from the start (and so across restarts)
+            self._slots[pinned].pinned = True
         self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
         self._closing_at: float | None = None
+        self.stopping = asyncio.Event()
+        """Set when shutdown begins (the in-flight requests' grace starts)."""
         self.swaps = 0
+        self.events = EventHub(self)
+        """Every state change, lease, waiter and swap, for ``GET /v1/admin/events``."""
+        self.add_listener(
+            LifecycleEvents(
+                self.events,
+                used_gb=lambda: self.used_gb,
+                error_of=lambda m: self._slots[m].last_error,
+                expected_s=lambda m, phase: round(self.costs.estimate(m, phase), 3) or None,
+                host_gb=lambda m: self._slots[m].host_gb,
+            )
+        )
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -138,7 +158,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         """Evict a model (admin) once its leases drain; no-op if it is not resident."""
         slot = self._slot(model_id)
         await self._swaps_done()
-        if slot.state in ("ready", "serving") and not slot.draining:
+        if slot.state in ("ready", "serving", "parked") and not slot.draining:
             slot.draining = True
             self._start(self._run_swap(None, ((slot.id, "admin"),)))
         await self._swaps_done()
@@ -147,10 +167,17 @@ class ResidencyController(SwapExecutor, SwitchGate):
         while self._swap is not None:
             await asyncio.shield(self._swap)
 
+    def plan_for(self, model_id: str) -> planner.Plan | planner.Infeasible:
+        """What loading ``model_id`` now would evict, by the planner's rules (the preload asks)."""
+        slot = self._slot(model_id)
+        target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
+        return planner.plan(target, self._residents(), self.budget_gb)
+
     def pin(self, model_id: str, pinned: bool = True) -> None:
         """A pinned model is never chosen as an eviction victim."""
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
+        self.events.publish(PinChanged(model=model_id, pinned=pinned))
 
     def reset(self, model_id: str) -> None:
         """Forget a broken model's failures (admin): the next request tries to load it again."""
@@ -185,19 +212,22 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
+                unparks=s.unparks,
                 last_error=s.last_error,
                 virtual=self.registry.virtual_of(s.id),
                 broken=s.broken(now),
                 retry_in_s=round(s.broken_until - now, 1) if s.broken(now) and s.broken_until else None,
                 abandoned_loads=s.abandoned,
+                host_gb=round(s.host_gb, 3),
             )
             for s in self._slots.values()
         ]
 
     def residency(self, model_id: str) -> tuple[str, Any]:
-        """A physical model's lifecycle state, and its engine while it is loaded (else None)."""
+        """A physical model's lifecycle state, and its engine while it is loaded — on the device
+        or parked in host RAM, to read what it knows (context size), never to run it — else None."""
         slot = self._slot(model_id)
-        return slot.state, slot.engine if slot.state in ("ready", "serving") else None
+        return slot.state, slot.engine if slot.state in ("ready", "serving", "parked") else None
 
     @property
     def queue_depth(self) -> int:
@@ -218,10 +248,13 @@ class ResidencyController(SwapExecutor, SwitchGate):
         if self._closing:
             return
         self._closing, self._closing_at = True, time.monotonic()
+        self.stopping.set()
         for w in list(self._queue):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
         self._queue.clear()
+        self.events.waiting((), self.queue_depth)
+        self.events.close()  # event streams end: they would hold the graceful stop
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 
@@ -240,6 +273,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 busy=s.leases > 0,
                 last_used=s.last_used,
                 pinned=s.pinned,
+                priority=self.registry.priority(s.spec.type),
             )
             for s in self._slots.values()
             if s.machine.resident
@@ -247,7 +281,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
 
     def _pump(self) -> None:
         """Grant what can be granted, in arrival order, and start at most one swap."""
-        swap_claimed = self._swap is not None
+        swap_claimed = self._swap is not None or self._correct()
         self.held_until = None
         for waiter in list(self._queue):  # coalesce: all who waited for a load are served with it
             slot = self._slots[waiter.model]
@@ -265,10 +299,11 @@ class ResidencyController(SwapExecutor, SwitchGate):
                     self._fail_waiters(slot.id, broken_error(slot, slot.broken_until - now))
                     continue
                 slot.broken_until = None  # the backoff is over: one more try
-            if slot.state != "unloaded" or swap_claimed:
+            if slot.state not in ("unloaded", "parked") or swap_claimed:
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
             self._plan_swap(waiter, slot)
+        self.events.waiting((w.model for w in self._queue), self.queue_depth)
 
     def _plan_swap(self, waiter: Waiter, slot: Slot) -> None:
         target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
@@ -307,6 +342,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         slot.last_used = self._clock()
         if slot.leases == 0:
             slot.idle.set()
+            self._note_peak(slot)
         self._pump()
 
     def _fail_waiters(self, model_id: str, error: Exception) -> None:

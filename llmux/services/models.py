@@ -20,15 +20,24 @@ from llmux.protocol.models import (
 )
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.options import BACKEND_OPTIONS
+from llmux.registry.registry import unknown_model
 from llmux.residency.controller import ResidencyController
+from llmux.services.access import allowed
 
-_RESIDENCY: dict[str, Residency] = {"ready": "loaded", "serving": "loaded", "loading": "loading"}
+_RESIDENCY: dict[str, Residency] = {
+    "ready": "loaded",
+    "serving": "loaded",
+    "loading": "loading",
+    "unparking": "loading",
+    "parked": "parked",
+}
 """Lifecycle state -> what clients see; ``evicting`` is ``unloaded``: the next request loads again."""
 
 _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {
     ModelType.LLM: (["text"], ["text"]),
     ModelType.ASR: (["audio"], ["text"]),
     ModelType.TTS: (["text"], ["audio"]),
+    ModelType.EMBEDDING: (["text"], ["embedding"]),
 }
 
 
@@ -39,7 +48,7 @@ class ModelsService:
         self.created = created
 
     def list(self) -> ModelList:
-        cards = [self.card(name) for name in self.registry.virtual]
+        cards = [self.card(name) for name in self.registry.virtual if allowed(name)]
         codex = [
             CodexModel(slug=c.id, display_name=c.id, description=c.description, context_window=c.context_length)
             for c in cards
@@ -48,6 +57,8 @@ class ModelsService:
         return ModelList(cards, models=codex)
 
     def card(self, name: str) -> ModelCard:
+        if not allowed(name):  # worded as for a model that does not exist (services.access)
+            raise unknown_model(name)
         virtual, physical = self.registry.resolve(name)
         state, engine = self.controller.residency(physical.id)
         context = _context(physical, engine)
@@ -73,7 +84,7 @@ class ModelsService:
 def _context(physical: PhysicalModel, engine: Any) -> int | None:
     """The loaded runtime's context size, else what the config sets (None: the model's own
     limit, known once loaded)."""
-    if physical.type is not ModelType.LLM:
+    if physical.type not in (ModelType.LLM, ModelType.EMBEDDING):
         return None
     loaded = getattr(engine, "context", None)
     if isinstance(loaded, int) and loaded > 0:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 import numpy as np
@@ -58,9 +58,10 @@ from llmux.protocol.realtime_events import (
     TranscriptionCompleted,
     TranscriptionFailed,
 )
-from llmux.services.realtime_config import RealtimeService, chat_request, merge_session
+from llmux.services.realtime_config import RealtimeService, chat_request, merge_session, speaks
 from llmux.services.realtime_conversation import Conversation, Outbox
 from llmux.services.realtime_response import ResponseRun
+from llmux.services.record import noted, open_record
 
 log = structlog.get_logger("llmux.realtime")
 _decode = msgspec.json.Decoder(AnyClientEvent).decode
@@ -70,6 +71,8 @@ MIN_COMMIT_S = 0.1
 class RealtimeSession:
     def __init__(self, service: RealtimeService, session: Session) -> None:
         self.service, self.session = service, session
+        self._client = noted("client")
+        """The key's name, from the connection's record (the key guard wrote it there)."""
         self.outbox = Outbox()
         self.send: Callable[[ServerEvent], None] = self.outbox.put
         self.conversation = Conversation(self.outbox.put)
@@ -260,7 +263,7 @@ class RealtimeSession:
     def _start_response(self, event: ResponseCreate) -> None:
         options = event.response
         request = chat_request(self.session, self.conversation.items, options)
-        speech = self.service.speech(self.session, options) if _speaks(self.session, options) else None
+        speech = self.service.speech(self.session, options) if speaks(self.session, options) else None
         run = ResponseRun(
             self.service.chat, self.service.controller, self.send, request, speech, self.conversation.append
         )
@@ -268,17 +271,28 @@ class RealtimeSession:
         self._response_task = asyncio.ensure_future(self._respond(run, self._turn))
 
     async def _respond(self, run: ResponseRun, transcribing: asyncio.Task[None] | None) -> None:
-        if transcribing is not None and transcribing is not asyncio.current_task():
-            await asyncio.gather(asyncio.shield(transcribing), return_exceptions=True)
-        await run.run()
-        log.info(
-            "realtime.response",
-            response_id=run.id,
-            status="cancelled" if run.stopped_because else "completed",
-            reason=run.stopped_because,
-            first_text_s=_since(run.timing.started, run.timing.first_text),
-            first_audio_s=_since(run.timing.started, run.timing.first_audio),
-        )
+        """One response, with a record of its own, like an HTTP request's: what the chat turn
+        notes (model, tokens, time to first token) goes into it, and it is logged and counted
+        (metrics, rate limits, usage) when the response ends."""
+        record = open_record(method="WEBSOCKET", path="/v1/realtime", route="/v1/realtime", status=0, bytes=0)
+        record.update(client=self._client, response_id=run.id)
+        try:
+            if transcribing is not None:
+                await asyncio.gather(asyncio.shield(transcribing), return_exceptions=True)
+            await run.run()
+        finally:
+            t = run.timing
+            record.update(
+                status={"completed": 200, "cancelled": 499}.get(run.status, 500),
+                cancelled=run.status == "cancelled" or None,
+                reason=run.stopped_because,
+                duration_ms=round((time.perf_counter() - t.started) * 1000, 2),
+                first_text_s=t.since(t.first_text),
+                first_audio_s=t.since(t.first_audio),
+            )
+            log.info("realtime.response", **{k: v for k, v in record.items() if v is not None and k != "route"})
+            if self.service.observe is not None:
+                self.service.observe(record)
 
     def _cancel_response(self, reason: str) -> None:
         task, run = self._response_task, self.response
@@ -287,12 +301,3 @@ class RealtimeSession:
         run.stop(reason)
         self.outbox.drop(run.id)
         task.cancel()
-
-
-def _speaks(session: Session, options: Any) -> bool:
-    modalities = options.modalities if options.modalities is not None else session.modalities
-    return "audio" in modalities
-
-
-def _since(start: float, at: float | None) -> float | None:
-    return None if at is None else round(at - start, 3)

@@ -8,6 +8,7 @@ connection URL (else the first chat model configured), the first ASR and TTS mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -18,10 +19,12 @@ from llmux.protocol.chat import ChatCompletionRequest
 from llmux.protocol.errors import InvalidRequest, ModelNotFound
 from llmux.protocol.realtime import Item, ResponseOptions, Session, SessionUpdate, new_id
 from llmux.registry import ModelType, Registry
+from llmux.registry.registry import unknown_model
 from llmux.residency.controller import ResidencyController
+from llmux.services.access import allowed
 from llmux.services.audio import AudioService, TranscriptionJob
 from llmux.services.chat import ChatService
-from llmux.services.realtime_response import Speech
+from llmux.services.realtime_conversation import Speech
 
 
 class RealtimeService:
@@ -29,6 +32,19 @@ class RealtimeService:
         self, registry: Registry, controller: ResidencyController, chat: ChatService, audio: AudioService
     ) -> None:
         self.registry, self.controller, self.chat, self.audio = registry, controller, chat, audio
+        self.observe: Callable[[dict[str, Any]], None] | None = None
+        """Sees each response's record when it ends (the app hands it the metrics, rate limits
+        and usage, as the HTTP middleware does for a request)."""
+
+    def resolve(self, name: str, kind: ModelType, param: str) -> None:
+        """``name`` is a served model of ``kind`` that the session's key may use (else a 404
+        worded like an unknown model, as the HTTP endpoints answer)."""
+        try:
+            self.registry.resolve(name, expect=kind)
+        except ModelNotFound as exc:
+            raise ModelNotFound(exc.message, param=param) from None
+        if not allowed(name):
+            raise unknown_model(name)
 
     def _first(self, kind: ModelType) -> str | None:
         names = self.audio.models(kind)
@@ -40,7 +56,7 @@ class RealtimeService:
         llm = model or self._first(ModelType.LLM)
         if llm is None:
             raise ModelNotFound("No chat model is configured.", param="model")
-        self.registry.resolve(llm, expect=ModelType.LLM)
+        self.resolve(llm, ModelType.LLM, "model")
         session = Session(id=new_id("sess"), model=llm, speech_model=self._first(ModelType.TTS) or "")
         if self._first(ModelType.ASR) is None:
             raise ModelNotFound("No speech recognition model is configured.", param="input_audio_transcription.model")
@@ -70,17 +86,13 @@ class RealtimeService:
 def merge_session(service: RealtimeService, session: Session, update: SessionUpdate) -> Session:
     """``session`` with what ``update`` sets, every model and voice it names checked."""
     changes = {f: getattr(update, f) for f in update.__struct_fields__ if getattr(update, f) is not UNSET}
-    registry = service.registry
     if "model" in changes:
-        registry.resolve(changes["model"], expect=ModelType.LLM)
+        service.resolve(changes["model"], ModelType.LLM, "session.model")
     if changes.get("speech_model"):
-        registry.resolve(changes["speech_model"], expect=ModelType.TTS)
+        service.resolve(changes["speech_model"], ModelType.TTS, "session.speech_model")
     transcription = changes.get("input_audio_transcription")
     if transcription is not None and transcription.model is not None:
-        try:
-            registry.resolve(transcription.model, expect=ModelType.ASR)
-        except ModelNotFound as exc:
-            raise ModelNotFound(exc.message, param="session.input_audio_transcription.model") from None
+        service.resolve(transcription.model, ModelType.ASR, "session.input_audio_transcription.model")
     merged = msgspec.structs.replace(session, **changes)
     if "audio" in merged.modalities:
         service.speech(merged, ResponseOptions())  # the voice exists (an OpenAI name means the default)
@@ -137,3 +149,8 @@ def _append(messages: list[dict[str, Any]], item: Item) -> None:
     ).strip()
     if text and item.role is not None:
         messages.append({"role": item.role, "content": text})
+
+
+def speaks(session: Session, options: ResponseOptions) -> bool:
+    modalities = options.modalities if options.modalities is not None else session.modalities
+    return "audio" in modalities

@@ -1,11 +1,15 @@
-"""A realtime session's conversation items, and the queue of events waiting for its socket."""
+"""A realtime session's conversation items, the queue of events waiting for its socket, and how
+a response speaks and is timed."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from llmux.engines.base import SpeakOptions
 from llmux.protocol.errors import InvalidRequest
 from llmux.protocol.realtime import Item, ItemTruncate
 from llmux.protocol.realtime_events import (
@@ -20,6 +24,25 @@ from llmux.protocol.realtime_events import (
 )
 
 _DELTAS = (AudioDelta, AudioTranscriptDelta, TextDelta, ArgumentsDelta)
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """How a response speaks: the physical TTS model, its voice and options."""
+
+    physical: str
+    voice: str
+    options: SpeakOptions
+
+
+@dataclass
+class Timing:
+    started: float = field(default_factory=time.perf_counter)
+    first_text: float | None = None
+    first_audio: float | None = None
+
+    def since(self, at: float | None) -> float | None:
+        return None if at is None else round(at - self.started, 3)
 
 
 class Outbox:

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ import numpy as np
 from llmux.audio.pcm import Resampler, float_to_pcm16
 from llmux.audio.text import SentenceStream
 from llmux.chat.events import ContentDelta, Finish, ToolCallArgs, ToolCallStart
-from llmux.engines.base import SpeakOptions
 from llmux.engines.worker import ThreadStream
 from llmux.protocol.chat import ChatCompletionRequest
 from llmux.protocol.errors import LlmuxError
@@ -55,25 +53,10 @@ from llmux.protocol.realtime_events import (
 )
 from llmux.residency.controller import ResidencyController
 from llmux.services.chat import ChatService
+from llmux.services.realtime_conversation import Speech, Timing
 
 DELTA_SAMPLES = PCM_RATE // 5
 """Audio leaves in pieces of at most 200 ms, so a client can start playing early."""
-
-
-@dataclass(frozen=True, slots=True)
-class Speech:
-    """How a response speaks: the physical TTS model, its voice and options."""
-
-    physical: str
-    voice: str
-    options: SpeakOptions
-
-
-@dataclass
-class Timing:
-    started: float = field(default_factory=time.perf_counter)
-    first_text: float | None = None
-    first_audio: float | None = None
 
 
 class ResponseRun:
@@ -93,6 +76,7 @@ class ResponseRun:
         self._on_item = on_item
         """Adds an output item to the conversation; returns the id of the item before it."""
         self.stopped_because: str | None = None
+        self.status = "in_progress"
         self.timing = Timing()
         self.output: list[Item] = []
         self._message: Item | None = None
@@ -139,6 +123,7 @@ class ResponseRun:
             if speaker is not None and not speaker.done():
                 speaker.cancel()
                 await asyncio.gather(speaker, return_exceptions=True)
+        self.status = status
         done = Response(
             id=self.id,
             status=status,  # type: ignore[arg-type]  # one of ResponseStatus

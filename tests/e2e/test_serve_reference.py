@@ -27,10 +27,12 @@ def _up(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
+    data_dir = tmp_path_factory.mktemp("data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json", "--allow-demo-keys"],
+        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json", "--allow-demo-keys",
+         "--data-dir", str(data_dir)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,
@@ -50,7 +52,7 @@ def reference_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_the_openai_client_lists_the_16_virtual_models(reference_server: tuple[str, subprocess.Popen[str]]) -> None:
     url, _ = reference_server
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="CHANGE-ME-opencode-placeholder", max_retries=0)
-    assert len(list(client.models.list())) == 16
+    assert len(list(client.models.list())) == 16 + 1  # the requirements' 16, and the OCR model (issue 13)
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{url}/v1", api_key="not-a-key", max_retries=0).models.list()
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
