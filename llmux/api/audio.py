@@ -21,6 +21,7 @@ from llmux.api.chat import SSE_HEADERS
 from llmux.api.decoding import decode_json, invalid_request
 from llmux.api.disconnect import closing_stream
 from llmux.api.openapi import Content, Doc, json_of, multipart
+from llmux.api.openapi import sse as event_stream
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
 from llmux.engines.base import Segment, TranscribeOptions, Transcript
@@ -41,7 +42,7 @@ from llmux.protocol.audio import (
     VoiceOut,
     WordOut,
 )
-from llmux.protocol.errors import InvalidRequest, LlmuxError, error_body
+from llmux.protocol.errors import ErrorBody, InvalidRequest, LlmuxError, error_body
 from llmux.protocol.sse import sse
 from llmux.registry import ModelType
 from llmux.services.audio import AudioService
@@ -57,13 +58,20 @@ MEDIA_TYPES = {
 _TEXT = "text/plain; charset=utf-8"
 TRANSCRIPTION_DOC = Doc(
     body=(multipart(TranscriptionForm, files=("file",)),),
-    ok=(json_of(TranscriptionJson, TranscriptionVerbose), Content("text/plain")),
-    ok_description="The transcript: JSON for json/verbose_json, text for text/srt/vtt",
+    ok=(
+        json_of(TranscriptionJson, TranscriptionVerbose),
+        Content("text/plain"),
+        event_stream(TranscriptTextDelta, TranscriptTextDone, ErrorBody, done=False),
+    ),
+    ok_description="The transcript: JSON for json/verbose_json, text for text/srt/vtt, events for stream=true",
 )
 SPEECH_DOC = Doc(
     body=(json_of(SpeechRequest),),
-    ok=tuple(Content(media) for media in dict.fromkeys(MEDIA_TYPES.values())),
-    ok_description="The audio, in response_format",
+    ok=(
+        *(Content(media) for media in dict.fromkeys(MEDIA_TYPES.values())),
+        event_stream(SpeechAudioDelta, SpeechAudioDone, ErrorBody, done=False),
+    ),
+    ok_description="The audio, in response_format (as speech.audio.delta events for stream_format sse)",
 )
 
 
