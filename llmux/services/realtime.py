@@ -156,8 +156,8 @@ class RealtimeSession:
         audio16 = self._resample(pcm)
         self._buffer = np.concatenate([self._buffer, audio16])
         detector = self._detector
+        limit = int(self.service.registry.limits.max_audio_s * ASR_SAMPLE_RATE)
         if detector is None:
-            limit = int(self.service.registry.limits.max_audio_s * ASR_SAMPLE_RATE)
             if self._buffer.size > limit:
                 self._clear()
                 raise InvalidRequest("The input audio buffer is longer than this server transcribes.", param="audio")
@@ -168,6 +168,9 @@ class RealtimeSession:
                 self._speech_started(boundary.sample)
             else:
                 self._speech_stopped(boundary.sample)
+        if detector.speaking and self._buffer.size > limit:  # nobody pauses that long: end the turn here
+            detector.reset()
+            self._speech_stopped(self._buffer_at + self._buffer.size)
         if not detector.speaking:  # keep only what a next turn's prefix padding may need
             self._trim(self._buffer_at + self._buffer.size - self._padding())
 
