@@ -86,6 +86,11 @@ class Conversation:
         """``conversation.item.create``: after ``previous_item_id``, else at the end."""
         if any(i.id == item.id for i in self.items):
             raise InvalidRequest(f"An item with id {item.id!r} already exists.", param="item.id")
+        if any(part.audio for part in item.content or ()):
+            raise InvalidRequest(
+                "Audio inside conversation.item.create is not supported: send it with input_audio_buffer.append.",
+                param="item.content",
+            )
         at = len(self.items)
         if previous_item_id is not None:
             at = self._index(previous_item_id, "previous_item_id") + 1

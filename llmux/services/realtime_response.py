@@ -55,6 +55,9 @@ from llmux.residency.controller import ResidencyController
 from llmux.services.chat import ChatService
 from llmux.services.realtime_conversation import Speech, Timing
 
+FIRST_CLAUSE_CHARS = 24
+"""The answer's first words are spoken at its first comma past this many characters, not at the
+end of its first sentence: the first audio comes sooner."""
 DELTA_SAMPLES = PCM_RATE // 5
 """Audio leaves in pieces of at most 200 ms, so a client can start playing early."""
 
@@ -138,7 +141,7 @@ class ResponseRun:
 
     async def _write(self, sentences: asyncio.Queue[str | None]) -> None:
         prepared = await self.chat.prepare(self.request)
-        splitter = SentenceStream(max_chars=200)
+        splitter = SentenceStream(max_chars=200, first_clause_chars=FIRST_CLAUSE_CHARS)
         async for batch in self.chat.turn(prepared):
             for event in batch or ():
                 if isinstance(event, ContentDelta) and event.text:

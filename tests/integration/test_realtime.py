@@ -147,6 +147,12 @@ async def test_bad_events_are_error_events_and_the_session_goes_on(url: str) -> 
             json.dumps({"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}}),
             json.dumps({"type": "input_audio_buffer.append", "audio": "***"}),
             json.dumps({"type": "input_audio_buffer.commit"}),
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {"role": "user", "content": [{"type": "input_audio", "audio": "AAAA"}]},
+                }
+            ),
         ]
         for message in sent:
             await ws.send(message)
@@ -155,6 +161,7 @@ async def test_bad_events_are_error_events_and_the_session_goes_on(url: str) -> 
         assert errors[2]["error"]["code"] == "response_cancel_not_active" and errors[2]["error"]["event_id"] == "c1"
         assert errors[3]["error"]["code"] == "model_not_found"
         assert errors[6]["error"]["code"] == "input_audio_buffer_commit_empty"
+        assert errors[7]["error"]["param"] == "item.content"
         await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
         assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"
 

@@ -49,9 +49,13 @@ def test_a_short_dip_does_not_end_the_turn() -> None:
     assert [(b.kind, b.sample // WINDOW) for b in found] == [("start", 0), ("stop", 13)]
 
 
-@given(st.lists(st.text(alphabet="ab .!?\n,", max_size=12), max_size=40), st.integers(20, 300))
-def test_sentences_are_the_text_in_order(pieces: list[str], max_chars: int) -> None:
-    stream = SentenceStream(max_chars=max_chars)
+@given(
+    st.lists(st.text(alphabet="ab .!?\n,", max_size=12), max_size=40),
+    st.integers(20, 300),
+    st.none() | st.integers(0, 40),
+)
+def test_sentences_are_the_text_in_order(pieces: list[str], max_chars: int, first_clause: int | None) -> None:
+    stream = SentenceStream(max_chars=max_chars, first_clause_chars=first_clause)
     out: list[str] = []
     for piece in pieces:
         out += stream.add(piece)
@@ -67,3 +71,10 @@ def test_a_sentence_is_handed_out_as_soon_as_it_ends() -> None:
     assert stream.add(" you?") == []  # "?" may yet be followed by more of the sentence
     assert stream.add(" Fine.\n") == ["How are you? Fine."]  # what is complete goes together
     assert stream.finish() == []
+
+
+def test_the_first_piece_may_end_at_a_comma() -> None:
+    stream = SentenceStream(first_clause_chars=10)
+    assert stream.add("Well, ") == []  # too short to be worth its own piece
+    assert stream.add("the capital of France, ") == ["Well, the capital of France,"]
+    assert stream.add("as you know, is Paris. ") == ["as you know, is Paris."]  # only the first piece
