@@ -7,7 +7,7 @@ after the other in the same run, on the same file with the same threads:
 - llmux with ``max_parallel: 8`` (continuous batching),
 - llmux with ``max_parallel: 1`` (one request at a time),
 - llama-cpp-python's own ``python -m llama_cpp.server``,
-- llmux on a small random Qwen3.5 through transformers (serial: no batching there yet).
+- llmux on a small random Qwen3.5 through transformers, with ``max_parallel: 8`` and ``1``.
 
 Table 2 — time to first token of a request whose prompt repeats a ~4,000-token prefix the
 previous request just used (cached), against the same request with a fresh prefix (cold).
@@ -50,6 +50,7 @@ class Result:
     tokens: int
     complete: bool
     prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]],
@@ -76,7 +77,8 @@ async def stream(client: httpx.AsyncClient, url: str, model: str, messages: list
         pass  # the server cut the stream (llama_cpp.server does, when another request arrives)
     # llama_cpp.server sends one chunk per token and no usage when streaming.
     tokens = usage["completion_tokens"] if usage else chunks
-    return Result(first, tokens, finished, usage["prompt_tokens"] if usage else 0)
+    cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return Result(first, tokens, finished, usage["prompt_tokens"] if usage else 0, cached)
 
 
 async def clients(url: str, model: str, n: int, rounds: int, max_tokens: int) -> tuple[float, list[Result]]:
@@ -111,6 +113,14 @@ async def prefix_ttft(url: str, model: str, seed: int, words: int) -> tuple[floa
     return cold.ttft_s, cached.ttft_s, cold.prompt_tokens
 
 
+def cached_share(results: list[Result]) -> str:
+    """The share of prompt tokens served from a cache: a row whose single client finds its whole
+    prompt cached (the same system prompt and question as the warm-up) starts faster than one
+    whose clients land in empty slots, whatever the batching."""
+    prompt = sum(r.prompt_tokens for r in results)
+    return f"{100 * sum(r.cached_tokens for r in results) / prompt:.0f}%" if prompt else "?"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -133,19 +143,21 @@ def wait_up(process: subprocess.Popen[bytes], url: str, path: str) -> None:
     raise RuntimeError(f"the server at {url} did not start")
 
 
-def llmux_server(work: Path, threads: int, parallel: int, n_ctx: int, port: int) -> subprocess.Popen[bytes]:
-    """SmolLM2 on llama.cpp with ``max_parallel`` = ``parallel``; 0: the small Qwen3.5 on transformers."""
-    if parallel:
+def llmux_server(work: Path, threads: int, runtime: str, parallel: int, n_ctx: int,
+                 port: int) -> subprocess.Popen[bytes]:
+    """SmolLM2 on llama.cpp, or the small Qwen3.5 on transformers, with ``max_parallel`` = ``parallel``."""
+    if runtime == "llamacpp":
         model = {"type": "llm", "backend": "llamacpp", "family": "chatml", "vram_gb": 0.3, "weights": str(smollm2()),
                  "options": {"n_gpu_layers": 0, "n_ctx": n_ctx, "threads": threads, "max_parallel": parallel}}
         virtual = {"physical": "smollm2"}
     else:
         model = {"type": "llm", "backend": "transformers", "family": "qwen3.5", "vram_gb": 0.3,
-                 "weights": str(small_qwen(work)), "options": {"device": "cpu", "threads": threads, "max_context": n_ctx}}
+                 "weights": str(small_qwen(work)), "options": {"device": "cpu", "threads": threads, "max_context": n_ctx,
+                             "max_parallel": parallel}}
         virtual = {"physical": "smollm2", "behaviour": {"thinking": False}}
     config = {"budget_gb": 64, "models_dir": str(work), "physical": {"smollm2": model},
               "virtual": {"smollm2": virtual}}
-    directory = work / f"llmux-{parallel}-{n_ctx}"
+    directory = work / f"llmux-{runtime}-{parallel}-{n_ctx}"
     directory.mkdir()
     (directory / "models.yaml").write_text(yaml.safe_dump(config))
     (directory / "api_keys.yaml").write_text(yaml.safe_dump({"keys": [{"name": "bench", "key": KEY}]}))
@@ -163,9 +175,9 @@ def small_qwen(work: Path) -> Path:
     return work / "qwen-small"
 
 
-def words_for(work: Path, parallel: int, tokens: int) -> int:
+def words_for(work: Path, runtime: str, tokens: int) -> int:
     """How many prefix words make about ``tokens`` tokens for that server's tokenizer."""
-    if parallel:
+    if runtime != "transformers":
         return round(tokens * 3850 / 4000)  # measured for SmolLM2
     from transformers import AutoTokenizer
 
@@ -198,20 +210,21 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="llmux-bench-conc-"))
     url = f"http://127.0.0.1:{args.port}"
     servers = [
-        (f"llmux max_parallel {max(counts)}", max(counts)),
-        ("llmux max_parallel 1", 1),
-        ("llama_cpp.server", -1),
-        ("llmux transformers Qwen3.5", 0),
+        (f"llmux max_parallel {max(counts)}", "llamacpp", max(counts)),
+        ("llmux max_parallel 1", "llamacpp", 1),
+        ("llama_cpp.server", "reference", 1),
+        (f"llmux transformers Qwen3.5 max_parallel {max(counts)}", "transformers", max(counts)),
+        ("llmux transformers Qwen3.5 max_parallel 1", "transformers", 1),
     ]
 
-    def start(parallel: int, n_ctx: int) -> subprocess.Popen[bytes]:
-        if parallel < 0:
+    def start(runtime: str, parallel: int, n_ctx: int) -> subprocess.Popen[bytes]:
+        if runtime == "reference":
             return reference_server(args.threads, n_ctx, args.port)
-        return llmux_server(work, args.threads, parallel, n_ctx, args.port)
+        return llmux_server(work, args.threads, runtime, parallel, n_ctx, args.port)
 
     rows, prefix_rows = [], []
-    for name, parallel in [s for s in servers if args.only in s[0]]:
-        process = start(parallel, 2048)
+    for name, runtime, parallel in [s for s in servers if args.only in s[0]]:
+        process = start(runtime, parallel, 2048)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 8))  # loads the model, warms the path
             single: float | None = None
@@ -221,16 +234,16 @@ def main(argv: list[str] | None = None) -> None:
                 single = single or tps
                 rows.append([name, n, f"{tps:.1f}", f"{tps / single:.2f}x", f"{statistics.median(ttfts) * 1000:.0f}",
                              f"{percentile(ttfts, 0.99) * 1000:.0f}", f"{sum(r.complete for r in results)}/{len(results)}",
-                             f"{sum(r.tokens for r in results) / len(results):.0f}"])
+                             f"{sum(r.tokens for r in results) / len(results):.0f}", cached_share(results)])
         finally:
             process.terminate()
             process.wait(30)
         if args.no_prefix:
             continue
-        process = start(parallel, args.prefix_tokens + 608)
+        process = start(runtime, parallel, args.prefix_tokens + 608)
         try:
             asyncio.run(clients(url, "smollm2", 1, 1, 4))
-            words = words_for(work, parallel, args.prefix_tokens)
+            words = words_for(work, runtime, args.prefix_tokens)
             pairs = [asyncio.run(prefix_ttft(url, "smollm2", seed, words)) for seed in range(args.prefix_runs)]
             cold, cached = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
             prefix_rows.append([name, pairs[0][2] or "?", f"{cold * 1000:.0f}", f"{cached * 1000:.0f}",
@@ -238,10 +251,11 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             process.terminate()
             process.wait(30)
-    print(f"concurrent streams: SmolLM2-135M Q4_1, {args.max_tokens} tokens each, greedy, {args.threads} thread(s), "
+    print(f"concurrent streams: SmolLM2-135M Q4_1 (llama.cpp) / a random Qwen3.5, hidden 256, 4 layers "
+          f"(transformers, fp32), {args.max_tokens} tokens each, greedy, {args.threads} thread(s), "
           f"{args.rounds} waves per row, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, ["server", "clients", "agg tok/s", "vs 1 client", "TTFT p50 ms", "TTFT p99 ms",
-                       "complete", "tokens/stream"]))
+                       "complete", "tokens/stream", "prompt cached"]))
     print(f"\nprefix cache: a ~{args.prefix_tokens}-token system prompt, then the same prefix with another "
           f"question; median of {args.prefix_runs}")
     print(table(prefix_rows, ["server", "prompt tokens", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))

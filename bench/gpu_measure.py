@@ -147,6 +147,44 @@ def cache_gb(model: Any, context: int) -> float | None:
     return total / 1e9
 
 
+# ---- the warm tier: park and un-park against a plain host->device copy -------------------------
+
+
+def warm_swap_in(engine: Any, weight_bytes: int) -> tuple[float, float, float | None] | None:
+    """Park the loaded engine in host RAM and un-park it (the warm tier's swap-in, called on the
+    engine directly: the bench runs nothing else meanwhile), and time a pinned host->device copy
+    of as many bytes as its weights: (park s, un-park s, copy s or None without CUDA). None when
+    its runtime does not park (llama.cpp with GPU layers)."""
+    inner = getattr(engine, "inner", engine)
+    if not hasattr(inner, "park"):
+        return None
+    started = time.perf_counter()
+    if inner.park() is None:
+        return None
+    park_s = time.perf_counter() - started
+    started = time.perf_counter()
+    inner.unpark()
+    unpark_s = time.perf_counter() - started
+    return park_s, unpark_s, _copy_s(weight_bytes)
+
+
+def _copy_s(size: int) -> float | None:
+    import torch
+
+    if not torch.cuda.is_available() or size <= 0:
+        return None
+    source = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+    target = torch.empty(size, dtype=torch.uint8, device="cuda")
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    target.copy_(source, non_blocking=True)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    del source, target
+    torch.cuda.empty_cache()
+    return seconds
+
+
 # ---- time to first token: a recording wrapper around the engine -------------------------------
 
 

@@ -10,7 +10,9 @@ its own logits with its own sampler chain (``llamacpp_sampling``).
 
 A sequence ends at end-of-generation, at its budget, or when its consumer leaves (checked after
 every step); its slot goes to the next waiting job at once (``admission``: arrival order) but
-keeps its KV cells: the next job whose prompt shares their prefix starts from there.
+keeps its KV cells: the next job whose prompt shares their prefix starts from there. A job whose
+slot shares less of its prompt than another slot does (a new client, the same system prompt)
+starts from a copy of that slot's KV stream.
 
 Image prompts run alone, on slot 0, through the serial path (llama.cpp's multimodal helper
 evaluates into the context itself); the KV cache is cleared around them.
@@ -18,10 +20,9 @@ evaluates into the context itself); the KV cache is cleared around them.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,44 +31,20 @@ import structlog
 
 from llmux.engines.admission import Admission, common_prefix
 from llmux.engines.base import Prompted, TextJob
+from llmux.engines.batch_job import QueuedJob
 from llmux.engines.llamacpp_sampling import sample, sampler_for
 from llmux.engines.text import Generation, Item, completion_budget
-from llmux.engines.worker import Channel
 from llmux.protocol.errors import InvalidRequest
 
 log = structlog.get_logger("llmux.engines")
 
-
-class _Job:
-    """One submitted job and the channel its pieces go through."""
-
-    def __init__(self, decoder: BatchDecoder, job: TextJob) -> None:
-        self.decoder = decoder
-        self.job = job
-        self.channel: Channel[Item] = Channel()
-        self.tokens: list[int] | None = None
-
-    @property
-    def stopped(self) -> asyncio.Future[None]:
-        return self.channel.stopped
-
-    async def batches(self) -> AsyncGenerator[list[Item], None]:
-        self.channel.open()
-        try:
-            self.decoder.enqueue(self)
-        except BaseException:
-            self.channel.finish()  # never queued: nothing will work on it
-            raise
-        try:
-            async for batch in self.channel.batches():
-                yield batch
-        finally:
-            self.decoder.withdraw(self)
+COPY_GAIN = 16
+"""Prompt tokens another slot must share beyond this slot's own prefix before its KV is copied."""
 
 
 @dataclass(eq=False)
 class _Sequence:
-    job: _Job
+    job: QueuedJob
     slot: int
     pending: list[int]  # prompt tokens not yet evaluated
     pos: int
@@ -97,8 +74,10 @@ class BatchDecoder:
         self._vocab = llm._model.vocab
         self._batch_size = int(llm.n_batch)
         self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
-        self._admission: Admission[_Job] = Admission(slots, exclusive=lambda j: bool(j.job.images))
+        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
         self._cached: list[list[int]] = [[] for _ in range(slots)]  # what each slot's KV cells hold
+        model = llm._model.model
+        self._recurrent = bool(llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
         self._active: dict[int, _Sequence] = {}
         self._lock = threading.Condition()
         self._closing = False
@@ -108,16 +87,16 @@ class BatchDecoder:
     # ---- event loop ---------------------------------------------------------------------------
 
     def submit(self, job: TextJob) -> Generation:
-        return _Job(self, job)
+        return QueuedJob(self, job)
 
-    def enqueue(self, job: _Job) -> None:
+    def enqueue(self, job: QueuedJob) -> None:
         with self._lock:
             if self._closing:
                 raise RuntimeError(f"{self._name} is unloading")
             self._admission.submit(job)
             self._lock.notify()
 
-    def withdraw(self, job: _Job) -> None:
+    def withdraw(self, job: QueuedJob) -> None:
         """The consumer left: a waiting job never runs; a running one ends after this step."""
         with self._lock:
             if self._admission.withdraw(job):
@@ -162,15 +141,15 @@ class BatchDecoder:
             self._step()
         return True
 
-    def _score(self, job: _Job, slot: int) -> int:
+    def _score(self, job: QueuedJob, slot: int) -> int:
         return common_prefix(self._cached[slot], self._tokens(job))
 
-    def _tokens(self, job: _Job) -> list[int]:
+    def _tokens(self, job: QueuedJob) -> list[int]:
         if job.tokens is None:
             job.tokens = self._llm.tokenize(job.job.prompt.encode("utf-8"), add_bos=False, special=True)
         return job.tokens
 
-    def _begin(self, job: _Job, slot: int) -> None:
+    def _begin(self, job: QueuedJob, slot: int) -> None:
         if job.channel.cancel.is_set():
             self._end(job, slot)
             return
@@ -186,12 +165,7 @@ class BatchDecoder:
             job.channel.fail(exc)
             self._end(job, slot)
             return
-        # Keep the slot's cached prefix; the last prompt token is always evaluated (its logits).
-        common = min(common_prefix(self._cached[slot], tokens), len(tokens) - 1)
-        if not llama_cpp.llama_memory_seq_rm(self._memory, slot, common, -1):
-            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
-            common = 0
-        self._cached[slot] = tokens[:common]
+        common = self._reuse(slot, tokens)
         job.channel.put(Prompted(len(tokens), budget, cached_tokens=common))
         self._active[slot] = _Sequence(
             job,
@@ -203,7 +177,26 @@ class BatchDecoder:
         )
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(tokens), cached=common)
 
-    def _alone(self, job: _Job, slot: int) -> None:
+    def _reuse(self, slot: int, tokens: list[int]) -> int:
+        """Keep the longest cached prefix of ``tokens`` in ``slot`` (never the last token: its
+        logits are needed); its length. A longer one in another slot, running or not (a new
+        client, the same system prompt), is copied over first."""
+        last = len(tokens) - 1
+        common = min(common_prefix(self._cached[slot], tokens), last)
+        donor = max(range(len(self._cached)), key=lambda s: common_prefix(self._cached[s], tokens))
+        shared = min(common_prefix(self._cached[donor], tokens), last)
+        if shared >= common + COPY_GAIN and not self._recurrent:
+            # A copy between KV streams takes the whole stream; the donor's tail is cut after.
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._memory, donor, slot, -1, -1)
+            common = shared
+        if not llama_cpp.llama_memory_seq_rm(self._memory, slot, common, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)  # recurrent state: all or nothing
+            common = 0
+        self._cached[slot] = tokens[:common]
+        return common
+
+    def _alone(self, job: QueuedJob, slot: int) -> None:
         """An image job on the serial path, with the context to itself."""
         self._forget()
         items = None
@@ -291,7 +284,7 @@ class BatchDecoder:
         seq.sampler.close()
         self._end(seq.job, seq.slot)
 
-    def _end(self, job: _Job, slot: int) -> None:
+    def _end(self, job: QueuedJob, slot: int) -> None:
         with self._lock:
             self._admission.finish(slot)
         job.channel.finish()

@@ -4,6 +4,11 @@ The checkpoint's chat template is what ``template()`` hands the chat pipeline; `
 tokenizes the rendered prompt (through the multimodal processor when images come with it),
 runs ``model.generate`` in a helper thread and hands token ids over a queue, decoded to text
 pieces. A stop criterion checks a halt flag every token, so a cancelled job stops within one.
+
+With ``options.max_parallel`` > 1 the engine batches instead (``transformers_batch``): ``submit``
+hands jobs to the model's one decode thread, which decodes up to that many sequences together;
+image prompts still take the serial path, alone. Models whose cache layers cannot be batched
+(gpt-oss's sliding-window layers) stay serial, with a ``model.batching_unsupported`` log line.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
-    LogitsProcessorList,
+    DynamicCache,
     StoppingCriteriaList,
 )
 
@@ -29,42 +34,26 @@ from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingPara
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.logprobs import token_logprob
-from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
 from llmux.engines.torch_park import PeakMeter, park_module, unpark_module
+from llmux.engines.transformers_batch import TransformersBatch
+from llmux.engines.transformers_batch_cache import batchable, sequence_bytes
 from llmux.engines.transformers_prefix import PrefixCache
-from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors, token_bytes
-from llmux.engines.transformers_stream import DONE as _DONE
-from llmux.engines.transformers_stream import Halt as _Halt
-from llmux.engines.transformers_stream import QueueStreamer as _QueueStreamer
+from llmux.engines.transformers_sampling import (
+    JsonGrammars,
+    Start,
+    StepScores,
+    generate_kwargs,
+    sequence_start,
+    token_bytes,
+)
+from llmux.engines.transformers_stream import DONE, Detokenizer, Halt, QueueStreamer
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.engines")
-
-
-class Detokenizer:
-    """Token ids -> text deltas. Decodes a short window, never the whole output, and holds
-    back a piece that ends inside a multi-byte character."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
-        self._ids: list[int] = []
-        self._prefix = 0
-        self._read = 0
-
-    def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-
-    def push(self, token: int) -> str:
-        self._ids.append(token)
-        before = self._decode(self._ids[self._prefix : self._read])
-        after = self._decode(self._ids[self._prefix :])
-        if len(after) <= len(before) or after.endswith("\ufffd"):
-            return ""
-        self._prefix, self._read = self._read, len(self._ids)
-        return after[len(before) :]
 
 
 def _dtype(name: str, device: str) -> Any:
@@ -89,6 +78,7 @@ class TransformersLLM(SerialTextEngine):
         self._eos: set[int] = set()
         self._grammars: JsonGrammars | None = None
         self._prefix = PrefixCache()
+        self._decoder: TransformersBatch | None = None
         self._peak = PeakMeter(self.device)
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -109,16 +99,51 @@ class TransformersLLM(SerialTextEngine):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self._grammars = JsonGrammars(self.tokenizer, int(vocab))
-        self._peak.loaded(footprint)
+        self._peak.loaded(footprint)  # what was measured; the batching reserve is no growth of it
+        footprint = self._batching(footprint)
         log.info(
             "model.weights_loaded",
             model=self.spec.id,
             device=self.device,
             context=self.context,
+            max_parallel=self.options.max_parallel if self._decoder is not None else 1,
             seconds=round(time.perf_counter() - started, 3),
             gb=footprint,
         )
         return footprint
+
+    def _batching(self, footprint: float | None) -> float | None:
+        """Start the decode thread when ``max_parallel`` > 1 and the model's cache can be batched.
+        Its caches grow as tokens come (``DynamicCache``), so their peak — ``max_parallel``
+        sequences of the full context, sized from a 2-token probe — is added to the measured
+        footprint (the planner's figure): accounted, not allocated."""
+        slots = self.options.max_parallel
+        if slots < 2:
+            return footprint
+        probe = self._new_cache()
+        if reason := batchable(probe):
+            log.warning("model.batching_unsupported", model=self.spec.id, reason=reason)
+            return footprint
+        with torch.inference_mode():
+            self.model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=self.model.device), cache=probe)
+        reserve_gb = slots * sequence_bytes(probe, 2, self.context) / 1e9
+        self._decoder = TransformersBatch(
+            self.model,
+            slots=slots,
+            prefix=self._prefix,
+            prepare=self._start,
+            new_cache=self._new_cache,
+            eos=self._eos,
+            serial=self.generate,
+            name=self.spec.id,
+        )
+        log.info(
+            "model.kv_reserved", model=self.spec.id, sequences=slots, context=self.context, gb=round(reserve_gb, 3)
+        )
+        return None if footprint is None else footprint + reserve_gb
+
+    def _new_cache(self) -> DynamicCache:
+        return DynamicCache(config=self.model.config)
 
     def _open(self) -> None:
         if self.spec.vision:
@@ -154,6 +179,9 @@ class TransformersLLM(SerialTextEngine):
         return self._peak.peak_gb
 
     def unload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         self._prefix.clear()
         self.model = self.processor = self.tokenizer = self._grammars = None
         gc.collect()
@@ -180,6 +208,18 @@ class TransformersLLM(SerialTextEngine):
         return {k: v.to(self.model.device) for k, v in encoded.items()}
 
     # ---- generation ---------------------------------------------------------------------------
+
+    def submit(self, job: TextJob) -> Generation:
+        return super().submit(job) if self._decoder is None else self._decoder.submit(job)
+
+    def occupancy(self) -> tuple[int, int]:
+        return super().occupancy() if self._decoder is None else self._decoder.occupancy()
+
+    def _start(self, job: TextJob) -> Start:
+        """A text job made ready for the batched path (on its decode thread)."""
+        ids = self._inputs(job.prompt, ())["input_ids"][0].tolist()
+        budget = completion_budget(job.params.max_tokens, len(ids), self.context) if ids else 0
+        return sequence_start(self.model, self.tokenizer, self._grammars, ids, job.params, budget)
 
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         if self.model is None:
@@ -211,37 +251,13 @@ class TransformersLLM(SerialTextEngine):
             self._prefix.store(ids[:boundary], cache)
         return cached, cache
 
-    def _generate_kwargs(
-        self, params: SamplingParams, budget: int, prompt_tokens: int = 0, scores: StepScores | None = None
-    ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": budget}
-        if params.temperature is not None:
-            if params.temperature <= 0:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            else:
-                kwargs.update(do_sample=True, temperature=params.temperature)
-        sampling = kwargs.get("do_sample", True)
-        if params.top_p is not None and sampling:
-            kwargs["top_p"] = params.top_p
-        if params.top_k is not None and sampling:
-            kwargs["top_k"] = params.top_k
-        if params.min_p is not None and sampling:
-            kwargs["min_p"] = params.min_p
-        if params.repetition_penalty is not None:
-            kwargs["repetition_penalty"] = params.repetition_penalty
-        if self._grammars is not None:
-            processors = logits_processors(params, prompt_tokens, self._grammars, scores)
-            if processors:
-                kwargs["logits_processor"] = LogitsProcessorList(processors)
-        return kwargs
-
     def _pieces(
         self, inputs: dict[str, Any], budget: int, params: SamplingParams, cache: Any = None
     ) -> Generator[str | LoggedPiece | None, None, None]:
         halt = threading.Event()
-        streamer = _QueueStreamer()
+        streamer = QueueStreamer()
         scores = StepScores() if params.logprobs is not None else None
-        kwargs = self._generate_kwargs(params, budget, int(inputs["input_ids"].shape[1]), scores)
+        kwargs = generate_kwargs(params, budget, self._grammars, int(inputs["input_ids"].shape[1]), scores)
         if cache is not None:
             kwargs["cache"] = cache
 
@@ -251,19 +267,19 @@ class TransformersLLM(SerialTextEngine):
                     torch.manual_seed(params.seed)
                 with self._peak.serving(), torch.inference_mode():
                     self.model.generate(
-                        **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Halt(halt)])
+                        **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([Halt(halt)])
                     )
             except BaseException as exc:  # handed to the consumer, raised there
                 streamer.queue.put(exc)
             finally:
-                streamer.queue.put(_DONE)
+                streamer.queue.put(DONE)
 
         thread = threading.Thread(target=work, name=f"generate-{self.spec.id}", daemon=True)
         thread.start()
         detok = Detokenizer(self.tokenizer)
         produced = 0
         try:
-            while (item := streamer.queue.get()) is not _DONE:
+            while (item := streamer.queue.get()) is not DONE:
                 if isinstance(item, BaseException):
                     raise item
                 if item in self._eos:

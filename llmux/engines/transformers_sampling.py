@@ -10,13 +10,18 @@ vocabulary and masks every token that would leave the grammar.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from llmux.engines.base import SamplingParams
+from llmux.engines.base import LoggedPiece, SamplingParams
+from llmux.engines.logprobs import token_logprob
+from llmux.engines.transformers_stream import Detokenizer
 from llmux.protocol.errors import InvalidRequest
 
 _BYTE_OF = {char: byte for byte, char in bytes_to_unicode().items()}  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
@@ -94,3 +99,105 @@ def logits_processors(
     if params.json_schema is not None:
         out.append(grammars.processor(params.json_schema))
     return out
+
+
+def generate_kwargs(
+    params: SamplingParams,
+    budget: int,
+    grammars: JsonGrammars | None,
+    prompt_tokens: int = 0,
+    scores: StepScores | None = None,
+) -> dict[str, Any]:
+    """``generate``'s keywords for a request: None leaves the model's generation config alone."""
+    kwargs: dict[str, Any] = {"max_new_tokens": budget}
+    if params.temperature is not None:
+        if params.temperature <= 0:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature)
+    sampling = kwargs.get("do_sample", True)
+    if params.top_p is not None and sampling:
+        kwargs["top_p"] = params.top_p
+    if params.top_k is not None and sampling:
+        kwargs["top_k"] = params.top_k
+    if params.min_p is not None and sampling:
+        kwargs["min_p"] = params.min_p
+    if params.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = params.repetition_penalty
+    if grammars is not None:
+        processors = logits_processors(params, prompt_tokens, grammars, scores)
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
+    return kwargs
+
+
+class SequenceSampler:
+    """One batched sequence's sampling: the logits processors ``generate`` would build for it
+    (the model's generation config with the request's overrides, custom processors merged in
+    where ``generate`` merges them), and its own random generator, so a sequence's choice never
+    depends on what else runs in the batch."""
+
+    def __init__(self, model: Any, config: Any, prompt: list[int], custom: list[LogitsProcessor], seed: int | None):
+        self.do_sample = bool(config.do_sample)
+        self.processors = model._get_logits_processor(
+            generation_config=config,
+            input_ids_seq_length=len(prompt),
+            logits_processor=LogitsProcessorList(custom),
+            device=model.device,
+        )
+        self.ids = list(prompt)
+        self.generator = torch.Generator(device=model.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """The next token from this sequence's last logits (shape ``(vocab,)``)."""
+        scores = logits[None].float()
+        if self.processors:
+            ids = torch.tensor([self.ids], dtype=torch.long, device=scores.device)
+            scores = self.processors(ids, scores)
+        if self.do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            token = int(torch.multinomial(probs[0], 1, generator=self.generator))
+        else:
+            token = int(scores[0].argmax())
+        self.ids.append(token)
+        return token
+
+
+@dataclass
+class Start:
+    """What the engine makes of a job before the batched path runs it: its prompt ids, budget and
+    sampler, and how its tokens become pieces (``piece(token)``: text, or a ``LoggedPiece``)."""
+
+    ids: list[int]
+    budget: int
+    sampler: SequenceSampler
+    piece: Callable[[int], str | LoggedPiece]
+
+
+def sequence_start(
+    model: Any, tokenizer: Any, grammars: JsonGrammars | None, ids: list[int], params: SamplingParams, budget: int
+) -> Start:
+    """The sampling ``generate`` would do for this prompt, one sequence at a time."""
+    if not ids:
+        raise InvalidRequest("The prompt is empty.", param="messages")
+    scores = StepScores() if params.logprobs is not None else None
+    kwargs = generate_kwargs(params, budget, grammars, len(ids), scores)
+    custom = list(kwargs.pop("logits_processor", []))
+    config = copy.deepcopy(model.generation_config)
+    config.update(**kwargs)
+    detok = Detokenizer(tokenizer)
+
+    def piece(token: int) -> str | LoggedPiece:
+        text = detok.push(token)
+        if scores is None:
+            return text
+        top = params.logprobs or 0
+        return LoggedPiece(
+            text, token_logprob(scores.steps[-1].numpy(), token, top, lambda t: token_bytes(tokenizer, t))
+        )
+
+    return Start(ids, budget, SequenceSampler(model, config, ids, custom, params.seed), piece)

@@ -1,4 +1,7 @@
-"""How ``model.generate`` hands tokens to the consuming thread, and how it is told to stop."""
+"""How the transformers engine's tokens become text, and how its ``generate`` thread is steered:
+``Detokenizer`` (token ids to text deltas, shared by the serial and the batched path),
+``QueueStreamer`` (``generate``'s tokens to the consuming thread) and ``Halt`` (a cancel flag
+as a stopping criterion, seen every token)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 DONE = object()
+"""The end of ``generate``'s tokens in a ``QueueStreamer``."""
 
 
 class Halt(StoppingCriteria):
@@ -39,3 +43,26 @@ class QueueStreamer(BaseStreamer):
 
     def end(self) -> None:
         self.queue.put(DONE)
+
+
+class Detokenizer:
+    """Token ids -> text deltas. Decodes a short window, never the whole output, and holds
+    back a piece that ends inside a multi-byte character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self._ids)
+        return after[len(before) :]

@@ -24,6 +24,9 @@ class TransformersOptions(Strict, frozen=True):
     max_context: Annotated[int, msgspec.Meta(ge=256)] | None = None
     """Cap on prompt + completion tokens; defaults to the model's own limit."""
     threads: Threads | None = None
+    max_parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    """Sequences decoded together (continuous batching). The planner's footprint counts a full
+    ``max_context`` of cache for each. 1 runs one request at a time."""
     pooling: Pooling = "model"
     """Embedding models only."""
     normalize: bool = True

@@ -5,13 +5,15 @@ in ``_swap``): drain the victims chosen by the planner, unload them, load the ta
 if the load measured more than the estimate — evict what no longer fits. When it ends, the
 controller decides again (``_pump``).
 
-Faults. A load that fails, or is still running after the model's ``load_timeout_s``, fails its
-waiters with a 503 and marks the model broken for a backoff; then the swap *restores* the models
-it evicted for it, so a bad model never takes healthy ones down. (Restoring, rather than
-checking loadability first: whether weights load is only known by loading them — a file can be
-there and still be corrupt, or not fit once allocated — and on one GPU the room has to be made
-first.) A timed-out load's thread cannot be stopped: it is abandoned, and whatever it loads if it
-ever returns is unloaded at once. Error texts keep file names but not the server's directories.
+Faults. An un-park that fails (the host copy, not the model) unloads that copy and loads the
+model cold instead, once. A load that fails, or is still running after the model's
+``load_timeout_s``, fails its waiters with a 503 and marks the model broken for a backoff; then
+the swap *restores* the models it evicted for it, so a bad model never takes healthy ones down.
+(Restoring, rather than checking loadability first: whether weights load is only known by
+loading them — a file can be there and still be corrupt, or not fit once allocated — and on one
+GPU the room has to be made first.) A timed-out load's thread cannot be stopped: it is
+abandoned, and whatever it loads if it ever returns is unloaded at once. Error texts keep file
+names but not the server's directories.
 """
 
 from __future__ import annotations
@@ -198,6 +200,10 @@ class SwapExecutor:
             slot.engine, slot.host_gb = None, 0.0
             if warm and engine is not None and not timed_out:  # still holds host RAM (a timed-out
                 await self._offload_quietly(slot, engine.unload)  # one is unloaded when it returns)
+            if warm and not timed_out:  # the host copy failed, not the model: one cold load
+                slot.machine.send("load_failed")
+                log.warning("model.unpark_failed", model=slot.id, error=repr(exc))
+                return await self._load(slot)
             slot.failures += 1
             backoff = slot.spec.load_backoff_s * 2 ** min(slot.failures - 1, 4)
             slot.broken_until = self._clock() + backoff

@@ -36,8 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = {
         "budget_gb": 8,
         "models_dir": ".",
-        "physical": {f"smol-{n}": physical(weights, n) for n in (4, 2, 1)},
-        "virtual": {f"smol-{n}": {"physical": f"smol-{n}"} for n in (4, 2, 1)},
+        "physical": {f"smol-{n}": physical(weights, n) for n in (4, 3, 2, 1)},
+        "virtual": {f"smol-{n}": {"physical": f"smol-{n}"} for n in (4, 3, 2, 1)},
     }
     path = tmp_path_factory.mktemp("batching") / "models.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -150,3 +150,20 @@ def test_a_repeated_prompt_reports_its_cached_tokens(server: str) -> None:
     ask()
     usage = ask()
     assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"] - 1
+
+
+def test_a_new_client_in_an_empty_slot_starts_from_another_slots_shared_prefix(server: str) -> None:
+    """smol-3 is used by this test only: its first request runs in slot 0; a second one, with
+    another question under the same system prompt, lands in an empty slot and starts from a copy
+    of slot 0's KV stream — and answers exactly as the serial engine does."""
+    long_a = Stream(server, "smol-3", "cats", 900)
+    assert long_a.first.wait(120)
+    request = {**body("smol-3", "the sea", 12), "stream": False}
+    reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+    assert reply.status_code == 200
+    usage = reply.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] >= 16  # the system prompt and "Write a long story about"
+    long_a.leave.set()
+    assert reply.json()["choices"][0]["message"]["content"] == stream_text(server, "smol-1", "the sea", 12)
+    wait_for(lambda: sequences(server, "smol-3") == (0, 0), timeout_s=60, what="every slot free again")

@@ -25,9 +25,12 @@ class ParkingBackend:
     def __init__(self, spec: PhysicalModel, log: list[str], park_to: float | None, unpark_fails: bool) -> None:
         self.spec, self.log, self.park_to, self.unpark_fails = spec, log, park_to, unpark_fails
         self.where = "nowhere"
+        self.load_fails = False
 
     def load(self) -> float | None:
         self.log.append(f"load {self.spec.id}")
+        if self.load_fails:
+            raise RuntimeError("CUDA error: out of memory")
         self.where = "device"
         return None
 
@@ -61,10 +64,12 @@ class Harness:
         self.engines: dict[str, list[ParkingBackend]] = {}
         self.park_to = park_to or {}
         self.unpark_fails = unpark_fails
+        self.load_fails = False
         self.controller = ResidencyController(registry, self.factory, offload=self.offload)
 
     def factory(self, spec: PhysicalModel, _: Registry) -> ParkingBackend:
         engine = ParkingBackend(spec, self.log, self.park_to.get(spec.id, SIZES[spec.id][1]), self.unpark_fails)
+        engine.load_fails = self.load_fails
         self.engines.setdefault(spec.id, []).append(engine)
         return engine
 
@@ -153,15 +158,28 @@ async def test_an_admin_unload_of_a_parked_model_frees_its_host_ram() -> None:
     assert h.states()["llm-b"] == "unloaded" and h.log[-1] == "unload llm-b"
 
 
-async def test_a_failed_unpark_unloads_the_host_copy_and_fails_its_waiters() -> None:
+async def test_a_failed_unpark_unloads_the_host_copy_and_loads_cold_instead() -> None:
     h = Harness(host_gb=10, unpark_fails=True)
     await h.controller.load("llm-a")
     await h.controller.load("llm-b")
+    await h.controller.load("llm-a")
+    assert h.log[-3:] == ["unpark llm-a", "unload llm-a", "load llm-a"]
+    assert h.states()["llm-a"] == "ready" and h.controller.host_used_gb == 0
+    first, second = h.engines["llm-a"]
+    assert (first.where, second.where) == ("nowhere", "device")
+    status = next(v for v in h.controller.status() if v.id == "llm-a")
+    assert (status.loads, status.unparks, status.broken) == (2, 0, False)
+
+
+async def test_when_the_cold_load_after_a_failed_unpark_fails_too_the_model_is_broken() -> None:
+    h = Harness(host_gb=10, unpark_fails=True)
+    await h.controller.load("llm-a")
+    await h.controller.load("llm-b")
+    h.load_fails = True
     with pytest.raises(ModelLoadFailed):
         await h.controller.load("llm-a")
-    assert h.log[-2:] == ["unpark llm-a", "unload llm-a"]
-    assert h.states()["llm-a"] == "unloaded" and h.controller.host_used_gb == 0
-    assert h.engines["llm-a"][0].where == "nowhere"
+    assert h.log[-3:] == ["unpark llm-a", "unload llm-a", "load llm-a"]
+    assert next(v for v in h.controller.status() if v.id == "llm-a").broken
 
 
 async def test_shutdown_unloads_parked_models() -> None:
