@@ -25,7 +25,7 @@ PAGE = """<!doctype html>
  .user{background:#e2ecf7} .assistant{background:#fff;border:1px solid #dde} .note{color:#667;font-size:.9rem}
  #status{color:#556;font-size:.9rem;margin:.5rem 0}
 </style></head><body>
-<h1>Talk to llmux</h1>
+<h1>Talk to llmux <small class="note"><a href="/ui">dashboard</a></small></h1>
 <fieldset><label>API key <input id="key" type="password" autocomplete="off"></label>
 <label>Model <input id="model" placeholder="default chat model" size="14"></label><br>
 <label>Instructions <input id="instructions" size="44" value="You are a voice assistant. Answer in one or two short sentences."></label>
