@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients browser soak stateful webui
+.PHONY: install demo test lint bench check clients browser soak stateful webui voice-page
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,10 @@ $(WEBUI_VENV)/.installed:
 clients/browser/node_modules/.installed: clients/browser/package.json clients/browser/package-lock.json
 	npm ci --prefix clients/browser --no-audit --no-fund
 	touch $@
+
+# The /voice page alone in headless Chromium with a fake microphone (also part of `make test`).
+voice-page: install browser
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/e2e/test_voice_page.py
 
 /usr/bin/chromium:
 	apt-get update

@@ -29,8 +29,10 @@ from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
 from llmux.api.openapi import DocumentedJson
+from llmux.api.realtime import RealtimeController
 from llmux.api.responses import ResponsesController
 from llmux.api.usage import UsageController
+from llmux.api.voice_page import VoicePageController
 from llmux.engines.factory import create_engine
 from llmux.engines.worker import run_in_thread
 from llmux.registry import ApiKeysFile, Registry
@@ -46,6 +48,7 @@ from llmux.services.models import ModelsService
 from llmux.services.pins import FILE_NAME as PINS_FILE
 from llmux.services.pins import PinFile
 from llmux.services.preload import preloader
+from llmux.services.realtime_config import RealtimeService
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 from llmux.services.usage import FILE_NAME, UsageService, UsageStore
@@ -66,6 +69,7 @@ class Services:
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
+    realtime: RealtimeService
     started: float
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
@@ -101,16 +105,18 @@ def create_app(
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
+    audio_service = AudioService(registry, controller)
     services = Services(
         registry=registry,
         controller=controller,
         chat=chat,
         responses=ResponsesService(chat),
-        audio=AudioService(registry, controller),
+        audio=audio_service,
         embeddings=EmbeddingsService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
         models=ModelsService(registry, controller, created),
+        realtime=RealtimeService(registry, controller, chat, audio_service),
         started=time.monotonic(),
         created=created,
         keys=KeyStore(keys, registry, path=keys_path, allow_weak=allow_weak_keys),
@@ -125,6 +131,8 @@ def create_app(
         services.metrics.request_done(record)
         services.access.request_done(record)
         store.request_done(record)
+
+    services.realtime.observe = request_done  # each realtime response is accounted like a request
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -147,6 +155,7 @@ def create_app(
             AdminController,
             EmbeddingsController,
             UsageController,
+            RealtimeController,
         ],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
@@ -162,7 +171,7 @@ def create_app(
     # The dashboard's page is open (it holds no data); its feed is an admin route.
     dashboard = Router(path="/v1", route_handlers=[EventsController], guards=[guard])
     return Litestar(
-        route_handlers=[HealthController, v1, audio, dashboard, UiController],
+        route_handlers=[HealthController, v1, audio, dashboard, UiController, VoicePageController],
         dependencies=services.dependencies(),
         state=State({"services": services}),
         lifespan=[lifespan, preloader(controller, registry)],  # exited in reverse: preload stops first

@@ -6,6 +6,7 @@ never load a model.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -16,26 +17,33 @@ from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
+from llmux.api.chat import SSE_HEADERS
 from llmux.api.decoding import decode_json, invalid_request
 from llmux.api.disconnect import closing_stream
 from llmux.api.openapi import Content, Doc, json_of, multipart
+from llmux.api.openapi import sse as event_stream
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
-from llmux.engines.base import TranscribeOptions, Transcript
+from llmux.engines.base import Segment, TranscribeOptions, Transcript
 from llmux.protocol.audio import (
     AudioModelList,
     AudioModelOut,
     DurationUsage,
     SegmentOut,
+    SpeechAudioDelta,
+    SpeechAudioDone,
     SpeechRequest,
     TranscriptionForm,
     TranscriptionJson,
     TranscriptionVerbose,
+    TranscriptTextDelta,
+    TranscriptTextDone,
     VoiceList,
     VoiceOut,
     WordOut,
 )
-from llmux.protocol.errors import InvalidRequest
+from llmux.protocol.errors import ErrorBody, InvalidRequest, LlmuxError, error_body
+from llmux.protocol.sse import sse
 from llmux.registry import ModelType
 from llmux.services.audio import AudioService
 
@@ -50,13 +58,20 @@ MEDIA_TYPES = {
 _TEXT = "text/plain; charset=utf-8"
 TRANSCRIPTION_DOC = Doc(
     body=(multipart(TranscriptionForm, files=("file",)),),
-    ok=(json_of(TranscriptionJson, TranscriptionVerbose), Content("text/plain")),
-    ok_description="The transcript: JSON for json/verbose_json, text for text/srt/vtt",
+    ok=(
+        json_of(TranscriptionJson, TranscriptionVerbose),
+        Content("text/plain"),
+        event_stream(TranscriptTextDelta, TranscriptTextDone, ErrorBody, done=False),
+    ),
+    ok_description="The transcript: JSON for json/verbose_json, text for text/srt/vtt, events for stream=true",
 )
 SPEECH_DOC = Doc(
     body=(json_of(SpeechRequest),),
-    ok=tuple(Content(media) for media in dict.fromkeys(MEDIA_TYPES.values())),
-    ok_description="The audio, in response_format",
+    ok=(
+        *(Content(media) for media in dict.fromkeys(MEDIA_TYPES.values())),
+        event_stream(SpeechAudioDelta, SpeechAudioDone, ErrorBody, done=False),
+    ),
+    ok_description="The audio, in response_format (as speech.audio.delta events for stream_format sse)",
 )
 
 
@@ -79,6 +94,10 @@ async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm
         parsed = msgspec.convert(fields, TranscriptionForm, strict=False)
     except msgspec.ValidationError as exc:
         raise invalid_request(exc) from None
+    if parsed.stream and parsed.response_format not in ("json", "text"):
+        raise InvalidRequest(
+            "A streamed transcription answers text events: response_format must be json or text.", param="stream"
+        )
     return parsed, await upload.read()
 
 
@@ -117,6 +136,38 @@ async def joined(pieces: AsyncGenerator[bytes, None]) -> bytes:
         return b"".join([piece async for piece in pieces])
 
 
+async def transcript_events(pieces: AsyncGenerator[Segment | Transcript, None]) -> AsyncGenerator[bytes, None]:
+    """``transcript.text.delta`` per recognised segment, then ``transcript.text.done``; the
+    deltas joined are the done event's text. A backend that recognises the whole clip at once
+    sends one delta with all of it."""
+    sent = ""
+    try:
+        async with aclosing(pieces):
+            async for piece in pieces:
+                if isinstance(piece, Segment):
+                    if piece.text:
+                        delta = f" {piece.text}" if sent else piece.text
+                        sent += delta
+                        yield sse(TranscriptTextDelta(delta=delta))
+                    continue
+                if not sent and piece.text:
+                    yield sse(TranscriptTextDelta(delta=piece.text))
+                yield sse(TranscriptTextDone(text=piece.text))
+    except LlmuxError as exc:  # after the headers: reported in band, as the chat stream does
+        yield sse(error_body(exc))
+
+
+async def speech_events(pieces: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """``speech.audio.delta`` (base64 of the encoded audio) per piece, then ``speech.audio.done``."""
+    try:
+        async with aclosing(pieces):
+            async for piece in pieces:
+                yield sse(SpeechAudioDelta(audio=base64.b64encode(piece).decode()))
+        yield sse(SpeechAudioDone())
+    except LlmuxError as exc:
+        yield sse(error_body(exc))
+
+
 class AudioController(Controller):
     """Uploads may be as large as ``limits.max_audio_mb`` plus the multipart framing (the app
     sets ``request_max_body_size``; a larger file is a 413 naming the limit)."""
@@ -133,14 +184,19 @@ class AudioController(Controller):
             temperature=form.temperature,
             word_timestamps="word" in form.timestamp_granularities and form.response_format == "verbose_json",
         )
-        transcript = await audio.transcribe(form.model, data, options, form.language)
-        return _render(transcript, form)
+        job = await audio.prepare_transcription(form.model, data, options, form.language)
+        if form.stream:
+            events = transcript_events(await audio.start_transcription(job))
+            return closing_stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return _render(await audio.transcribe_job(job), form)
 
     @post("/speech", status_code=200, opt={"openapi": SPEECH_DOC})
     async def speech(self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]) -> Response[Any]:
         body = decode_json(await request.body(), SpeechRequest)
         job = audio.prepare_speech(body)
         pieces = await audio.start_speech(job)
+        if body.stream_format == "sse":
+            return closing_stream(speech_events(pieces), media_type="text/event-stream", headers=SSE_HEADERS)
         if job.stream:
             return closing_stream(pieces, media_type=MEDIA_TYPES[job.format])
         return Response(await joined(pieces), media_type=MEDIA_TYPES[job.format])

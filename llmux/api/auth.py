@@ -11,7 +11,10 @@ import hmac
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.exceptions import WebSocketException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.status_codes import WS_1008_POLICY_VIOLATION
 
 from llmux.protocol.errors import Forbidden, Unauthorized
 from llmux.registry import ApiKey, ApiKeysFile
@@ -40,6 +43,23 @@ class KeyRing:
         return found
 
 
+BROWSER_KEY_PREFIX = "openai-insecure-api-key."
+"""Browsers cannot set headers on a WebSocket: OpenAI's browser SDK sends the key as a
+``Sec-WebSocket-Protocol`` entry ``openai-insecure-api-key.<key>`` (beside ``realtime``)."""
+
+
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The ``Authorization`` header, or on a WebSocket the key among its subprotocols."""
+    header = connection.headers.get("authorization")
+    if header or connection.scope["type"] != ScopeType.WEBSOCKET:
+        return header
+    offered: list[str] = connection.scope.get("subprotocols", [])
+    for protocol in offered:
+        if protocol.startswith(BROWSER_KEY_PREFIX):
+            return f"Bearer {protocol.removeprefix(BROWSER_KEY_PREFIX)}"
+    return None
+
+
 class RequireKey:
     """Guard for /v1 routes; handlers with ``opt={"public": True}`` are open (Open WebUI reads
     the audio model and voice lists without a key), ``opt={"admin": True}`` need an admin key.
@@ -59,8 +79,10 @@ class RequireKey:
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if handler.opt.get("public"):
             return
-        client = self.ring.identify(connection.headers.get("authorization"))
+        client = self.ring.identify(presented_key(connection))
         if client is None:
+            if connection.scope["type"] == ScopeType.WEBSOCKET:  # refused before the upgrade: HTTP 403
+                raise WebSocketException(detail="Missing or invalid API key.", code=WS_1008_POLICY_VIOLATION)
             raise Unauthorized("Missing or invalid API key. Send 'Authorization: Bearer <key>'.")
         note(client=client.name)
         if handler.opt.get("admin") and client.role != "admin":

@@ -27,8 +27,8 @@ log = structlog.get_logger("llmux.http")
 def canonical_line(observe: Callable[[dict[str, Any]], None]) -> Callable[[ASGIApp], ASGIApp]:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def logged(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
+            if scope["type"] == ScopeType.WEBSOCKET:
+                await _connection(app, scope, receive, send, observe)
                 return
             request_id = secrets.token_hex(6)
             structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -59,3 +59,32 @@ def canonical_line(observe: Callable[[dict[str, Any]], None]) -> Callable[[ASGIA
         return logged
 
     return middleware
+
+
+async def _connection(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, observe: Callable[[dict[str, Any]], None]
+) -> None:
+    """A WebSocket's own line, when it closes: the key guard names the client in it, and each
+    realtime response writes a record of its own (``services.realtime``)."""
+    request_id = secrets.token_hex(6)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    record = open_record(method="WEBSOCKET", path=scope["path"], status=0, bytes=0)
+    started = time.perf_counter()
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "websocket.accept":
+            record["status"] = 101
+        elif message["type"] == "websocket.close" and not record["status"]:
+            record["status"] = 403  # refused before the upgrade
+        elif message["type"] == "websocket.send":
+            record["bytes"] += len(message.get("text") or message.get("bytes") or b"")
+        await send(message)
+
+    try:
+        await app(scope, receive, sending)
+    finally:
+        record["route"] = scope.get("path_template")
+        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        log.info("request.done", **{k: v for k, v in record.items() if v is not None and k != "route"})
+        observe(record)
+        structlog.contextvars.unbind_contextvars("request_id")

@@ -53,3 +53,45 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
         sentences = [s for raw in _cut(line, _SENTENCE_END) for s in _shorten(raw, max_chars)]
         pieces.extend(_pack(sentences, max_chars))
     return pieces
+
+
+_BOUNDARY = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
+_CLAUSE = re.compile(r"(?<=[,;:—–])\s+")
+
+
+class SentenceStream:
+    """Text that arrives in pieces (a chat model's tokens), handed out a sentence at a time as
+    soon as each is complete, so speech can start while the model still writes. A sentence is
+    complete at end punctuation followed by whitespace, or a line break; one that grows past
+    ``max_chars`` without ending is cut at the last space. The pieces joined with spaces are the
+    text, whitespace aside."""
+
+    def __init__(self, max_chars: int = 300, first_clause_chars: int | None = None) -> None:
+        self.max_chars = max_chars
+        self._text = ""
+        self._first_clause = first_clause_chars
+        """Hand out the very first piece at a clause boundary (a comma) once it is this long:
+        speech starts sooner, at the price of a pause that the sentence might not have had."""
+
+    def add(self, piece: str) -> list[str]:
+        self._text += piece
+        ends = [m.end() for m in _BOUNDARY.finditer(self._text)]
+        if ends:
+            self._first_clause = None
+            done, self._text = self._text[: ends[-1]], self._text[ends[-1] :]
+            return split_sentences(done, self.max_chars)
+        if self._first_clause is not None:
+            clauses = [m.end() for m in _CLAUSE.finditer(self._text) if m.start() >= self._first_clause]
+            if clauses:
+                self._first_clause = None
+                done, self._text = self._text[: clauses[0]], self._text[clauses[0] :]
+                return split_sentences(done, self.max_chars)
+        if len(self._text) > self.max_chars and " " in self._text.strip():
+            cut = self._text.rstrip().rfind(" ")
+            done, self._text = self._text[:cut], self._text[cut:]
+            return split_sentences(done, self.max_chars)
+        return []
+
+    def finish(self) -> list[str]:
+        done, self._text = self._text, ""
+        return split_sentences(done, self.max_chars)

@@ -137,6 +137,15 @@ class SpeechToText(Engine, Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingSpeechToText(SpeechToText, Protocol):
+    def transcribe_stream(
+        self, audio: Any, options: TranscribeOptions, cancel: threading.Event
+    ) -> Iterator[Segment | Transcript]:
+        """Yield each ``Segment`` as it is recognised, then the whole ``Transcript`` (last)."""
+        ...
+
+
 # ---- text to speech (TTS) -----------------------------------------------------------------
 
 

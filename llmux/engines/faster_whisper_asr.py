@@ -7,6 +7,7 @@ CTranslate2 runs several transcriptions at once with ``workers`` > 1 (one per wo
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from llmux.engines.base import Segment, TranscribeOptions, Transcript, Word
@@ -40,6 +41,14 @@ class FasterWhisperASR:
         release_host_memory()  # CTranslate2's freed buffers otherwise stay in the process
 
     def transcribe(self, audio: Any, options: TranscribeOptions, cancel: threading.Event) -> Transcript:
+        *_, transcript = self.transcribe_stream(audio, options, cancel)
+        assert isinstance(transcript, Transcript)
+        return transcript
+
+    def transcribe_stream(
+        self, audio: Any, options: TranscribeOptions, cancel: threading.Event
+    ) -> Iterator[Segment | Transcript]:
+        """Each segment as soon as it is decoded, then the whole transcript."""
         model = self._model
         # An English-only checkpoint has no language token to set; asking it for German would
         # only make faster-whisper warn, so the request's language is passed to multilingual
@@ -57,10 +66,10 @@ class FasterWhisperASR:
         segments: list[Segment] = []
         for piece in pieces:  # a generator: decoding happens as it is consumed
             words = tuple(Word(float(w.start), float(w.end), w.word) for w in piece.words or ())
-            segments.append(
-                Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words)
-            )
+            segment = Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words)
+            segments.append(segment)
+            yield segment
             if cancel.is_set():
                 break
         text = " ".join(s.text for s in segments).strip()
-        return Transcript(text=text, language=info.language, duration=float(info.duration), segments=tuple(segments))
+        yield Transcript(text=text, language=info.language, duration=float(info.duration), segments=tuple(segments))

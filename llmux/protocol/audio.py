@@ -19,6 +19,8 @@ class TranscriptionForm(msgspec.Struct, kw_only=True):
     temperature: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     response_format: TranscriptFormat = "json"
     timestamp_granularities: list[Literal["segment", "word"]] = []
+    stream: bool = False
+    """Answer server-sent ``transcript.text.delta`` events as segments are recognised."""
 
 
 class SpeechRequest(msgspec.Struct, kw_only=True):
@@ -94,3 +96,23 @@ class AudioModelOut(msgspec.Struct):
 
 class AudioModelList(msgspec.Struct):
     models: list[AudioModelOut]
+
+
+# ---- streamed transcription and speech (server-sent events) -----------------------------------
+
+
+class TranscriptTextDelta(msgspec.Struct, tag_field="type", tag="transcript.text.delta"):
+    delta: str
+
+
+class TranscriptTextDone(msgspec.Struct, tag_field="type", tag="transcript.text.done"):
+    text: str
+
+
+class SpeechAudioDelta(msgspec.Struct, tag_field="type", tag="speech.audio.delta"):
+    audio: str
+    """Base64 of the next piece of the encoded audio (in the request's ``response_format``)."""
+
+
+class SpeechAudioDone(msgspec.Struct, tag_field="type", tag="speech.audio.done"):
+    pass

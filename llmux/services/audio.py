@@ -16,7 +16,15 @@ from typing import Any
 
 import msgspec
 
-from llmux.engines.base import ASR_SAMPLE_RATE, SpeakOptions, TranscribeOptions, Transcript, Voice
+from llmux.engines.base import (
+    ASR_SAMPLE_RATE,
+    Segment,
+    SpeakOptions,
+    StreamingSpeechToText,
+    TranscribeOptions,
+    Transcript,
+    Voice,
+)
 from llmux.engines.factory import create_engine
 from llmux.engines.worker import ThreadStream, run_in_thread
 from llmux.protocol.audio import SpeechRequest
@@ -32,6 +40,14 @@ OPENAI_VOICES = frozenset(
 )
 """OpenAI's own voice names. Clients send them by default (Open WebUI: ``alloy``); they mean
 "the model's default voice" here unless a voice of that name is configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionJob:
+    physical: str
+    audio: Any
+    """Decoded: mono float32 at ``ASR_SAMPLE_RATE``."""
+    options: TranscribeOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +97,11 @@ class AudioService:
                 f"The audio file is {size / MB:.1f} MB; this server accepts up to {limit:g} MB.", param="file"
             )
 
-    async def transcribe(self, model: str, data: bytes, options: TranscribeOptions, language: str | None) -> Transcript:
-        """``language`` as the client sent it (None: the virtual model's default, else en)."""
+    async def prepare_transcription(
+        self, model: str, data: bytes, options: TranscribeOptions, language: str | None
+    ) -> TranscriptionJob:
+        """Resolve and decode before any lease. ``language`` as the client sent it (None: the
+        virtual model's default, else en)."""
         from llmux.audio.decode import decode_audio
 
         self.check_size(len(data))
@@ -95,11 +114,18 @@ class AudioService:
             lambda _: decode_audio(data, ASR_SAMPLE_RATE, self.registry.limits.max_audio_s), name="decode-audio"
         )
         note(audio_s=round(audio.size / ASR_SAMPLE_RATE, 3))
+        return TranscriptionJob(physical.id, audio, opts)
+
+    async def transcribe(self, model: str, data: bytes, options: TranscribeOptions, language: str | None) -> Transcript:
+        return await self.transcribe_job(await self.prepare_transcription(model, data, options, language))
+
+    async def transcribe_job(self, job: TranscriptionJob) -> Transcript:
         started = time.perf_counter()
-        async with self.controller.lease(physical.id) as lease:
+        async with self.controller.lease(job.physical) as lease:
             leased = time.perf_counter()
             transcript: Transcript = await run_in_thread(
-                lambda cancel: lease.engine.transcribe(audio, opts, cancel), name=f"transcribe-{physical.id}"
+                lambda cancel: lease.engine.transcribe(job.audio, job.options, cancel),
+                name=f"transcribe-{job.physical}",
             )
         note(
             waited_s=round(leased - started, 3),
@@ -108,11 +134,35 @@ class AudioService:
         )
         return transcript
 
+    async def start_transcription(self, job: TranscriptionJob) -> AsyncGenerator[Segment | Transcript, None]:
+        """Segments as they are recognised, then the whole transcript, with the model already
+        leased: a load failure is raised here, before any response header is sent. A backend
+        that cannot stream yields only the transcript."""
+        pieces = self._transcription(job)
+        await anext(pieces)
+        return pieces
+
+    async def _transcription(self, job: TranscriptionJob) -> AsyncGenerator[Any, None]:
+        lease = await self.controller.acquire(job.physical)
+        started = time.perf_counter()
+        stream = ThreadStream(lambda cancel: _recognise(lease.engine, job, cancel), name=f"transcribe-{job.physical}")
+        chars = 0
+        try:
+            yield None
+            async for batch in stream.batches():
+                for item in batch:
+                    if isinstance(item, Transcript):
+                        chars = len(item.text)
+                    yield item
+        finally:
+            stream.close()
+            # The lease goes back when the recognition thread has stopped, not before.
+            stream.stopped.add_done_callback(lambda _: self.controller.release(lease))
+            note(inference_s=round(time.perf_counter() - started, 3), chars=chars)
+
     # ---- speech -----------------------------------------------------------------------------
 
     def prepare_speech(self, request: SpeechRequest) -> SpeechJob:
-        if request.stream_format == "sse":
-            raise InvalidRequest("stream_format 'sse' is not supported; use 'audio'.", param="stream_format")
         admit(request.model)  # the key's models and limits: 404/429
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.TTS)
         if not request.input.strip():
@@ -120,7 +170,7 @@ class AudioService:
         chosen = self._pick_voice(physical, request.voice or virtual.behaviour.voice)
         language = request.language or virtual.behaviour.language or self._language_of(physical, request.input)
         options = SpeakOptions(speed=request.speed, language=language)
-        stream = request.stream or request.stream_format == "audio"
+        stream = request.stream or request.stream_format is not None
         note(
             model=request.model,
             physical=physical.id,
@@ -129,6 +179,16 @@ class AudioService:
             chars=len(request.input),
         )
         return SpeechJob(request.model, physical.id, request.input, chosen, request.response_format, options, stream)
+
+    def speech_voice(self, model: str, wanted: str | None) -> tuple[str, str, SpeakOptions]:
+        """The physical model, voice and options a voice session speaks with: a listed voice,
+        else the virtual model's voice (OpenAI names such as ``alloy`` mean it), else the first."""
+        virtual, physical = self.registry.resolve(model, expect=ModelType.TTS)
+        if wanted is None or (
+            wanted.lower() in OPENAI_VOICES and wanted not in [v.id for v in self.voices_of(physical)]
+        ):
+            wanted = virtual.behaviour.voice
+        return physical.id, self._pick_voice(physical, wanted), SpeakOptions(language=virtual.behaviour.language)
 
     def _language_of(self, physical: PhysicalModel, text: str) -> str | None:
         """A model that speaks several languages speaks the one ``text`` is in (a request's
@@ -194,6 +254,14 @@ class AudioService:
         pieces = self.speech(job)
         await anext(pieces)
         return pieces
+
+
+def _recognise(engine: Any, job: TranscriptionJob, cancel: threading.Event) -> Iterator[Segment | Transcript]:
+    """Runs in the worker thread: segments as they are decoded where the backend streams."""
+    if isinstance(engine, StreamingSpeechToText):
+        yield from engine.transcribe_stream(job.audio, job.options, cancel)
+    else:
+        yield engine.transcribe(job.audio, job.options, cancel)
 
 
 def _produce(engine: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[tuple[bytes, float]]:

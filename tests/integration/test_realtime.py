@@ -1,0 +1,310 @@
+"""/v1/realtime over a real socket against the demo config: speech made by the demo TTS goes in,
+Silero VAD finds the turn, Whisper transcribes it, SmolLM2 answers and hibari speaks the answer.
+
+Barge-in is checked by events, not by the clock: the answer is spoken by a speech engine that
+never finishes on its own, so the response is certainly still running when the user speaks
+again; after ``input_audio_buffer.speech_started`` the old response sends nothing but its
+``response.done`` (``cancelled``, ``turn_detected``), and the engine saw its cancel flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import websockets
+import yaml
+
+from llmux.app import create_app
+from llmux.engines.base import SpeakOptions, Voice
+from llmux.engines.factory import create_engine
+from llmux.registry import PhysicalModel, Registry, load_keys, load_models
+from tests.support.backends import InstantChat
+from tests.support.http import DEMO, DEMO_KEY, demo_app, words
+from tests.support.server import serve, wait_for
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the capital of France?"
+SECOND = "Please stop talking now."
+SILENCE = b"\0\0" * 24_000  # one second of 24 kHz pcm16
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+
+
+def speech(url: str, text: str) -> bytes:
+    """``text`` spoken by the demo TTS as 24 kHz pcm16, the Realtime API's input format."""
+    body = {"model": "hibari", "input": text, "voice": "heart", "response_format": "pcm"}
+    return httpx.post(f"{url}/v1/audio/speech", json=body, headers=AUTH, timeout=120).content
+
+
+def leases(url: str) -> int:
+    return sum(m["leases"] for m in httpx.get(f"{url}/health", timeout=30).json()["loaded"])
+
+
+def chunks(pcm: bytes, size: int = 4_800) -> Iterator[str]:
+    for at in range(0, len(pcm), size):
+        yield base64.b64encode(pcm[at : at + size]).decode()
+
+
+async def until(events: AsyncIterator[Any], kind: str, seen: list[Any], timeout: float = 240) -> Any:
+    async def scan() -> Any:
+        async for event in events:
+            seen.append(event)
+            if event.type == kind:
+                return event
+        raise AssertionError(f"the connection closed before {kind}")
+
+    try:
+        return await asyncio.wait_for(scan(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"no {kind} within {timeout} s; last events: {[e.type for e in seen[-12:]]}") from None
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serve(demo_app()) as base:
+        yield base
+
+
+def sdk(url: str) -> openai.AsyncOpenAI:
+    ws = url.replace("http://", "ws://") + "/v1"
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", websocket_base_url=ws, api_key=DEMO_KEY, max_retries=0)
+
+
+async def test_spoken_question_gets_transcript_text_and_audio(url: str) -> None:
+    pcm = SILENCE + speech(url, QUESTION) + 2 * SILENCE
+    seen: list[Any] = []
+    async with sdk(url).beta.realtime.connect(model="smollm2") as conn:
+        events = conn.__aiter__()
+        assert (await until(events, "session.created", seen)).session.model == "smollm2"
+        await conn.session.update(
+            session={"instructions": "Answer in one short sentence.", "max_response_output_tokens": 40}
+        )
+        await until(events, "session.updated", seen)
+        for piece in chunks(pcm):
+            await conn.input_audio_buffer.append(audio=piece)
+        done = await until(events, "response.done", seen)
+        assert leases(url) == 0  # an idle session holds no model
+    types = [e.type for e in seen]
+    for kind in (
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.completed",
+        "response.created",
+        "response.audio_transcript.delta",
+        "response.audio.delta",
+        "response.audio.done",
+    ):
+        assert kind in types, kind
+    assert types.index("input_audio_buffer.speech_stopped") < types.index("response.created")
+    heard = next(e for e in seen if e.type == "conversation.item.input_audio_transcription.completed")
+    assert words(heard.transcript) == words(QUESTION)
+    said = "".join(e.delta for e in seen if e.type == "response.audio_transcript.delta")
+    assert said.strip() and next(e for e in seen if e.type == "response.audio_transcript.done").transcript == said
+    audio = b"".join(base64.b64decode(e.delta) for e in seen if e.type == "response.audio.delta")
+    seconds = len(audio) / 2 / 24_000
+    assert 0.3 < seconds < 60 and np.abs(np.frombuffer(audio, "<i2")).max() > 1000  # speech, not silence
+    assert done.response.status == "completed" and done.response.usage.output_tokens > 0
+    assert done.response.output[0].content[0].transcript == said
+
+
+async def test_text_turn_through_conversation_items(url: str) -> None:
+    seen: list[Any] = []
+    async with sdk(url).beta.realtime.connect(model="smollm2") as conn:
+        events = conn.__aiter__()
+        await conn.session.update(session={"modalities": ["text"], "turn_detection": None})
+        await until(events, "session.updated", seen)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+        await conn.conversation.item.create(item=item)
+        await until(events, "conversation.item.created", seen)
+        await conn.response.create(response={"max_response_output_tokens": 20})
+        done = await until(events, "response.done", seen)
+    text = "".join(e.delta for e in seen if e.type == "response.text.delta")
+    assert text and next(e for e in seen if e.type == "response.text.done").text == text
+    assert not any(e.type.startswith("response.audio") for e in seen)
+    assert done.response.status in ("completed", "incomplete")
+
+
+async def test_bad_events_are_error_events_and_the_session_goes_on(url: str) -> None:
+    ws_url = url.replace("http://", "ws://") + "/v1/realtime?model=smollm2"
+    async with websockets.connect(ws_url, additional_headers=AUTH) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        sent = [
+            "not json",
+            json.dumps({"type": "no.such.event"}),
+            json.dumps({"type": "response.cancel", "event_id": "c1"}),
+            json.dumps({"type": "session.update", "session": {"model": "nope"}}),
+            json.dumps({"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}}),
+            json.dumps({"type": "input_audio_buffer.append", "audio": "***"}),
+            json.dumps({"type": "input_audio_buffer.commit"}),
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {"role": "user", "content": [{"type": "input_audio", "audio": "AAAA"}]},
+                }
+            ),
+        ]
+        for message in sent:
+            await ws.send(message)
+        errors = [json.loads(await ws.recv()) for _ in sent]
+        assert [e["type"] for e in errors] == ["error"] * len(sent)
+        assert errors[2]["error"]["code"] == "response_cancel_not_active" and errors[2]["error"]["event_id"] == "c1"
+        assert errors[3]["error"]["code"] == "model_not_found"
+        assert errors[6]["error"]["code"] == "input_audio_buffer_commit_empty"
+        assert errors[7]["error"]["param"] == "item.content"
+        await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"
+
+
+async def test_keys_header_or_browser_subprotocol(url: str) -> None:
+    ws_url = url.replace("http://", "ws://") + "/v1/realtime"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(ws_url):
+            pass
+    assert refused.value.response.status_code == 403
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(ws_url, subprotocols=["realtime", "openai-insecure-api-key.wrong"]):  # type: ignore[list-item]
+            pass
+    offered = ["realtime", f"openai-insecure-api-key.{DEMO_KEY}", "openai-beta.realtime-v1"]
+    async with websockets.connect(ws_url, subprotocols=offered) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "realtime"  # a browser closes a socket that picks none it offered
+        assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+# ---- barge-in ------------------------------------------------------------------------------
+
+CANCELLED = threading.Event()
+
+
+class EndlessVoice:
+    """Speaks a quiet tone until cancelled: a response it speaks is running when barge-in comes."""
+
+    sample_rate = 24_000
+
+    def __init__(self, spec: PhysicalModel, registry: Registry) -> None:
+        pass
+
+    def load(self) -> float | None:
+        return None
+
+    def unload(self) -> None:
+        pass
+
+    def voices(self) -> list[Voice]:
+        return [Voice("hum", "hum")]
+
+    def languages(self) -> tuple[str, ...]:
+        return ()
+
+    def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
+        tone = (0.05 * np.sin(np.arange(2_400) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+        while not cancel.wait(0.02):
+            yield tone
+        CANCELLED.set()
+
+
+def scripted_factory(spec: PhysicalModel, registry: Registry) -> Any:
+    """The demo's real models, plus the endless voice and a chat engine that calls the first tool."""
+    if spec.id == "endless":
+        return EndlessVoice(spec, registry)
+    if spec.id == "caller":
+        return InstantChat(spec, registry)
+    return create_engine(spec, registry)
+
+
+@pytest.fixture(scope="module")
+def barge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    config = yaml.safe_load((DEMO / "models.yaml").read_text())
+    config["models_dir"] = str(DEMO)
+    config["physical"]["endless"] = {
+        "type": "tts",
+        "backend": "hibari",
+        "weights": "pkg://hibari/assets/hibari.onnx",
+        "vram_gb": 0.1,
+    }
+    config["virtual"]["endless"] = {"physical": "endless"}
+    caller = {
+        "type": "llm",
+        "backend": "transformers",
+        "family": "qwen3.5",
+        "tools": True,
+        "weights": "caller",
+        "vram_gb": 0.1,
+    }
+    config["physical"]["caller"] = caller
+    config["virtual"]["caller"] = {"physical": "caller"}
+    path: Path = tmp_path_factory.mktemp("barge") / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    app = create_app(load_models(path), load_keys(DEMO / "api_keys.yaml"), factory=scripted_factory)
+    with serve(app) as base:
+        yield base
+
+
+async def test_barge_in_cancels_the_answer(barge_url: str) -> None:
+    url = barge_url
+    first = SILENCE + speech(url, QUESTION) + 2 * SILENCE
+    second = speech(url, SECOND) + 2 * SILENCE
+    seen: list[Any] = []
+    async with sdk(url).beta.realtime.connect(model="smollm2") as conn:
+        events = conn.__aiter__()
+        await conn.session.update(session={"speech_model": "endless", "max_response_output_tokens": 30})
+        await until(events, "session.updated", seen)
+        for piece in chunks(first):
+            await conn.input_audio_buffer.append(audio=piece)
+        answer = (await until(events, "response.audio.delta", seen)).response_id  # speaking, and never done
+        for piece in chunks(second):
+            await conn.input_audio_buffer.append(audio=piece)
+        await until(events, "input_audio_buffer.speech_started", seen)
+        after_barge_in = len(seen)
+        done = await until(events, "response.done", seen)
+        assert done.response.id == answer and done.response.status == "cancelled"
+        assert done.response.status_details.reason == "turn_detected"
+        # Nothing of the old answer between the barge-in and its response.done.
+        assert not [e for e in seen[after_barge_in:-1] if getattr(e, "response_id", None) == answer]
+        heard = await until(events, "conversation.item.input_audio_transcription.completed", seen)
+        assert words(heard.transcript) == words(SECOND)
+        await until(events, "response.created", seen)  # the new turn is answered
+    wait_for(CANCELLED.is_set, 60, "the speech engine to see its cancel flag")
+    wait_for(lambda: leases(url) == 0, 60, "every lease to be given back after the socket closed")
+
+
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object"},
+}
+
+
+async def test_a_tool_call_arrives_as_function_call_events(barge_url: str) -> None:
+    seen: list[Any] = []
+    async with sdk(barge_url).beta.realtime.connect(model="caller") as conn:
+        events = conn.__aiter__()
+        await conn.session.update(session={"modalities": ["text"], "tools": [WEATHER], "turn_detection": None})
+        await until(events, "session.updated", seen)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}
+        await conn.conversation.item.create(item=item)
+        await conn.response.create()
+        done = await until(events, "response.done", seen)
+        (call,) = done.response.output
+        assert call.type == "function_call" and call.name == "weather"
+        arguments = "".join(e.delta for e in seen if e.type == "response.function_call_arguments.delta")
+        finished = next(e for e in seen if e.type == "response.function_call_arguments.done")
+        assert json.loads(finished.arguments) == json.loads(arguments) == {"echo": "Weather in Paris?"}
+        assert finished.call_id == call.call_id and finished.item_id == call.id
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}
+        await conn.conversation.item.create(item=output)
+        await conn.session.update(session={"tools": []})
+        await conn.response.create()
+        answer = await until(events, "response.done", seen)
+    assert answer.response.output[0].content[0].text == "echo: Sunny."
