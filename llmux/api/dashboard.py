@@ -80,10 +80,8 @@ async def _stream(hub: EventHub, keepalive_s: float) -> AsyncGenerator[bytes, No
 class EventsController(Controller):
     path = "/admin"
     opt = {"admin": True}  # noqa: RUF012 (Litestar reads and merges this class attribute)
-    # Not in /schema: an endless stream of several event shapes, which OpenAPI cannot describe
-    # usefully (and a schema-driven client or fuzzer would wait on it forever). The README and
-    # ``protocol/events.py`` are its documentation.
-    include_in_schema = False
+    # In /schema as an event stream of the ``ResidencyEvent`` union; an endless stream, so the
+    # schemathesis suite documents it but does not fuzz it.
 
     @get("/events", sync_to_thread=False, opt={"openapi": Doc(ok=(sse(ResidencyEvent, done=False),))})
     def events(self, controller: NamedDependency[ResidencyController], chat: NamedDependency[ChatService]) -> Stream:
