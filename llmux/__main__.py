@@ -52,6 +52,9 @@ def check(args: argparse.Namespace) -> int:
         f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB"
     )
     for spec in registry.physical.values():
+        if spec.remote:  # no weights here; its health is polled once llmux serves
+            print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {'remote':<8} {spec.options['base_url']}")
+            continue
         try:
             path: Path | str = registry.weights_path(spec)
         except LlmuxError as exc:  # pkg:// naming a package that is not installed

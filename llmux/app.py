@@ -35,6 +35,7 @@ from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
+from llmux.services.upstream import UpstreamService
 
 MB = 1024 * 1024
 
@@ -51,6 +52,8 @@ class Services:
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
+    upstream: UpstreamService
+    """Remote ``openai`` models: one HTTP client and health poll per upstream."""
     started: float
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
@@ -75,6 +78,7 @@ def create_app(
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    upstream = UpstreamService(registry, keepalive_s=keepalive_s)
     services = Services(
         registry=registry,
         controller=controller,
@@ -83,17 +87,20 @@ def create_app(
         audio=AudioService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
-        models=ModelsService(registry, controller, created),
+        models=ModelsService(registry, controller, created, upstream),
+        upstream=upstream,
         started=time.monotonic(),
         created=created,
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        upstream.start()
         try:
             yield
         finally:
             await controller.shutdown(shutdown_grace_s)
+            await upstream.close()
 
     guard = RequireKey(KeyRing(keys))
     v1 = Router(

@@ -18,6 +18,7 @@ from litestar.params import FromQuery
 
 from llmux.api.decoding import decode_json, invalid_request
 from llmux.api.disconnect import closing_stream
+from llmux.api.upstream import relay_json, relay_transcription
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
 from llmux.engines.base import TranscribeOptions, Transcript
@@ -37,6 +38,7 @@ from llmux.protocol.audio import (
 from llmux.protocol.errors import InvalidRequest
 from llmux.registry import ModelType
 from llmux.services.audio import AudioService
+from llmux.services.upstream import UpstreamService
 
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
@@ -114,8 +116,13 @@ class AudioController(Controller):
 
     @post("/transcriptions", status_code=200)
     async def transcriptions(
-        self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]
+        self,
+        request: Request[Any, Any, Any],
+        audio: NamedDependency[AudioService],
+        upstream: NamedDependency[UpstreamService],
     ) -> Response[Any]:
+        if (relayed := await relay_transcription(request, upstream)) is not None:
+            return relayed
         form, data = await _read_form(request)
         options = TranscribeOptions(
             prompt=form.prompt,
@@ -126,8 +133,16 @@ class AudioController(Controller):
         return _render(transcript, form)
 
     @post("/speech", status_code=200)
-    async def speech(self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]) -> Response[Any]:
-        body = decode_json(await request.body(), SpeechRequest)
+    async def speech(
+        self,
+        request: Request[Any, Any, Any],
+        audio: NamedDependency[AudioService],
+        upstream: NamedDependency[UpstreamService],
+    ) -> Response[Any]:
+        raw = await request.body()
+        if (relayed := await relay_json(raw, upstream, "speech", ModelType.TTS)) is not None:
+            return relayed
+        body = decode_json(raw, SpeechRequest)
         job = audio.prepare_speech(body)
         pieces = await audio.start_speech(job)
         if job.stream:

@@ -16,15 +16,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llmux.protocol.residency import Health, Readiness, VramInfo
 from llmux.residency.controller import ResidencyController
 from llmux.services.metrics import Metrics
+from llmux.services.upstream import UpstreamService
 
 
 class HealthController(Controller):
     @get("/health", sync_to_thread=False)
     def health(
-        self, controller: NamedDependency[ResidencyController], started: NamedDependency[float]
+        self,
+        controller: NamedDependency[ResidencyController],
+        started: NamedDependency[float],
+        upstream: NamedDependency[UpstreamService],
     ) -> Response[Health]:
         used = round(controller.used_gb, 3)
-        reasons = ["llmux is shutting down"] if controller.closing else controller.problems()
+        reasons = ["llmux is shutting down"] if controller.closing else controller.problems() + upstream.problems()
         status = "shutting_down" if controller.closing else "degraded" if reasons else "ok"
         return Response(
             Health(
@@ -35,6 +39,7 @@ class HealthController(Controller):
                     budget_gb=controller.budget_gb, used_gb=used, free_gb=round(controller.budget_gb - used, 3)
                 ),
                 queue_depth=controller.queue_depth,
+                upstreams=upstream.status(),
                 uptime_s=round(time.monotonic() - started, 1),
             ),
             status_code=503 if controller.closing else 200,

@@ -64,6 +64,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self._slots = {
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
+            if not spec.remote  # an upstream holds no VRAM here: never planned, leased or evicted
         }
         self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None

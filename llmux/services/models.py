@@ -21,6 +21,7 @@ from llmux.protocol.models import (
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.options import BACKEND_OPTIONS
 from llmux.residency.controller import ResidencyController
+from llmux.services.upstream import UpstreamService
 
 _RESIDENCY: dict[str, Residency] = {"ready": "loaded", "serving": "loaded", "loading": "loading"}
 """Lifecycle state -> what clients see; ``evicting`` is ``unloaded``: the next request loads again."""
@@ -33,10 +34,13 @@ _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {
 
 
 class ModelsService:
-    def __init__(self, registry: Registry, controller: ResidencyController, created: int) -> None:
+    def __init__(
+        self, registry: Registry, controller: ResidencyController, created: int, upstream: UpstreamService | None = None
+    ) -> None:
         self.registry = registry
         self.controller = controller
         self.created = created
+        self.upstream = upstream
 
     def list(self) -> ModelList:
         cards = [self.card(name) for name in self.registry.virtual]
@@ -49,7 +53,10 @@ class ModelsService:
 
     def card(self, name: str) -> ModelCard:
         virtual, physical = self.registry.resolve(name)
-        state, engine = self.controller.residency(physical.id)
+        if physical.remote:  # loaded while its upstream answers its health poll
+            state, engine = ("ready" if self.upstream and self.upstream.healthy(physical.id) else "unloaded"), None
+        else:
+            state, engine = self.controller.residency(physical.id)
         context = _context(physical, engine)
         inputs, outputs = _MODALITIES[physical.type]
         return ModelCard(
@@ -79,5 +86,9 @@ def _context(physical: PhysicalModel, engine: Any) -> int | None:
     if isinstance(loaded, int) and loaded > 0:
         return loaded
     options = msgspec.convert(physical.options, BACKEND_OPTIONS[physical.backend])
-    configured = getattr(options, "n_ctx", None) or getattr(options, "max_context", None)
+    configured = (
+        getattr(options, "n_ctx", None)
+        or getattr(options, "max_context", None)
+        or getattr(options, "context_length", None)
+    )
     return configured if isinstance(configured, int) else None

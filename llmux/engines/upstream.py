@@ -1,0 +1,295 @@
+"""A remote OpenAI-compatible server as a physical model (backend ``openai``).
+
+One ``httpx.AsyncClient`` per upstream (its connection pool, its timeouts, the upstream's key
+in its default headers) and one background task that polls ``GET {base_url}/models``. Every
+failure becomes an ``LlmuxError`` in the OpenAI shape:
+
+- the upstream's 4xx is the client's fault: its status and message are relayed (but a 401/403
+  means *llmux's* key for the upstream is wrong: a 502, the client can do nothing about it);
+- a 5xx, a response that is not what the endpoint promises, or a connection cut: 502;
+- the upstream unreachable (connection refused, DNS): 503, and the upstream is marked down
+  until a poll succeeds — requests meanwhile fail at once with a 503 and ``Retry-After``;
+- the upstream silent for ``read_timeout_s`` (or unreachable within ``connect_timeout_s``): 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+
+from llmux.protocol.errors import ConfigError, LlmuxError
+from llmux.registry import PhysicalModel
+from llmux.registry.options import OpenAIOptions
+
+log = structlog.get_logger("llmux.upstream")
+
+ERROR_BODY_LIMIT = 64 * 1024
+"""Bytes of an upstream's error body read for its message (the rest is not needed)."""
+
+
+class UpstreamError(LlmuxError):
+    """Anything an upstream answered or failed to answer; the status is per instance."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        upstream_status: int | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, retry_after=retry_after)
+        self.status = status
+        self.upstream_status = upstream_status
+        """What the upstream answered (None: it did not answer)."""
+        self.type = type or ("invalid_request_error" if status < 500 else "server_error")
+
+
+class Upstream:
+    """The connection to one upstream server, and what its health poll last saw."""
+
+    def __init__(
+        self, spec: PhysicalModel, options: OpenAIOptions, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.id = spec.id
+        self.options = options
+        self.model = options.model or spec.id
+        """The upstream's name for the model (written into every forwarded request)."""
+        self.base_url = options.base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {key}"} if (key := _api_key(spec.id, options)) else {}
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(options.read_timeout_s, connect=options.connect_timeout_s),
+            limits=httpx.Limits(max_connections=options.max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.healthy: bool | None = None
+        """None until the first poll (requests are tried), then what the last poll or request saw."""
+        self.last_error: str | None = None
+        self.checked_at: float | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    # ---- health -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name=f"upstream-health-{self.id}")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self.client.aclose()
+
+    async def _poll(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.options.health_interval_s)
+
+    async def check(self) -> bool:
+        """One health poll: ``GET /models`` answers 200 with JSON."""
+        try:
+            timeout = httpx.Timeout(min(self.options.read_timeout_s, 10.0), connect=self.options.connect_timeout_s)
+            response = await self.client.get("models", timeout=timeout)
+            if response.status_code != 200:
+                raise _mapped(response.status_code, response.content[:ERROR_BODY_LIMIT], response.headers, self.id)
+            response.json()
+        except (httpx.HTTPError, LlmuxError, ValueError) as exc:
+            self._mark(False, _describe(exc))
+        else:
+            self._mark(True, None)
+        self.checked_at = time.time()
+        return bool(self.healthy)
+
+    def _mark(self, healthy: bool, error: str | None) -> None:
+        if healthy != self.healthy:
+            event = "upstream.up" if healthy else "upstream.down"
+            log.info(event, upstream=self.id, url=self.base_url, error=error)
+        self.healthy, self.last_error = healthy, error
+
+    def ensure_up(self) -> None:
+        """Fail fast while the last poll (or request) found the upstream unreachable."""
+        if self.healthy is False:
+            raise UpstreamError(
+                503,
+                f"The upstream serving {self.id!r} is unavailable ({self.last_error}); retry later.",
+                code="upstream_unavailable",
+                retry_after=self.options.health_interval_s,
+            )
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    async def send(
+        self,
+        path: str,
+        *,
+        json: bytes | None = None,
+        files: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """POST to ``{base_url}/{path}``; the open response once its status is a success (the
+        caller reads it and closes it). Errors raise, mapped; the response is closed then."""
+        self.ensure_up()
+        headers = {"Content-Type": "application/json"} if json is not None else None
+        request = self.client.build_request("POST", path, content=json, files=files, data=data, headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self.transport_error(exc) from exc
+        if response.status_code < 400:
+            return response
+        try:
+            body = await read_limited(response, ERROR_BODY_LIMIT)
+        except httpx.HTTPError:
+            body = b""
+        finally:
+            await response.aclose()
+        raise _mapped(response.status_code, body, response.headers, self.id)
+
+    def transport_error(self, exc: Exception) -> UpstreamError:
+        """A failure below HTTP, as the client sees it (and, if unreachable, the health state)."""
+        if isinstance(exc, httpx.ConnectError):
+            self._mark(False, _describe(exc))
+            return UpstreamError(
+                503,
+                f"The upstream serving {self.id!r} is unreachable ({_describe(exc)}).",
+                code="upstream_unavailable",
+                retry_after=self.options.health_interval_s,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return UpstreamError(
+                504,
+                f"The upstream serving {self.id!r} did not answer in time ({_describe(exc)}).",
+                code="upstream_timeout",
+            )
+        return UpstreamError(502, f"The upstream serving {self.id!r} failed ({_describe(exc)}).", code="upstream_error")
+
+    def malformed(self, what: str) -> UpstreamError:
+        return UpstreamError(502, f"The upstream serving {self.id!r} sent {what}.", code="upstream_bad_response")
+
+
+async def read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes (a hostile upstream cannot make llmux buffer without end)."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        parts.append(part)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
+def _api_key(model_id: str, options: OpenAIOptions) -> str | None:
+    if options.api_key_env is None:
+        return options.api_key
+    key = os.environ.get(options.api_key_env)
+    if not key:
+        raise ConfigError(
+            f"$.physical.{model_id}.options.api_key_env: the environment variable {options.api_key_env!r} is not set"
+        )
+    return key
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LlmuxError):
+        return exc.message
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Detail(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    """``{"error": {...}}`` (OpenAI, llmux, llama-server), ``{"error": "..."}``, or vLLM's and
+    FastAPI's ``{"message": ...}`` / ``{"detail": ...}``."""
+
+    error: _Detail | str | None = None
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+    detail: Any = None
+
+
+def _parse_error(body: bytes) -> _Detail:
+    try:
+        envelope = msgspec.json.decode(body, type=_ErrorEnvelope)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        text = body.decode("utf-8", "replace").strip()
+        return _Detail(message=text[:500] or None)
+    if isinstance(envelope.error, _Detail):
+        return envelope.error
+    message = envelope.error or envelope.message
+    if message is None and envelope.detail is not None:
+        message = envelope.detail if isinstance(envelope.detail, str) else msgspec.json.encode(envelope.detail).decode()
+    return _Detail(message, envelope.type, envelope.param, envelope.code)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    try:
+        value = float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _mapped(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
+    """An upstream's error response as llmux's (see the module docstring)."""
+    error = _mapped_error(status, body, headers, model_id)
+    error.upstream_status = status
+    return error
+
+
+def _mapped_error(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
+    detail = _parse_error(body)
+    said = detail.message or f"HTTP {status}"
+    code = detail.code if isinstance(detail.code, str) else None
+    if status in (401, 403, 407):
+        return UpstreamError(
+            502,
+            f"The upstream serving {model_id!r} refused llmux's credentials (HTTP {status}: {said}); "
+            "check api_key in models.yaml.",
+            code="upstream_auth_failed",
+        )
+    if status == 408:
+        return UpstreamError(504, f"The upstream serving {model_id!r} timed out: {said}", code="upstream_timeout")
+    if status < 500:
+        kind = detail.type if isinstance(detail.type, str) and detail.type else None
+        if status == 429:
+            kind = "rate_limit_error"
+        return UpstreamError(
+            status,
+            said,
+            type=kind,
+            param=detail.param,
+            code=code or "upstream_rejected",
+            retry_after=_retry_after(headers),
+        )
+    mapped = status if status in (503, 504) else 502
+    return UpstreamError(
+        mapped,
+        f"The upstream serving {model_id!r} failed (HTTP {status}: {said}).",
+        code=code if mapped == 503 and code else "upstream_error",
+        retry_after=_retry_after(headers) if mapped == 503 else None,
+    )

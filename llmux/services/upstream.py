@@ -1,0 +1,277 @@
+"""Requests for remote ``openai`` models, relayed to their upstream server.
+
+What llmux checks itself, before anything is sent: the body is a JSON object, ``model`` names
+a model of the endpoint's type, ``stream`` is a boolean, the key may use the model, the body
+size (the router's limit). Everything else goes to the upstream **unchanged** (only ``model``
+becomes the upstream's name, and the virtual model's defaults fill fields the request leaves
+out): parameters llmux does not know — vLLM's ``guided_json``, llama-server's ``n_probs`` — are
+the upstream's to honour or to refuse, and its 4xx comes back with its message. None is
+dropped. llmux's own prompt bounds (``limits.max_messages``…) protect the local GPU's turn and
+do not apply here.
+
+Responses name the model the client asked for. A stream is relayed event by event, with
+keep-alive comments while the upstream is silent; a client that goes away closes the upstream
+request (its connection is closed, so the upstream stops generating). An upstream that fails
+mid-stream ends the stream with an in-band error, and a chat stream still gets its
+``finish_reason`` and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx_sse
+import msgspec
+import structlog
+
+from llmux.engines.factory import options_for
+from llmux.engines.upstream import Upstream, UpstreamError, read_limited
+from llmux.protocol.errors import InvalidRequest, LlmuxError
+from llmux.protocol.residency import UpstreamStatus
+from llmux.protocol.sse import DONE, KEEPALIVE
+from llmux.registry import ModelType, PhysicalModel, Registry, VirtualModel
+from llmux.services.record import note
+from llmux.services.upstream_stream import Kind, StreamState, close, note_usage, paced, rename, server_events
+
+log = structlog.get_logger("llmux.upstream")
+
+__all__ = ["Kind", "Relay", "Relayed", "UpstreamService"]
+PATHS: dict[Kind, str] = {
+    "chat": "chat/completions",
+    "responses": "responses",
+    "speech": "audio/speech",
+    "embeddings": "embeddings",
+}
+MB = 1024 * 1024
+JSON_LIMIT = 64 * MB
+"""Largest non-streamed JSON answer read from an upstream."""
+AUDIO_LIMIT = 512 * MB
+"""Largest non-streamed speech answer read from an upstream."""
+
+
+class _Head(msgspec.Struct):
+    """The two fields routing needs; msgspec skips the rest without building it."""
+
+    model: str
+    stream: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A validated request for an upstream: where it goes and what is sent."""
+
+    upstream: Upstream
+    kind: Kind
+    model: str
+    """The name the client used (responses name it)."""
+    body: bytes
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """What goes back to the client: bytes, or a stream of them."""
+
+    media_type: str
+    body: bytes | None = None
+    stream: AsyncGenerator[bytes, None] | None = None
+
+
+class UpstreamService:
+    def __init__(
+        self, registry: Registry, *, keepalive_s: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.registry = registry
+        self.keepalive_s = keepalive_s
+        self.upstreams = {
+            spec.id: Upstream(spec, options_for(spec), transport=transport)
+            for spec in registry.physical.values()
+            if spec.remote
+        }
+
+    def start(self) -> None:
+        for upstream in self.upstreams.values():
+            upstream.start()
+
+    async def close(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.close()
+
+    # ---- what /health and /v1/models show ------------------------------------------------------
+
+    def status(self) -> list[UpstreamStatus]:
+        return [
+            UpstreamStatus(
+                id=u.id,
+                type=self.registry.physical[u.id].type.value,
+                url=u.base_url,
+                model=u.model,
+                state={True: "up", False: "down", None: "unknown"}[u.healthy],
+                last_error=u.last_error,
+                checked_at=u.checked_at,
+                virtual=self.registry.virtual_of(u.id),
+            )
+            for u in self.upstreams.values()
+        ]
+
+    def problems(self) -> list[str]:
+        return [
+            f"upstream {u.id} ({u.base_url}) is down: {u.last_error}"
+            for u in self.upstreams.values()
+            if u.healthy is False
+        ]
+
+    def healthy(self, physical_id: str) -> bool:
+        return self.upstreams[physical_id].healthy is True
+
+    # ---- routing --------------------------------------------------------------------------------
+
+    def route(self, body: bytes, kind: Kind, expect: ModelType) -> Relay | None:
+        """The relay for a request whose model is remote; None for a local model (or a body the
+        local path will refuse with its own 400)."""
+        if not self.upstreams:
+            return None  # no remote model configured: the local path pays nothing
+        try:
+            head = msgspec.json.decode(body, type=_Head)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        virtual, physical = self.registry.resolve(head.model, expect=expect)
+        if not physical.remote:
+            return None
+        note(model=head.model, physical=physical.id, upstream=True, stream=bool(head.stream))
+        fields = msgspec.json.decode(body)
+        if not isinstance(fields, dict):
+            raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        upstream = self.upstreams[physical.id]
+        upstream.ensure_up()
+        fields["model"] = upstream.model
+        _defaults(fields, virtual, physical)
+        return Relay(upstream, kind, head.model, msgspec.json.encode(fields), bool(head.stream))
+
+    def resolve_form(self, model: str, expect: ModelType) -> tuple[VirtualModel, Upstream] | None:
+        """The upstream behind a multipart request's model (transcriptions), or None."""
+        if not self.upstreams:
+            return None
+        virtual, physical = self.registry.resolve(model, expect=expect)
+        if not physical.remote:
+            return None
+        note(model=model, physical=physical.id, upstream=True)
+        upstream = self.upstreams[physical.id]
+        upstream.ensure_up()
+        return virtual, upstream
+
+    # ---- relaying -------------------------------------------------------------------------------
+
+    async def relay(self, relay: Relay) -> Relayed:
+        """Send; the first byte of an answer (or its mapped error) comes back before any header
+        goes to the client, so a refusal is a proper HTTP error."""
+        started = time.perf_counter()
+        try:
+            response = await relay.upstream.send(PATHS[relay.kind], json=relay.body)
+        except LlmuxError as exc:
+            note(error=exc.code, upstream_status=getattr(exc, "upstream_status", None))
+            raise
+        note(upstream_headers_s=round(time.perf_counter() - started, 4))
+        media = response.headers.get("content-type", "application/octet-stream")
+        if relay.kind == "speech":
+            return await self._audio(relay, response, media)
+        if relay.stream:
+            if not media.startswith("text/event-stream"):
+                await close(response)
+                raise relay.upstream.malformed(f"a {media!r} response to a streamed request")
+            return Relayed("text/event-stream", stream=self._events(relay, response))
+        return Relayed("application/json", body=await self._json(relay, response))
+
+    async def transcription(
+        self, upstream: Upstream, fields: list[tuple[str, str]], file: tuple[str, bytes, str]
+    ) -> Relayed:
+        """Multipart, as it came (the model renamed); the answer's format is the upstream's."""
+        data: dict[str, Any] = {}
+        for name, value in fields:
+            data.setdefault(name, []).append(upstream.model if name == "model" else value)
+        response = await upstream.send("audio/transcriptions", files={"file": file}, data=data)
+        media = response.headers.get("content-type", "application/json")
+        return Relayed(media, body=await self._read(upstream, response, JSON_LIMIT))
+
+    async def _read(self, upstream: Upstream, response: httpx.Response, limit: int) -> bytes:
+        try:
+            body = await read_limited(response, limit + 1)
+        except httpx.HTTPError as exc:
+            raise upstream.transport_error(exc) from exc
+        finally:
+            await close(response)
+        if len(body) > limit:
+            raise upstream.malformed(f"an answer over {limit // MB} MB")
+        return body
+
+    async def _json(self, relay: Relay, response: httpx.Response) -> bytes:
+        body = await self._read(relay.upstream, response, JSON_LIMIT)
+        try:
+            answer = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise relay.upstream.malformed("an answer that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise relay.upstream.malformed("a JSON answer that is not an object")
+        rename(answer, relay.model)
+        note_usage(answer)
+        return msgspec.json.encode(answer)
+
+    async def _audio(self, relay: Relay, response: httpx.Response, media: str) -> Relayed:
+        if not relay.stream:
+            return Relayed(media, body=await self._read(relay.upstream, response, AUDIO_LIMIT))
+
+        async def pieces() -> AsyncGenerator[bytes, None]:
+            try:
+                async for piece in response.aiter_bytes():
+                    yield piece
+            except httpx.HTTPError as exc:  # audio has no in-band error: the stream just ends
+                note(error=relay.upstream.transport_error(exc).code)
+            finally:
+                await close(response)
+
+        return Relayed(media, stream=pieces())
+
+    async def _events(self, relay: Relay, response: httpx.Response) -> AsyncGenerator[bytes, None]:
+        stream = StreamState(relay.model)
+        error: UpstreamError | None = None
+        try:
+            async with aclosing(paced(server_events(response), self.keepalive_s)) as events:
+                async for event in events:
+                    if event is None:
+                        yield KEEPALIVE
+                    elif event.data == "[DONE]":
+                        stream.done = True
+                        break
+                    else:
+                        yield stream.frame(event, relay.upstream)
+        except UpstreamError as exc:
+            error = exc
+        except (httpx.HTTPError, httpx_sse.SSEError) as exc:
+            error = relay.upstream.transport_error(exc)
+        finally:
+            await close(response)
+        if error is None and not stream.done and relay.kind == "chat" and stream.finish is None:
+            error = relay.upstream.malformed("a stream that ended before its finish_reason")
+        if error is not None:
+            log.warning("upstream.stream_failed", upstream=relay.upstream.id, error=error.message)
+            note(error=error.code)
+            yield stream.abort(error, relay.kind)
+        note(finish_reason=stream.finish)
+        if relay.kind == "chat":
+            yield DONE
+
+
+def _defaults(fields: dict[str, Any], virtual: VirtualModel, physical: PhysicalModel) -> None:
+    """The virtual model's defaults, for fields the request leaves out (a request's own values win)."""
+    b = virtual.behaviour
+    if physical.type is ModelType.LLM:
+        for name, value in msgspec.structs.asdict(b.sampling).items():
+            if value is not None:
+                fields.setdefault(name, value)
+    elif physical.type is ModelType.TTS and b.voice is not None:
+        fields.setdefault("voice", b.voice)

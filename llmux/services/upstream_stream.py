@@ -1,0 +1,144 @@
+"""Relaying an upstream's server-sent events: pacing with keep-alives, renaming the model,
+ending a broken stream the way clients expect, and closing the upstream response whatever
+happens (``services.upstream``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Literal, TypeVar
+
+import anyio
+import httpx
+import httpx_sse
+import msgspec
+
+from llmux.engines.upstream import Upstream, UpstreamError
+from llmux.protocol.errors import error_body
+from llmux.protocol.sse import sse
+from llmux.services.record import note
+
+T = TypeVar("T")
+Kind = Literal["chat", "responses", "speech", "embeddings"]
+
+
+async def close(response: httpx.Response) -> None:
+    """Close, even in a cancelled request: Litestar cancels through anyio, where every await
+    after the cancellation is cancelled again, and an upstream response left open keeps its
+    connection (and the upstream's generation) going for nobody."""
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+async def server_events(response: httpx.Response) -> AsyncIterator[httpx_sse.ServerSentEvent]:
+    async for event in httpx_sse.EventSource(response).aiter_sse():
+        yield event
+
+
+async def paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T | None, None]:
+    """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
+    due). Each step runs as a task, so the wait can time out without cancelling the read; when
+    the client leaves, the pending read is cancelled *and waited for* (shielded: Litestar cancels
+    through anyio, where every later await is cancelled again) — only then is the upstream
+    connection idle enough to be closed rather than left open, generating for nobody."""
+    step: asyncio.Future[T] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(events))
+            while not step.done():
+                await asyncio.wait({step}, timeout=interval)
+                if not step.done():
+                    yield None
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if step is not None and not step.done():
+            step.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({step})
+
+
+class StreamState:
+    """What a relayed stream has said so far: enough to end it properly if the upstream fails."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id = "chatcmpl-upstream"
+        self.created = int(time.time())
+        self.finish: str | None = None
+        self.done = False
+        self.sequence = 0
+
+    def frame(self, event: httpx_sse.ServerSentEvent, upstream: Upstream) -> bytes:
+        try:
+            payload = msgspec.json.decode(event.data)
+        except msgspec.DecodeError:
+            raise upstream.malformed("a stream event that is not JSON") from None
+        if not isinstance(payload, dict):
+            raise upstream.malformed("a stream event that is not a JSON object")
+        if "error" in payload and "choices" not in payload:  # the upstream's own in-band error
+            detail = payload["error"] if isinstance(payload["error"], dict) else {"message": str(payload["error"])}
+            raise UpstreamError(502, f"The upstream failed mid-stream: {detail.get('message')}", code="upstream_error")
+        rename(payload, self.model)
+        self.id = payload.get("id", self.id) if isinstance(payload.get("id"), str) else self.id
+        self.sequence = (
+            payload.get("sequence_number", self.sequence)
+            if isinstance(payload.get("sequence_number"), int)
+            else self.sequence
+        )
+        for choice in payload.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        note_usage(payload)
+        head = f"event: {event.event}\n".encode() if event.event and event.event != "message" else b""
+        return head + sse(payload)
+
+    def abort(self, error: UpstreamError, kind: Kind) -> bytes:
+        """The error in-band, then what the stream must still end with."""
+        if kind == "responses":
+            failed = {
+                "type": "error",
+                "code": error.code,
+                "message": error.message,
+                "param": None,
+                "sequence_number": self.sequence + 1,
+            }
+            return b"event: error\n" + sse(failed)
+        out = sse(error_body(error))
+        if self.finish is None:
+            self.finish = "stop"  # the OpenAI set has no ``error`` (strict parsers reject others)
+            out += sse(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                }
+            )
+        return out
+
+
+def rename(payload: dict[str, Any], model: str) -> None:
+    """Name the client's model: a completion or chunk's ``model``, a Responses event's
+    ``response.model``."""
+    if "model" in payload:
+        payload["model"] = model
+    inner = payload.get("response")
+    if isinstance(inner, dict) and "model" in inner:
+        inner["model"] = model
+
+
+def note_usage(payload: dict[str, Any]) -> None:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        inner = payload.get("response")
+        usage = inner.get("usage") if isinstance(inner, dict) else None
+    if isinstance(usage, dict):
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        note(prompt_tokens=prompt, completion_tokens=completion)

@@ -1,0 +1,47 @@
+"""``backend: openai`` in models.yaml: an upstream has no weights and costs no VRAM, and a local
+model still needs both; mistakes are errors naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmux.protocol.errors import ConfigError
+from llmux.registry import ModelType, load_models
+from llmux.residency.controller import ResidencyController
+
+REMOTE = "type: llm, backend: openai, options: {base_url: 'http://gpu-box:8000/v1', model: qwen}"
+
+
+def load(tmp_path: Path, physical: str) -> object:
+    (tmp_path / "models.yaml").write_text(f"physical:\n  m: {{{physical}}}\nvirtual:\n  v: {{physical: m}}\n")
+    return load_models(tmp_path / "models.yaml")
+
+
+def test_an_upstream_needs_neither_weights_nor_vram(tmp_path: Path) -> None:
+    registry = load(tmp_path, REMOTE)
+    spec = registry.physical["m"]  # type: ignore[attr-defined]
+    assert spec.remote and spec.vram_gb == 0 and spec.type is ModelType.LLM
+    controller = ResidencyController(registry, lambda *_: None)  # type: ignore[arg-type]
+    assert controller.status() == []  # never planned, leased or evicted
+
+
+@pytest.mark.parametrize(
+    ("physical", "message"),
+    [
+        (REMOTE + ", weights: w", "$.physical.m.weights: an openai upstream has no local weights"),
+        (REMOTE + ", vram_gb: 4", "$.physical.m.vram_gb: an openai upstream uses no local VRAM"),
+        (REMOTE + ", family: chatml", "$.physical.m.family: an openai upstream has no local weights or template"),
+        ("type: llm, backend: openai, options: {base_url: 'http://x/v1', api_key: a, api_key_env: B}",
+         "$.physical.m.options: set api_key or api_key_env, not both"),
+        ("type: llm, backend: openai, options: {base_url: 'gpu-box:8000'}", "$.physical.m.options.base_url"),
+        ("type: llm, backend: openai, options: {model: qwen}", "$.physical.m.options: object missing required field `base_url`"),
+        ("type: llm, backend: llamacpp, weights: w", "$.physical.m: object missing required field `vram_gb`"),
+        ("type: llm, backend: llamacpp, vram_gb: 1", "$.physical.m: object missing required field `weights`"),
+    ],
+)
+def test_mistakes_name_the_field(tmp_path: Path, physical: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, physical)
+    assert str(error.value).startswith(message), str(error.value)
