@@ -67,6 +67,8 @@ class Upstream:
         self.model = options.model or spec.id
         """The upstream's name for the model (written into every forwarded request)."""
         self.base_url = options.base_url.rstrip("/")
+        self.shown_url = str(httpx.URL(self.base_url).copy_with(username=None, password=None))
+        """``base_url`` without credentials in it, for logs and ``/health``."""
         headers = {"Authorization": f"Bearer {key}"} if (key := _api_key(spec.id, options)) else {}
         self.client = httpx.AsyncClient(
             base_url=self.base_url + "/",
@@ -119,7 +121,7 @@ class Upstream:
     def _mark(self, healthy: bool, error: str | None) -> None:
         if healthy != self.healthy:
             event = "upstream.up" if healthy else "upstream.down"
-            log.info(event, upstream=self.id, url=self.base_url, error=error)
+            log.info(event, upstream=self.id, url=self.shown_url, error=error)
         self.healthy, self.last_error = healthy, error
 
     def ensure_up(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.errors import InvalidRequest, ModelCannotFit, ModelNotFound, ServiceUnavailable
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
 from llmux.residency import admission, faults, planner
@@ -229,6 +229,11 @@ class ResidencyController(SwapExecutor, SwitchGate):
     def _slot(self, model_id: str) -> Slot:
         slot = self._slots.get(model_id)
         if slot is None:
+            spec = self.registry.physical.get(model_id)
+            if spec is not None and spec.remote:
+                raise InvalidRequest(
+                    f"{model_id!r} is served by a remote upstream: llmux does not load, pin or unload it"
+                )
             raise ModelNotFound(f"no physical model {model_id!r}", param="model")
         return slot
 

@@ -109,7 +109,7 @@ class UpstreamService:
             UpstreamStatus(
                 id=u.id,
                 type=self.registry.physical[u.id].type.value,
-                url=u.base_url,
+                url=u.shown_url,
                 model=u.model,
                 state={True: "up", False: "down", None: "unknown"}[u.healthy],
                 last_error=u.last_error,
@@ -121,7 +121,7 @@ class UpstreamService:
 
     def problems(self) -> list[str]:
         return [
-            f"upstream {u.id} ({u.base_url}) is down: {u.last_error}"
+            f"upstream {u.id} ({u.shown_url}) is down: {u.last_error}"
             for u in self.upstreams.values()
             if u.healthy is False
         ]

@@ -176,3 +176,22 @@ def test_the_openai_client_streams_through(gateway: tuple[str, Hostile]) -> None
     with pytest.raises(openai.APIError):  # the in-band error body is raised by the SDK
         for _ in stream:
             pass
+
+
+def test_a_responses_stream_that_breaks_ends_with_an_error_event(gateway: tuple[str, Hostile]) -> None:
+    response = httpx.post(f"{gateway[0]}/v1/responses", json={"model": "cut", "input": "hi", "stream": True},
+                          headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert response.status_code == 200
+    blocks = [b for b in response.text.split("\n\n") if b.strip() and not b.startswith(":")]
+    assert blocks[-1].startswith("event: error\n")
+    assert json.loads(blocks[-1].split("data: ", 1)[1])["code"] == "upstream_error"
+
+
+def test_admin_actions_on_an_upstream_are_refused_plainly(tmp_path: Path) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text("physical:\n  far: {type: llm, backend: openai, options: {base_url: 'http://127.0.0.1:9/v1'}}\n"
+                      "virtual:\n  far: {physical: far}\n")
+    (tmp_path / "api_keys.yaml").write_text(f"keys:\n  - {{name: boss, key: {KEY}, role: admin}}\n")
+    with serve(create_app(load_models(config), load_keys(tmp_path / "api_keys.yaml"))) as url:
+        response = httpx.post(f"{url}/v1/admin/models/far/load", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert response.status_code == 400 and "remote upstream" in response.json()["error"]["message"]

@@ -45,3 +45,20 @@ def test_mistakes_name_the_field(tmp_path: Path, physical: str, message: str) ->
     with pytest.raises(ConfigError) as error:
         load(tmp_path, physical)
     assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_key_named_by_an_unset_variable_stops_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmux.services.upstream import UpstreamService
+
+    monkeypatch.delenv("LLMUX_NO_SUCH_KEY", raising=False)
+    registry = load(tmp_path, "type: llm, backend: openai, options: {base_url: 'http://x/v1', api_key_env: LLMUX_NO_SUCH_KEY}")
+    with pytest.raises(ConfigError, match="LLMUX_NO_SUCH_KEY"):
+        UpstreamService(registry)  # type: ignore[arg-type]
+
+
+def test_credentials_in_the_url_are_never_shown(tmp_path: Path) -> None:
+    from llmux.services.upstream import UpstreamService
+
+    registry = load(tmp_path, "type: llm, backend: openai, options: {base_url: 'http://me:secret@x:8000/v1'}")
+    (status,) = UpstreamService(registry).status()  # type: ignore[arg-type]
+    assert status.url == "http://x:8000/v1" and status.state == "unknown"
