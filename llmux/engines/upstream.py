@@ -109,7 +109,7 @@ class Upstream:
             timeout = httpx.Timeout(min(self.options.read_timeout_s, 10.0), connect=self.options.connect_timeout_s)
             response = await self.client.get("models", timeout=timeout)
             if response.status_code != 200:
-                raise _mapped(response.status_code, response.content[:ERROR_BODY_LIMIT], response.headers, self.id)
+                raise mapped_error(response.status_code, response.content[:ERROR_BODY_LIMIT], response.headers, self.id)
             response.json()
         except (httpx.HTTPError, LlmuxError, ValueError) as exc:
             self._mark(False, _describe(exc))
@@ -161,7 +161,7 @@ class Upstream:
             body = b""
         finally:
             await response.aclose()
-        raise _mapped(response.status_code, body, response.headers, self.id)
+        raise mapped_error(response.status_code, body, response.headers, self.id)
 
     def transport_error(self, exc: Exception) -> UpstreamError:
         """A failure below HTTP, as the client sees it (and, if unreachable, the health state)."""
@@ -256,14 +256,14 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return value if value >= 0 else None
 
 
-def _mapped(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
+def mapped_error(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
     """An upstream's error response as llmux's (see the module docstring)."""
-    error = _mapped_error(status, body, headers, model_id)
+    error = _mapping(status, body, headers, model_id)
     error.upstream_status = status
     return error
 
 
-def _mapped_error(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
+def _mapping(status: int, body: bytes, headers: httpx.Headers, model_id: str) -> UpstreamError:
     detail = _parse_error(body)
     said = detail.message or f"HTTP {status}"
     code = detail.code if isinstance(detail.code, str) else None
