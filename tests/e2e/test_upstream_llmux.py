@@ -83,14 +83,14 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamProce
 def _gateway_config(directory: Path, upstream: str) -> Path:
     common = f"base_url: '{upstream}/v1', health_interval_s: 0.2, read_timeout_s: 120"
     demo = (DEMO / "models.yaml").read_text().replace("threads: 2", "threads: 1")
-    local_llm = demo[demo.index("  smollm2-135m:"):demo.index("  whisper-tiny-en:")]
+    local_llm = demo[demo.index("  smollm2-135m:"):demo.index("  hibari:")]  # and the local Whisper
     (directory / "models.yaml").write_text(
-        "budget_gb: 1\nphysical:\n" + local_llm.replace("weights: pkg", "weights: pkg") +
+        "budget_gb: 1\nphysical:\n" + local_llm +
         f"  far-llm:\n    type: llm\n    backend: openai\n    tools: true\n"
         f"    options: {{{common}, model: smollm2, api_key: {UPSTREAM_KEY}, context_length: 8192}}\n"
         f"  far-tts:\n    type: tts\n    backend: openai\n    options: {{{common}, model: hibari, api_key_env: {KEY_ENV}}}\n"
         f"  far-asr:\n    type: asr\n    backend: openai\n    options: {{{common}, model: whisper-tiny-en, api_key: {UPSTREAM_KEY}}}\n"
-        "virtual:\n  smollm2: {physical: smollm2-135m}\n"
+        "virtual:\n  smollm2: {physical: smollm2-135m}\n  whisper-here: {physical: whisper-tiny-en}\n"
         "  far-smollm2: {physical: far-llm, description: SmolLM2 on the other box}\n"
         "  far-hibari: {physical: far-tts}\n  far-whisper: {physical: far-asr, behaviour: {language: en}}\n"
     )
@@ -167,6 +167,8 @@ def test_speech_and_transcription_are_relayed(gateway: str) -> None:
     assert spoken.content[:3] == b"ID3" or spoken.content[:2] in (b"\xff\xfb", b"\xff\xf3")  # mp3
     heard = client(gateway).audio.transcriptions.create(model="far-whisper", file=("speech.mp3", spoken.content))
     assert words(heard.text) == ["good", "morning", "how", "are", "you", "today"]
+    here = client(gateway).audio.transcriptions.create(model="whisper-here", file=("speech.mp3", spoken.content))
+    assert words(here.text) == words(heard.text)  # a local model's upload is still read after the routing look
 
 
 def test_an_upstream_costs_no_vram_and_evicts_nothing(gateway: str) -> None:
@@ -174,7 +176,8 @@ def test_an_upstream_costs_no_vram_and_evicts_nothing(gateway: str) -> None:
                                                    messages=[{"role": "user", "content": "hi"}]).choices
     client(gateway).chat.completions.create(model="far-smollm2", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
     health = httpx.get(f"{gateway}/health").json()
-    assert [m["id"] for m in health["loaded"]] == ["smollm2-135m"]  # the local LLM stays; the remote one is not there
+    loaded = [m["id"] for m in health["loaded"]]
+    assert "smollm2-135m" in loaded and not any(m.startswith("far-") for m in loaded)  # the local LLM stays
     cards = {m.id: m for m in client(gateway).models.list()}
     far: Any = cards["far-smollm2"]
     assert far.status == {"value": "loaded"} and far.context_length == 8192 and far.capabilities["tools"] is True
