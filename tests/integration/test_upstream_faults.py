@@ -24,7 +24,7 @@ from tests.support.server import free_port, serve, wait_for
 KEY = "sk-gateway-client-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-secret-fedcba9876543210"
 SCENARIOS = ["echo", "garbage", "notobject", "plainjson", "hang", "error400", "vllm400", "error401", "error429",
-             "error500", "error503", "cut", "stall", "nodone", "badevent", "endless", "sick"]
+             "error500", "error503", "cut", "stall", "nodone", "badevent", "endless", "waiting", "sick"]
 
 
 def _config(tmp_path: Path, hostile: Hostile) -> Path:
@@ -195,3 +195,19 @@ def test_admin_actions_on_an_upstream_are_refused_plainly(tmp_path: Path) -> Non
     with serve(create_app(load_models(config), load_keys(tmp_path / "api_keys.yaml"))) as url:
         response = httpx.post(f"{url}/v1/admin/models/far/load", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
     assert response.status_code == 400 and "remote upstream" in response.json()["error"]["message"]
+
+
+def test_a_client_leaving_a_plain_request_closes_the_upstream_request(gateway: tuple[str, Hostile]) -> None:
+    """Not streamed: llmux's disconnect watcher cancels the handler, and the relay's connection closes."""
+    url, hostile = gateway
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/v1/chat/completions", json={"model": "waiting", "messages": []},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5)
+    wait_for(hostile.hung_up.is_set, 20, "the upstream to see the relay's connection close")
+
+
+def test_the_upstream_key_is_never_logged(gateway: tuple[str, Hostile], capfd: pytest.CaptureFixture[str]) -> None:
+    for model in ("echo", "error401", "garbage", "refused"):
+        post(gateway[0], model)
+    out, err = capfd.readouterr()
+    assert "request.done" in out + err and UPSTREAM_KEY not in out + err

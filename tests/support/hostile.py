@@ -8,6 +8,8 @@ path segment picks the behaviour, so one server plays every upstream:
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,8 @@ class Hostile:
         """Set at teardown: hanging handlers return."""
         self.disconnected = threading.Event()
         """Set when the ``endless`` stream's client went away (a write failed)."""
+        self.hung_up = threading.Event()
+        """Set when the ``waiting`` request's client closed its connection before any answer."""
         self.seen: list[dict[str, Any]] = []
         """Every POST: its path, headers and JSON body."""
         self.url = ""
@@ -149,6 +153,13 @@ def _handler(state: Hostile) -> type[BaseHTTPRequestHandler]:
             self._chunk(b"data: {not json\n\n")
             self._chunk(b"")
 
+        def _waiting(self) -> None:  # no answer; notices the client going away
+            while not state.released.is_set():
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    state.hung_up.set()
+                    return
+
         def _endless(self) -> None:
             self._start_stream()
             try:
@@ -161,12 +172,19 @@ def _handler(state: Hostile) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # every model's first health poll connects at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Silent: clients that drop connections are the point here, and a daemon thread that
+        prints while the interpreter exits aborts it ("could not acquire lock for stderr")."""
+
+
 @contextmanager
 def hostile_upstream() -> Iterator[Hostile]:
     state = Hostile()
-    ThreadingHTTPServer.request_queue_size = 128  # every model's first health poll connects at once
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(state))
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
