@@ -92,6 +92,7 @@ def create_app(
         started=time.monotonic(),
         created=created,
     )
+    services.metrics.registry.register(upstream)  # llmux_upstream_up
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

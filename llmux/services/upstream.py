@@ -19,7 +19,7 @@ mid-stream ends the stream with an in-band error, and a chat stream still gets i
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,7 @@ import httpx
 import httpx_sse
 import msgspec
 import structlog
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llmux.engines.factory import options_for
 from llmux.engines.upstream import Upstream, UpstreamError, read_limited
@@ -128,6 +129,16 @@ class UpstreamService:
 
     def healthy(self, physical_id: str) -> bool:
         return self.upstreams[physical_id].healthy is True
+
+    def collect(self) -> Iterator[Metric]:
+        """A Prometheus collector (registered on the app's metrics registry): read at scrape time."""
+        up = GaugeMetricFamily(
+            "llmux_upstream_up", "Remote upstreams: 1 while its health poll succeeds.", labels=["model"]
+        )
+        for u in self.upstreams.values():
+            if u.healthy is not None:
+                up.add_metric([u.id], 1.0 if u.healthy else 0.0)
+        yield up
 
     # ---- routing --------------------------------------------------------------------------------
 

@@ -138,6 +138,8 @@ def test_a_failing_health_poll_fails_requests_fast(gateway: tuple[str, Hostile])
     models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
     status = {m["id"]: m["status"]["value"] for m in models}
     assert status["sick"] == "unloaded"
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'llmux_upstream_up{model="sick"} 0.0' in metrics and 'llmux_upstream_up{model="echo"} 1.0' in metrics
     wait_for(lambda: httpx.get(f"{url}/v1/models/echo", headers={"Authorization": f"Bearer {KEY}"}).json()["status"]["value"] == "loaded", 20, "echo to be up")
 
 
