@@ -190,6 +190,9 @@ class UpstreamService:
         note(upstream_headers_s=round(time.perf_counter() - started, 4))
         media = response.headers.get("content-type", "application/octet-stream")
         if relay.kind == "speech":
+            if media.startswith(("application/json", "text/")):  # an error dressed as a success
+                await close(response)
+                raise relay.upstream.malformed(f"a {media!r} answer where audio was expected")
             return await self._audio(relay, response, media)
         if relay.stream:
             if not media.startswith("text/event-stream"):

@@ -8,6 +8,7 @@ llmux runs under a real uvicorn server; the official ``openai`` client and plain
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ UPSTREAM_KEY = "sk-upstream-secret-fedcba9876543210"
 SCENARIOS = ["echo", "garbage", "notobject", "plainjson", "hang", "error400", "vllm400", "error401", "error429",
              "error500", "error503", "cut", "stall", "nodone", "badevent", "endless", "waiting", "sick"]
 
+AUDIO = [("tts-json", "echo", "tts"), ("tts-400", "error400", "tts"), ("asr-400", "error400", "asr"),
+         ("asr-echo", "echo", "asr")]
+
 
 def _config(tmp_path: Path, hostile: Hostile) -> Path:
     lines = ["budget_gb: 1", "physical:"]
@@ -37,10 +41,14 @@ def _config(tmp_path: Path, hostile: Hostile) -> Path:
             f"    options: {{base_url: '{hostile.url}/{name}/v1', model: upstream-name, api_key: {UPSTREAM_KEY},",
             "              read_timeout_s: 1, health_interval_s: 0.2}",
         ]
+    for name, scenario, kind in AUDIO:
+        lines += [f"  {name}:", f"    type: {kind}", "    backend: openai",
+                  f"    options: {{base_url: '{hostile.url}/{scenario}/v1', model: far-{kind}, read_timeout_s: 1,"
+                  " health_interval_s: 0.2}"]
     refused = free_port()  # nothing listens there
     lines += ["  refused:", "    type: llm", "    backend: openai",
               f"    options: {{base_url: 'http://127.0.0.1:{refused}/v1', health_interval_s: 30, connect_timeout_s: 2}}"]
-    lines += ["virtual:"] + [f"  {n}: {{physical: {n}}}" for n in [*SCENARIOS, "refused"]]
+    lines += ["virtual:"] + [f"  {n}: {{physical: {n}}}" for n in [*SCENARIOS, *(a[0] for a in AUDIO), "refused"]]
     lines += ["  warm-echo: {physical: echo, behaviour: {sampling: {temperature: 0.3, top_k: 5}}}"]
     (tmp_path / "models.yaml").write_text("\n".join(lines) + "\n")
     (tmp_path / "api_keys.yaml").write_text(f"keys:\n  - {{name: tester, key: {KEY}}}\n")
@@ -80,6 +88,7 @@ def test_pass_through_renames_the_model_injects_the_key_and_keeps_unknown_params
     )
     assert reply.model == "warm-echo" and reply.system_fingerprint == "hostile-1"
     seen = json.loads(reply.choices[0].message.content)
+    seen.pop("raw")
     assert seen["path"] == "/echo/v1/chat/completions"
     assert seen["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"  # the upstream's key, not the client's
     body = seen["body"]
@@ -213,3 +222,35 @@ def test_the_upstream_key_is_never_logged(gateway: tuple[str, Hostile], capfd: p
         post(gateway[0], model)
     out, err = capfd.readouterr()
     assert "request.done" in out + err and UPSTREAM_KEY not in out + err
+
+
+def test_audio_errors_are_mapped_too(gateway: tuple[str, Hostile]) -> None:
+    client = openai.OpenAI(base_url=f"{gateway[0]}/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.speech.create(model="tts-400", voice="alloy", input="hello")
+    assert bad.value.body["message"] == "temperature is too hot"
+    with pytest.raises(openai.InternalServerError) as json_not_audio:
+        client.audio.speech.create(model="tts-json", voice="alloy", input="hello")
+    assert json_not_audio.value.status_code == 502 and json_not_audio.value.body["code"] == "upstream_bad_response"
+    with pytest.raises(openai.BadRequestError):
+        client.audio.transcriptions.create(model="asr-400", file=("a.wav", b"RIFF....WAVE"))
+
+
+def test_a_transcription_is_relayed_as_multipart(gateway: tuple[str, Hostile]) -> None:
+    url, hostile = gateway
+    response = httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                          data={"model": "asr-echo", "response_format": "verbose_json", "prompt": "names",
+                                "timestamp_granularities[]": ["word", "segment"]},
+                          files={"file": ("talk.ogg", b"OggS-not-really", "audio/ogg")}, timeout=30)
+    assert response.status_code == 200, response.text
+    seen = hostile.seen[-1]
+    assert seen["path"] == "/echo/v1/audio/transcriptions"
+    assert seen["headers"]["Content-Type"].startswith("multipart/form-data")
+    raw = seen["raw"]
+
+    def field(name: str) -> list[str]:
+        return re.findall(rf'name="{re.escape(name)}"\r\n\r\n([^\r]*)\r\n', raw)
+
+    assert field("model") == ["far-asr"] and field("prompt") == ["names"]
+    assert field("timestamp_granularities[]") == ["word", "segment"] and field("response_format") == ["verbose_json"]
+    assert 'filename="talk.ogg"' in raw and "OggS-not-really" in raw

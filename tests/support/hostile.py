@@ -82,7 +82,8 @@ def _handler(state: Hostile) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw)
             except ValueError:
                 body = None
-            state.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            state.seen.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                               "raw": raw.decode("latin-1")})
             getattr(self, f"_{scenario}", self._missing)()
 
         def _missing(self) -> None:
