@@ -83,6 +83,8 @@ class Upstream:
         self.last_error: str | None = None
         self.checked_at: float | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._open: set[httpx.Response] = set()
+        """Responses being relayed now (closed ones are dropped at the next poll)."""
 
     # ---- health -------------------------------------------------------------------------------
 
@@ -100,7 +102,12 @@ class Upstream:
 
     async def _poll(self) -> None:
         while True:
-            await self.check()
+            self._open = {r for r in self._open if not r.is_closed}
+            if not self._open:
+                # A response in flight already proves the upstream alive, and a poll beside it
+                # is not harmless everywhere: llama-cpp-python's server ends a running stream
+                # when any other request arrives (GET /v1/models included).
+                await self.check()
             await asyncio.sleep(self.options.health_interval_s)
 
     async def check(self) -> bool:
@@ -154,6 +161,7 @@ class Upstream:
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from exc
         if response.status_code < 400:
+            self._open.add(response)
             return response
         try:
             body = await read_limited(response, ERROR_BODY_LIMIT)

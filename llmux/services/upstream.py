@@ -269,7 +269,9 @@ class UpstreamService:
             error = relay.upstream.transport_error(exc)
         finally:
             await close(response)
-        if error is None and not stream.done and relay.kind == "chat" and stream.finish is None:
+        if error is None and relay.kind == "chat" and stream.finish is None:
+            # cut short, even if with a [DONE] (llama-cpp-python's server ends a stream so when
+            # another request arrives): the client must not take a truncated answer for a whole one
             error = relay.upstream.malformed("a stream that ended before its finish_reason")
         if error is not None:
             log.warning("upstream.stream_failed", upstream=relay.upstream.id, error=error.message)

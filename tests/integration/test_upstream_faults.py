@@ -25,7 +25,7 @@ from tests.support.server import free_port, serve, wait_for
 KEY = "sk-gateway-client-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-secret-fedcba9876543210"
 SCENARIOS = ["echo", "garbage", "notobject", "plainjson", "hang", "error400", "vllm400", "error401", "error429",
-             "error500", "error503", "cut", "stall", "nodone", "badevent", "endless", "waiting", "sick"]
+             "error500", "error503", "cut", "stall", "nodone", "donecut", "badevent", "endless", "waiting", "sick"]
 
 AUDIO = [("tts-json", "echo", "tts"), ("tts-400", "error400", "tts"), ("asr-400", "error400", "asr"),
          ("asr-echo", "echo", "asr")]
@@ -153,7 +153,8 @@ def test_a_failing_health_poll_fails_requests_fast(gateway: tuple[str, Hostile])
 
 
 @pytest.mark.parametrize(("model", "code"), [("cut", "upstream_error"), ("stall", "upstream_timeout"),
-                                            ("nodone", "upstream_bad_response"), ("badevent", "upstream_bad_response")])
+                                            ("nodone", "upstream_bad_response"), ("donecut", "upstream_bad_response"),
+                                            ("badevent", "upstream_bad_response")])
 def test_a_stream_that_breaks_ends_properly(gateway: tuple[str, Hostile], model: str, code: str) -> None:
     response = post(gateway[0], model, stream=True)
     assert response.status_code == 200

@@ -148,6 +148,12 @@ def _handler(state: Hostile) -> type[BaseHTTPRequestHandler]:
             self._event(CHUNK)
             self._chunk(b"")
 
+        def _donecut(self) -> None:  # one event, then [DONE] without a finish_reason
+            self._start_stream()
+            self._event(CHUNK)
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+
         def _badevent(self) -> None:
             self._start_stream()
             self._event(CHUNK)
