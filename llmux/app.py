@@ -78,7 +78,7 @@ def create_app(
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s)
-    upstream = UpstreamService(registry, keepalive_s=keepalive_s)
+    upstream = UpstreamService(registry, keepalive_s=keepalive_s, closing=lambda: controller.closing)
     services = Services(
         registry=registry,
         controller=controller,

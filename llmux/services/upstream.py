@@ -19,7 +19,7 @@ mid-stream ends the stream with an in-band error, and a chat stream still gets i
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +32,21 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llmux.engines.factory import options_for
 from llmux.engines.upstream import Upstream, UpstreamError, read_limited
-from llmux.protocol.errors import InvalidRequest, LlmuxError
+from llmux.protocol.errors import InvalidRequest, LlmuxError, ServiceUnavailable
 from llmux.protocol.residency import UpstreamStatus
 from llmux.protocol.sse import DONE, KEEPALIVE
-from llmux.registry import ModelType, PhysicalModel, Registry, VirtualModel
+from llmux.registry import ModelType, Registry, VirtualModel
 from llmux.services.record import note
-from llmux.services.upstream_stream import Kind, StreamState, close, note_usage, paced, rename, server_events
+from llmux.services.upstream_stream import (
+    Kind,
+    StreamState,
+    apply_defaults,
+    close,
+    note_usage,
+    paced,
+    rename,
+    server_events,
+)
 
 log = structlog.get_logger("llmux.upstream")
 
@@ -85,10 +94,17 @@ class Relayed:
 
 class UpstreamService:
     def __init__(
-        self, registry: Registry, *, keepalive_s: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        registry: Registry,
+        *,
+        keepalive_s: float = 5.0,
+        closing: Callable[[], bool] = lambda: False,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.registry = registry
         self.keepalive_s = keepalive_s
+        self.closing = closing
+        """True once llmux is shutting down: new requests are refused like local ones (503)."""
         self.upstreams = {
             spec.id: Upstream(spec, options_for(spec), transport=transport)
             for spec in registry.physical.values()
@@ -158,10 +174,9 @@ class UpstreamService:
         fields = msgspec.json.decode(body)
         if not isinstance(fields, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-        upstream = self.upstreams[physical.id]
-        upstream.ensure_up()
+        upstream = self._admit(physical.id)
         fields["model"] = upstream.model
-        _defaults(fields, virtual, physical)
+        apply_defaults(fields, virtual, physical)
         return Relay(upstream, kind, head.model, msgspec.json.encode(fields), bool(head.stream))
 
     def resolve_form(self, model: str, expect: ModelType) -> tuple[VirtualModel, Upstream] | None:
@@ -172,9 +187,14 @@ class UpstreamService:
         if not physical.remote:
             return None
         note(model=model, physical=physical.id, upstream=True)
-        upstream = self.upstreams[physical.id]
+        return virtual, self._admit(physical.id)
+
+    def _admit(self, physical_id: str) -> Upstream:
+        if self.closing():
+            raise ServiceUnavailable("llmux is shutting down", code="shutting_down", retry_after=5)
+        upstream = self.upstreams[physical_id]
         upstream.ensure_up()
-        return virtual, upstream
+        return upstream
 
     # ---- relaying -------------------------------------------------------------------------------
 
@@ -187,7 +207,10 @@ class UpstreamService:
         except LlmuxError as exc:
             note(error=exc.code, upstream_status=getattr(exc, "upstream_status", None))
             raise
-        note(upstream_headers_s=round(time.perf_counter() - started, 4))
+        note(
+            upstream_headers_s=round(time.perf_counter() - started, 4),
+            upstream_request_id=response.headers.get("x-request-id"),  # another llmux names its own
+        )
         media = response.headers.get("content-type", "application/octet-stream")
         if relay.kind == "speech":
             if media.startswith(("application/json", "text/")):  # an error dressed as a success
@@ -280,14 +303,3 @@ class UpstreamService:
         note(finish_reason=stream.finish)
         if relay.kind == "chat":
             yield DONE
-
-
-def _defaults(fields: dict[str, Any], virtual: VirtualModel, physical: PhysicalModel) -> None:
-    """The virtual model's defaults, for fields the request leaves out (a request's own values win)."""
-    b = virtual.behaviour
-    if physical.type is ModelType.LLM:
-        for name, value in msgspec.structs.asdict(b.sampling).items():
-            if value is not None:
-                fields.setdefault(name, value)
-    elif physical.type is ModelType.TTS and b.voice is not None:
-        fields.setdefault("voice", b.voice)

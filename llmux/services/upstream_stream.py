@@ -1,6 +1,6 @@
-"""Relaying an upstream's server-sent events: pacing with keep-alives, renaming the model,
-ending a broken stream the way clients expect, and closing the upstream response whatever
-happens (``services.upstream``)."""
+"""The wire side of relaying to an upstream (``services.upstream``): server-sent events paced
+with keep-alives, the model renamed, a broken stream ended the way clients expect, the upstream
+response closed whatever happens, and the virtual model's defaults filled into a body."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import msgspec
 from llmux.engines.upstream import Upstream, UpstreamError
 from llmux.protocol.errors import error_body
 from llmux.protocol.sse import sse
+from llmux.registry import ModelType, PhysicalModel, VirtualModel
 from llmux.services.record import note
 
 T = TypeVar("T")
@@ -142,3 +143,14 @@ def note_usage(payload: dict[str, Any]) -> None:
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         completion = usage.get("completion_tokens", usage.get("output_tokens"))
         note(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def apply_defaults(fields: dict[str, Any], virtual: VirtualModel, physical: PhysicalModel) -> None:
+    """The virtual model's defaults, for fields the request leaves out (a request's own values win)."""
+    b = virtual.behaviour
+    if physical.type is ModelType.LLM:
+        for name, value in msgspec.structs.asdict(b.sampling).items():
+            if value is not None:
+                fields.setdefault(name, value)
+    elif physical.type is ModelType.TTS and b.voice is not None:
+        fields.setdefault("voice", b.voice)

@@ -255,3 +255,21 @@ def test_a_transcription_is_relayed_as_multipart(gateway: tuple[str, Hostile]) -
     assert field("model") == ["far-asr"] and field("prompt") == ["names"]
     assert field("timestamp_granularities[]") == ["word", "segment"] and field("response_format") == ["verbose_json"]
     assert 'filename="talk.ogg"' in raw and "OggS-not-really" in raw
+
+
+def test_the_request_id_reaches_the_upstream(gateway: tuple[str, Hostile]) -> None:
+    response = post(gateway[0], "echo")
+    seen = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert seen["headers"]["X-Request-ID"] == response.headers["x-request-id"]  # one id in both logs
+
+
+def test_a_gateway_shutting_down_refuses_upstream_requests_too(tmp_path: Path) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text("physical:\n  far: {type: llm, backend: openai, options: {base_url: 'http://127.0.0.1:9/v1'}}\n"
+                      "virtual:\n  far: {physical: far}\n")
+    (tmp_path / "api_keys.yaml").write_text(f"keys:\n  - {{name: tester, key: {KEY}}}\n")
+    app = create_app(load_models(config), load_keys(tmp_path / "api_keys.yaml"))
+    with serve(app) as url:
+        app.state.services.controller.begin_shutdown()
+        response = post(url, "far")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "shutting_down"
