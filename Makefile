@@ -76,10 +76,10 @@ clients/browser/node_modules/.installed: clients/browser/package.json clients/br
 soak: install
 	LLMUX_SOAK_REQUESTS=5000 LLMUX_SOAK_REPORT=soak.json $(PY) -m pytest -q tests/soak
 
-# The residency controller's stateful property suite with long runs: up to 10,000 steps each
-# (Hypothesis ends a run when its data buffer is full, measured at 470-800 steps), 50 runs.
+# The residency controller's stateful property suite with long runs: 50 runs of 10,000 steps
+# each (the test sizes Hypothesis's choice buffer for them); steps reached in stateful.json.
 stateful: install
-	LLMUX_STATEFUL_EXAMPLES=50 LLMUX_STATEFUL_STEPS=10000 $(PY) -m pytest -q tests/property/test_controller_stateful.py
+	LLMUX_STATEFUL_EXAMPLES=50 LLMUX_STATEFUL_STEPS=10000 LLMUX_STATEFUL_REPORT=stateful.json $(PY) -m pytest -q tests/property/test_controller_stateful.py
 
 bench: install
 	$(PY) -m bench

@@ -8,6 +8,9 @@ unload 0.2 s + 0.02 s/GB); requests hold their lease for a fixed serving time.
 
 FIFO is today's policy, first-come first-served swaps: the same controller with
 ``max_wait_s = 0``, which makes every waiter stale at once (switch rule 2), so no swap is held.
+*warm* is the switch policy with the warm host-RAM tier on (``host_ram_budget_gb`` = 32): an
+evicted model is parked (a device→host copy) and comes back by an un-park (host→device), both
+simulated at ``PCIE_GB_S`` (a pinned copy over PCIe 4.0 x16) plus ``UNPARK_FIXED_S``.
 
 Columns: swaps (loads and evictions the controller started), switch time (simulated unload +
 load seconds), *leased* (the share of the run during which some request held a lease: strict,
@@ -50,6 +53,15 @@ def unload_s(gb: float) -> float:
     return 0.2 + 0.02 * gb
 
 
+PCIE_GB_S = 12.0
+UNPARK_FIXED_S = 0.1
+
+
+def copy_s(gb: float) -> float:
+    """A park or an un-park: the weights over PCIe, plus a little bookkeeping."""
+    return UNPARK_FIXED_S + gb / PCIE_GB_S
+
+
 class _VirtualSelector:
     """Wraps the loop's selector: a wait for the next timer advances virtual time instead."""
 
@@ -86,6 +98,12 @@ class SimulatedModel:
         return None
 
     def unload(self) -> None:
+        return None
+
+    def park(self) -> float | None:
+        return self.spec.vram_gb
+
+    def unpark(self) -> float | None:
         return None
 
 
@@ -158,19 +176,20 @@ async def llm_and_asr_bursts(run: Run) -> None:
     await asyncio.gather(agent(), *bursts)
 
 
-def registry() -> Registry:
+def registry(host_ram_gb: float = 0.0) -> Registry:
     physical = {
         mid: PhysicalModel(type=kind, backend="simulated", weights=mid, vram_gb=gb, id=mid)
         for mid, (kind, gb) in SIZES.items()
     }
-    return Registry(16.0, Path("."), None, Limits(max_wait_s=MAX_WAIT_S), physical, {})
+    limits = Limits(max_wait_s=MAX_WAIT_S)
+    return Registry(16.0, Path("."), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb)
 
 
 async def _offload(fn: Callable[..., Any], *args: Any) -> Any:
-    if fn is measure:
-        await asyncio.sleep(load_s(args[0].__self__.spec.vram_gb))
-    else:
-        await asyncio.sleep(unload_s(fn.__self__.spec.vram_gb))  # type: ignore[attr-defined]  # a bound unload
+    call = args[0] if fn is measure else fn  # a bound load / unpark (measured), unload / park
+    gb = call.__self__.spec.vram_gb
+    cost = {"load": load_s, "unload": unload_s, "park": copy_s, "unpark": copy_s}[call.__name__]
+    await asyncio.sleep(cost(gb))
     return fn(*args)
 
 
@@ -197,7 +216,10 @@ def replay(workload: Workload, policy: str) -> Row:
     loop = VirtualLoop()
     try:
         controller = ResidencyController(
-            registry(), lambda spec, _: SimulatedModel(spec), clock=loop.time, offload=_offload
+            registry(32.0 if policy == "warm" else 0.0),
+            lambda spec, _: SimulatedModel(spec),
+            clock=loop.time,
+            offload=_offload,
         )
         if policy == "fifo":
             controller.max_wait_s = 0.0  # every waiter is stale at once: nothing is ever held
@@ -225,7 +247,7 @@ def longest_switch_s() -> float:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "bench.swap_policy (virtual clock, simulated load/unload costs; max_wait_s = 15)",
+        "bench.swap_policy (virtual clock, simulated load/unload/park/un-park costs; max_wait_s = 15)",
         f"{'workload':<4} {'policy':<7} {'swaps':>5} {'switch s':>8} {'leased':>7} {'serving':>7} "
         f"{'p50 wait':>8} {'p99 wait':>8} {'max wait':>8} {'run s':>6}",
     ]
@@ -243,7 +265,7 @@ WORKLOADS: list[Workload] = [agents, chat_with_voice, llm_and_asr_bursts]
 
 def main() -> None:
     quiet()
-    rows = [replay(w, policy) for w in WORKLOADS for policy in ("fifo", "switch")]
+    rows = [replay(w, policy) for w in WORKLOADS for policy in ("fifo", "switch", "warm")]
     print(table(rows))
 
 

@@ -13,6 +13,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 
 from llmux import __version__
 from llmux.api.admin import AdminController
@@ -20,10 +21,12 @@ from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
 from llmux.api.disconnect import cancel_on_disconnect
+from llmux.api.embeddings import EmbeddingsController
 from llmux.api.errors import EXCEPTION_HANDLERS
 from llmux.api.health import HealthController
 from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
+from llmux.api.openapi import DocumentedJson
 from llmux.api.responses import ResponsesController
 from llmux.engines.factory import create_engine
 from llmux.registry import ApiKeysFile, Registry
@@ -31,6 +34,7 @@ from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import EngineFactory
 from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
+from llmux.services.embeddings import EmbeddingsService
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
 from llmux.services.responses import ResponsesService
@@ -49,6 +53,7 @@ class Services:
     chat: ChatService
     responses: ResponsesService
     audio: AudioService
+    embeddings: EmbeddingsService
     speedtest: SpeedTest
     metrics: Metrics
     models: ModelsService
@@ -77,7 +82,7 @@ def create_app(
 ) -> Litestar:
     controller = ResidencyController(registry, factory)
     created = int(time.time())
-    chat = ChatService(registry, controller, keepalive_s=keepalive_s)
+    chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
     upstream = UpstreamService(registry, keepalive_s=keepalive_s, closing=lambda: controller.closing)
     services = Services(
         registry=registry,
@@ -85,6 +90,7 @@ def create_app(
         chat=chat,
         responses=ResponsesService(chat),
         audio=AudioService(registry, controller),
+        embeddings=EmbeddingsService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
         models=ModelsService(registry, controller, created, upstream),
@@ -106,7 +112,7 @@ def create_app(
     guard = RequireKey(KeyRing(keys))
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController],
+        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, EmbeddingsController],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )
@@ -129,5 +135,10 @@ def create_app(
             cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
         ],
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="llmux", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="llmux",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), DocumentedJson()],  # the JSON: every body documented
+        ),
     )

@@ -46,6 +46,7 @@ class AdminController(Controller):
             queue_depth=controller.queue_depth,
             swaps=controller.swaps,
             models=controller.status(),
+            host_ram=controller.host_ram(),
         )
 
     @post("/models/{model:str}/load", status_code=200)

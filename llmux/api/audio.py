@@ -18,6 +18,7 @@ from litestar.params import FromQuery
 
 from llmux.api.decoding import decode_json, invalid_request
 from llmux.api.disconnect import closing_stream
+from llmux.api.openapi import Content, Doc, json_of, multipart
 from llmux.api.upstream import relay_json, relay_transcription
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
@@ -49,6 +50,16 @@ MEDIA_TYPES = {
     "pcm": "audio/pcm",
 }
 _TEXT = "text/plain; charset=utf-8"
+TRANSCRIPTION_DOC = Doc(
+    body=(multipart(TranscriptionForm, files=("file",)),),
+    ok=(json_of(TranscriptionJson, TranscriptionVerbose), Content("text/plain")),
+    ok_description="The transcript: JSON for json/verbose_json, text for text/srt/vtt",
+)
+SPEECH_DOC = Doc(
+    body=(json_of(SpeechRequest),),
+    ok=tuple(Content(media) for media in dict.fromkeys(MEDIA_TYPES.values())),
+    ok_description="The audio, in response_format",
+)
 
 
 async def _read_form(request: Request[Any, Any, Any]) -> tuple[TranscriptionForm, bytes]:
@@ -114,7 +125,7 @@ class AudioController(Controller):
 
     path = "/audio"
 
-    @post("/transcriptions", status_code=200)
+    @post("/transcriptions", status_code=200, opt={"openapi": TRANSCRIPTION_DOC})
     async def transcriptions(
         self,
         request: Request[Any, Any, Any],
@@ -132,7 +143,7 @@ class AudioController(Controller):
         transcript = await audio.transcribe(form.model, data, options, form.language)
         return _render(transcript, form)
 
-    @post("/speech", status_code=200)
+    @post("/speech", status_code=200, opt={"openapi": SPEECH_DOC})
     async def speech(
         self,
         request: Request[Any, Any, Any],

@@ -12,6 +12,7 @@ from llmux.protocol.errors import InvalidRequest
 T = TypeVar("T")
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
 def decode_json(body: bytes, type_: type[T]) -> T:
@@ -34,7 +35,7 @@ def invalid_request(exc: msgspec.ValidationError) -> InvalidRequest:
     match = _AT.search(message)
     param = match.group(1) if match else None
     message = _AT.sub("", message)
-    missing = _MISSING.search(message)
+    missing = _MISSING.search(message) or _UNKNOWN.search(message)  # strict Structs name unknown fields
     if missing:
         param = f"{param}.{missing.group(1)}" if param else missing.group(1)
     if param:

@@ -13,14 +13,18 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from llmux.api.openapi import Doc, json_of
 from llmux.protocol.residency import Health, Readiness, VramInfo
 from llmux.residency.controller import ResidencyController
 from llmux.services.metrics import Metrics
 from llmux.services.upstream import UpstreamService
 
+HEALTH_DOC = Doc(other=((503, "Shutting down", json_of(Health)),))
+READY_DOC = Doc(other=((503, "Not ready (shutting down)", json_of(Readiness)),))
+
 
 class HealthController(Controller):
-    @get("/health", sync_to_thread=False)
+    @get("/health", sync_to_thread=False, opt={"openapi": HEALTH_DOC})
     def health(
         self,
         controller: NamedDependency[ResidencyController],
@@ -40,12 +44,13 @@ class HealthController(Controller):
                 ),
                 queue_depth=controller.queue_depth,
                 upstreams=upstream.status(),
+                host_ram=controller.host_ram(),
                 uptime_s=round(time.monotonic() - started, 1),
             ),
             status_code=503 if controller.closing else 200,
         )
 
-    @get("/health/ready", sync_to_thread=False)
+    @get("/health/ready", sync_to_thread=False, opt={"openapi": READY_DOC})
     def ready(self, controller: NamedDependency[ResidencyController]) -> Response[Readiness]:
         if controller.closing:
             return Response(Readiness(False, "shutting down"), status_code=503, headers={"Retry-After": "5"})

@@ -6,6 +6,9 @@
    it as ``Reasoning: <level>`` into the harmony system message. A template that does not know
    the variable (a fine-tune's own) gets ``Reasoning: <level>`` prepended to the system prompt
    instead, so the behaviour never silently disappears.
+3. Any family: a fixed ``system_prompt`` (an OCR model's instruction) opens the system message;
+   a client's own system message is kept after it, in the same message (templates take one
+   system message, first).
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ def template_kwargs(family: str | None, behaviour: Behaviour, template_source: s
 def apply_to_messages(
     family: str | None, behaviour: Behaviour, template_source: str, messages: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
+    if behaviour.system_prompt:  # 3
+        messages = _prepend_system(behaviour.system_prompt, messages)
     level = behaviour.reasoning_effort
     if family != "gpt-oss" or not level or "reasoning_effort" in template_source:
         return messages
-    line = f"Reasoning: {level}"  # 2, fallback
+    return _prepend_system(f"Reasoning: {level}", messages)  # 2, fallback
+
+
+def _prepend_system(line: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if messages and messages[0].get("role") in ("system", "developer"):
         first = dict(messages[0])
-        first["content"] = f"{line}\n\n{first.get('content') or ''}".rstrip()
+        content = first.get("content")
+        if isinstance(content, list):  # content parts: the line goes first, as a text part
+            first["content"] = [{"type": "text", "text": line}, *content]
+        else:
+            first["content"] = f"{line}\n\n{content or ''}".rstrip()
         return [first, *messages[1:]]
     return [{"role": "system", "content": line}, *messages]

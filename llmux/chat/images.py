@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
+from llmux.chat.fetch import Network, fetch
 from llmux.protocol.errors import InvalidRequest
 
 
@@ -20,8 +19,11 @@ from llmux.protocol.errors import InvalidRequest
 class ImagePolicy:
     remote: bool = False
     """Fetch ``http(s)`` URLs (``limits.remote_images``). Off by default: SSRF."""
+    allow: tuple[Network, ...] = ()
+    """Non-public networks remote URLs may name (``limits.remote_images_allow``)."""
     max_bytes: int = 20 * 2**20
     timeout_s: float = 10.0
+    """The whole fetch, redirects and body included."""
     max_pixels: int = 16_777_216
     """Refused from the header, before decoding: a 230 KB PNG can decode to 622 MB."""
 
@@ -49,25 +51,12 @@ def image_bytes(url: str, policy: ImagePolicy = ImagePolicy(), param: str = "ima
         except (binascii.Error, ValueError) as exc:
             raise InvalidRequest(f"the image is not valid base64: {exc}", param=param, code="invalid_image") from None
     else:
-        raw = _fetch(url, policy, param)
+        raw = fetch(url, timeout_s=policy.timeout_s, max_bytes=policy.max_bytes, allow=policy.allow, param=param)
     try:
         _check_decodes(raw, policy.max_pixels, param)
     except (OSError, ValueError) as exc:
         raise InvalidRequest(f"the image could not be decoded: {exc}", param=param, code="invalid_image") from None
     return raw
-
-
-def _fetch(url: str, policy: ImagePolicy, param: str) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=policy.timeout_s) as response:  # noqa: S310 (scheme checked)
-            raw = response.read(policy.max_bytes + 1)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise InvalidRequest(
-            f"the image URL could not be fetched: {exc}", param=param, code="image_fetch_failed"
-        ) from None
-    if len(raw) > policy.max_bytes:
-        raise InvalidRequest("the image is too large", param=param, code="image_too_large")
-    return bytes(raw)
 
 
 def _check_decodes(raw: bytes, max_pixels: int, param: str) -> None:

@@ -170,3 +170,23 @@ class TextToSpeech(Engine, Protocol):
         ``voice`` is an id from ``voices()`` (the API checks it); ``text`` is already split at
         sentence boundaries by the caller, but may still hold several sentences."""
         ...
+
+
+# ---- embeddings ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class TextEmbedder(Engine, Protocol):
+    """An embedding model. ``dimensions`` and ``context`` are known once loaded."""
+
+    dimensions: int
+    """Length of the vectors ``embed`` returns."""
+    context: int
+    """Tokens one input may take (the model's limit, or the configured cap)."""
+
+    def embed(self, texts: list[str], cancel: threading.Event) -> tuple[Any, int]:
+        """A float32 array ``(len(texts), dimensions)``, pooled (L2-normalised when the
+        backend's ``normalize`` option is on), and the tokens the inputs took. An input longer
+        than ``context`` raises a 400 naming ``input`` before anything is computed. May be
+        called from several threads at once; checks ``cancel`` between batches."""
+        ...

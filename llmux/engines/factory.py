@@ -24,6 +24,8 @@ RUNTIMES: dict[tuple[str, ModelType], str] = {
     ("faster-whisper", ModelType.ASR): "llmux.engines.faster_whisper_asr:FasterWhisperASR",
     ("chatterbox", ModelType.TTS): "llmux.engines.chatterbox_tts:ChatterboxTTS",
     ("hibari", ModelType.TTS): "llmux.engines.hibari_tts:HibariTTS",
+    ("transformers", ModelType.EMBEDDING): "llmux.engines.transformers_embed:TransformersEmbedder",
+    ("llamacpp", ModelType.EMBEDDING): "llmux.engines.llamacpp_embed:LlamaCppEmbedder",
 }
 """(backend, type) -> "module:Class"; the class is called as ``Class(spec, registry, options)``."""
 

@@ -161,6 +161,16 @@ class LlamaCppLLM(SerialTextEngine):
         logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
         return token_logprob(logits, token, top, self._token_bytes)
 
+    def park(self) -> float | None:
+        """A ``Llama`` cannot move its GPU layers to the host and back: with layers on a GPU it
+        declines (an unload; its mmap'd file stays in the page cache). With every layer on the
+        CPU the object itself is the parked copy (0: count its footprint, KV cache included)."""
+        on_gpu = llama_cpp.llama_supports_gpu_offload() and self.options.n_gpu_layers != 0
+        return None if on_gpu or self.llm is None else 0.0
+
+    def unpark(self) -> float | None:
+        return None  # parked only with its layers on the CPU: nothing to copy back
+
     def unload(self) -> None:
         if self._decoder is not None:
             self._decoder.close()

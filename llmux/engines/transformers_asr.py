@@ -66,6 +66,18 @@ class TransformersASR:
         self._model = model.to(self.device).eval()
         return None  # the controller measures device memory around the load
 
+    def park(self) -> float | None:
+        """Host RAM keeps the loaded model and processor (``engines.torch_park``)."""
+        from llmux.engines.torch_park import park_module
+
+        return park_module(self._model) if self._model is not None else None
+
+    def unpark(self) -> float | None:
+        from llmux.engines.torch_park import unpark_module
+
+        unpark_module(self._model, self.device)
+        return None  # the controller measures device memory around it, as around a load
+
     def unload(self) -> None:
         self._model = self._processor = None
         gc.collect()

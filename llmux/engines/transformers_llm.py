@@ -9,7 +9,6 @@ pieces. A stop criterion checks a halt flag every token, so a cancelled job stop
 from __future__ import annotations
 
 import gc
-import queue
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -23,54 +22,26 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
     LogitsProcessorList,
-    StoppingCriteria,
     StoppingCriteriaList,
 )
-from transformers.generation.streamers import BaseStreamer
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
 from llmux.engines.devices import torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Item, SerialTextEngine, completion_budget
+from llmux.engines.torch_park import PeakMeter, park_module, unpark_module
 from llmux.engines.transformers_prefix import PrefixCache
 from llmux.engines.transformers_sampling import JsonGrammars, StepScores, logits_processors, token_bytes
+from llmux.engines.transformers_stream import DONE as _DONE
+from llmux.engines.transformers_stream import Halt as _Halt
+from llmux.engines.transformers_stream import QueueStreamer as _QueueStreamer
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
 from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.engines")
-
-_DONE = object()
-
-
-class _Halt(StoppingCriteria):
-    def __init__(self, flag: threading.Event) -> None:
-        self.flag = flag
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full(  # type: ignore[return-value]  # a bool tensor; torch's stubs have no BoolTensor constructor
-            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
-        )
-
-
-class _QueueStreamer(BaseStreamer):
-    """Token ids from ``generate`` to the consuming thread; the first ``put`` is the prompt."""
-
-    def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        for token in value.reshape(-1).tolist():
-            self.queue.put(token)
-
-    def end(self) -> None:
-        self.queue.put(_DONE)
 
 
 class Detokenizer:
@@ -118,6 +89,7 @@ class TransformersLLM(SerialTextEngine):
         self._eos: set[int] = set()
         self._grammars: JsonGrammars | None = None
         self._prefix = PrefixCache()
+        self._peak = PeakMeter(self.device)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -137,6 +109,7 @@ class TransformersLLM(SerialTextEngine):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self._grammars = JsonGrammars(self.tokenizer, int(vocab))
+        self._peak.loaded(footprint)
         log.info(
             "model.weights_loaded",
             model=self.spec.id,
@@ -166,6 +139,19 @@ class TransformersLLM(SerialTextEngine):
 
     def _bytes_of(self, token: int) -> bytes:
         return token_bytes(self.tokenizer, token)
+
+    def park(self) -> float | None:
+        """Host RAM keeps the loaded model (``engines.torch_park``); its prefix cache goes."""
+        self._prefix.clear()
+        return park_module(self.model) if self.model is not None else None
+
+    def unpark(self) -> float | None:
+        _, footprint = measure(lambda: unpark_module(self.model, self.device))
+        self._peak.loaded(footprint)
+        return footprint
+
+    def peak_gb(self) -> float | None:
+        return self._peak.peak_gb
 
     def unload(self) -> None:
         self._prefix.clear()
@@ -263,7 +249,7 @@ class TransformersLLM(SerialTextEngine):
             try:
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
-                with torch.inference_mode():
+                with self._peak.serving(), torch.inference_mode():
                     self.model.generate(
                         **inputs, **kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Halt(halt)])
                     )

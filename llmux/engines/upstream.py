@@ -154,10 +154,8 @@ class Upstream:
         """POST to ``{base_url}/{path}``; the open response once its status is a success (the
         caller reads it and closes it). Errors raise, mapped; the response is closed then."""
         self.ensure_up()
-        headers = {"Content-Type": "application/json"} if json is not None else {}
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        if isinstance(request_id, str):
-            headers["X-Request-ID"] = request_id  # one id in both boxes' logs
+        # No X-Request-ID of llmux's own: llama-cpp-python's server refuses one that is not a UUID (400).
+        headers = {"Content-Type": "application/json"} if json is not None else None
         request = self.client.build_request("POST", path, content=json, files=files, data=data, headers=headers)
         try:
             response = await self.client.send(request, stream=True)

@@ -1,6 +1,6 @@
 """``GET /v1/models``: the virtual models clients may name, with what clients read from them.
 
-Beyond OpenAI's four fields: ``type`` (llm/asr/tts), ``context_length`` (and ``meta.n_ctx``,
+Beyond OpenAI's four fields: ``type`` (llm/asr/tts/embedding), ``context_length`` (and ``meta.n_ctx``,
 where llama.cpp's server puts it), ``capabilities``, and ``status.value`` (loaded, loading or
 unloaded, as llama.cpp's router reports residency; Open WebUI shows it). The list also carries
 a top-level ``models`` array of the chat models with ``context_window``, which Codex decodes.
@@ -12,8 +12,9 @@ from typing import Literal
 
 import msgspec
 
-Residency = Literal["loaded", "loading", "unloaded"]
-Modality = Literal["text", "image", "audio"]
+Residency = Literal["loaded", "loading", "unloaded", "parked"]
+"""``parked``: warm in host RAM (``host_ram_budget_gb``), back faster than a cold load."""
+Modality = Literal["text", "image", "audio", "embedding"]
 
 
 class ModelMeta(msgspec.Struct):
@@ -38,7 +39,7 @@ class ModelCard(msgspec.Struct, kw_only=True):
     created: int
     owned_by: str
     object: str = "model"
-    type: Literal["llm", "asr", "tts"]
+    type: Literal["llm", "asr", "tts", "embedding"]
     description: str = ""
     context_length: int | None = None
     meta: ModelMeta = msgspec.field(default_factory=lambda: ModelMeta(None))

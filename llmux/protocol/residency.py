@@ -16,7 +16,8 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     type: str
     backend: str
     state: str
-    """Its lifecycle state: unloaded, loading, ready, serving or evicting."""
+    """Its lifecycle state: unloaded, loading, ready, serving, evicting, parked (warm in host
+    RAM, no VRAM) or unparking (being copied back)."""
     vram_gb: float
     """Measured footprint after the first load, else the estimate."""
     estimate_gb: float
@@ -39,6 +40,10 @@ class ModelStatus(msgspec.Struct, kw_only=True):
     retry_in_s: float | None = None
     abandoned_loads: int = 0
     """Timed-out load threads still running (they unload whatever they load)."""
+    unparks: int = 0
+    """Times it came back from host RAM (``loads`` counts only loads from disk)."""
+    host_gb: float = 0.0
+    """Host RAM it holds while parked (the warm tier) or being un-parked; 0 in other states."""
 
 
 class VramInfo(msgspec.Struct):
@@ -65,11 +70,21 @@ class UpstreamStatus(msgspec.Struct, kw_only=True):
     virtual: list[str]
 
 
+class HostRamInfo(msgspec.Struct, kw_only=True):
+    """The warm tier (``host_ram_budget_gb``): what the parked models hold."""
+
+    budget_gb: float
+    used_gb: float
+    free_gb: float
+    parked: list[str]
+    """The parked physical models."""
+
+
 class Health(msgspec.Struct, kw_only=True):
     status: str
     """``ok``; ``degraded`` (serving, but see ``reasons``); ``shutting_down`` (with a 503)."""
     loaded: list[ModelStatus]
-    """The models that are not ``unloaded``."""
+    """The models that are not ``unloaded`` (parked ones included, with their state)."""
     vram: VramInfo
     queue_depth: int
     """Requests waiting: for a model to load or drain, and for their turn on a busy engine."""
@@ -78,6 +93,8 @@ class Health(msgspec.Struct, kw_only=True):
     """Why the status is not ``ok``: a broken model, a failed load, abandoned load threads."""
     upstreams: list[UpstreamStatus] = []
     """Remote ``openai`` models (they hold no VRAM here, so they are not in ``loaded``)."""
+    host_ram: HostRamInfo | None = None
+    """The warm tier; absent when ``host_ram_budget_gb`` is 0."""
 
 
 class Readiness(msgspec.Struct):
@@ -93,3 +110,5 @@ class Residency(msgspec.Struct, kw_only=True):
     queue_depth: int
     swaps: int
     models: list[ModelStatus]
+    host_ram: HostRamInfo | None = None
+    """The warm tier; absent when ``host_ram_budget_gb`` is 0."""

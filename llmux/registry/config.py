@@ -8,6 +8,7 @@ Per-backend ``options`` are validated against the Struct each backend registers
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -29,14 +30,22 @@ class ModelType(enum.StrEnum):
     LLM = "llm"
     ASR = "asr"
     TTS = "tts"
+    EMBEDDING = "embedding"
 
     @property
     def priority(self) -> int:
-        """Eviction priority (LLMUX-VRAM-002): lower is evicted first."""
-        return _PRIORITY[self]
+        """Default eviction priority (LLMUX-VRAM-002): lower is evicted first. A models.yaml
+        may move ``embedding`` (``eviction_order``); the registry's ``priority`` is the one in force."""
+        return DEFAULT_EVICTION_ORDER.index(self)
 
 
-_PRIORITY = {ModelType.LLM: 0, ModelType.TTS: 1, ModelType.ASR: 2}
+DEFAULT_EVICTION_ORDER: tuple[ModelType, ...] = (ModelType.LLM, ModelType.EMBEDDING, ModelType.TTS, ModelType.ASR)
+"""Evicted first to last. The requirements fix LLM < TTS < ASR; embeddings sit after the LLM and
+before speech by default: an embedding model is small (0.1-1 GB), so evicting it rarely frees
+enough room while the LLM (the largest model, rebuilt from the page cache anyway) is there to
+go, and a RAG turn embeds the question right before the chat that answers it. It still goes
+before TTS and ASR, because a voice loop waits on them in real time, while an embedding reload
+costs a second of a batch job or a retrieval step. ``eviction_order`` in models.yaml moves it."""
 
 ChatFamily = Literal["qwen3.5", "gpt-oss", "chatml"]
 
@@ -62,6 +71,10 @@ class PhysicalModel(Strict, frozen=True):
     """Download only these files of ``hf_repo`` (GGUF repositories hold many quantisations)."""
     options: dict[str, Any] = {}
     """Backend-specific settings, checked against the backend's options Struct."""
+    matryoshka: bool = False
+    """Embedding models: trained so that a prefix of the vector is itself an embedding
+    (Matryoshka representation learning). Only then does a request's ``dimensions`` truncate
+    (and renormalise) the vectors; otherwise ``dimensions`` is a 400."""
     max_queue: Annotated[int, msgspec.Meta(ge=1)] = 32
     """Requests for this model at once, running or waiting; beyond it a 429 with ``Retry-After``."""
     load_timeout_s: Seconds = 300.0
@@ -108,6 +121,9 @@ class Behaviour(Strict, frozen=True):
     """TTS: default voice."""
     sampling: Sampling = Sampling()
     """LLMs: default sampling (e.g. the model card's recommended settings)."""
+    system_prompt: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    """LLMs: a fixed instruction, the first thing in the system message (a client's own system
+    message follows it). An OCR model is a vision LLM with "transcribe the text in the image"."""
 
 
 class VirtualModel(Strict, frozen=True):
@@ -132,6 +148,12 @@ class Limits(Strict, frozen=True):
     """Largest transcription upload."""
     remote_images: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a server that fetches any URL is an SSRF hole."""
+    remote_images_allow: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. ``192.168.1.0/24``) remote image URLs may name although they are not
+    public: loopback, private, link-local and metadata addresses are refused otherwise, at
+    every redirect hop."""
+    remote_image_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """The whole fetch of one image URL (every redirect, headers and body)."""
     max_audio_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Longest transcription, checked while decoding (an hour is 230 MB of samples)."""
     max_images: Annotated[int, msgspec.Meta(ge=1)] = 16
@@ -153,17 +175,35 @@ class Limits(Strict, frozen=True):
     """Any request still running after this long is cancelled (504, or its stream ends)."""
     stall_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """A response whose client reads nothing for this long is ended (its lease released)."""
+    max_embedding_inputs: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    """Inputs in one embeddings request (OpenAI's limit)."""
+    max_embedding_input_chars: Annotated[int, msgspec.Meta(ge=1)] = 65_536
+    """Characters of one embeddings input, checked before the lease; its tokens are checked
+    against the model's context once tokenised."""
+
+    def __post_init__(self) -> None:
+        for cidr in self.remote_images_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"remote_images_allow: {exc}") from None
 
 
 class ModelsFile(Strict, frozen=True):
     """``models.yaml``."""
 
     budget_gb: PositiveGB = 16.0
+    host_ram_budget_gb: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Host RAM for the warm tier: evicted models whose runtime can park keep their weights
+    loaded in host memory, up to this much, and come back without a cold load. 0 turns it off."""
     models_dir: str = "/models"
     voices_dir: str | None = None
     limits: Limits = Limits()
     physical: dict[str, dict[str, Any]] = {}
     virtual: dict[str, dict[str, Any]] = {}
+    eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
+    """Model types evicted first to last; every type once, ``llm`` before ``tts`` before ``asr``
+    (LLMUX-VRAM-002): only where ``embedding`` sits is a choice."""
     aliases: dict[str, str] = {}
     """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
     wherever a model is named, not listed by ``/v1/models``."""

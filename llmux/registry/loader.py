@@ -18,6 +18,7 @@ import yaml
 
 from llmux.protocol.errors import ConfigError
 from llmux.registry.config import (
+    DEFAULT_EVICTION_ORDER,
     ApiKeysFile,
     ModelsFile,
     ModelType,
@@ -104,6 +105,8 @@ def _physical(key: str, raw: Any) -> PhysicalModel:
         _check_local(where, raw, spec)
     if spec.type is not ModelType.LLM and (spec.vision or spec.tools or spec.family):
         raise ConfigError(f"{where}: vision, tools and family apply to llm models only")
+    if spec.matryoshka and spec.type is not ModelType.EMBEDDING:
+        raise ConfigError(f"{where}.matryoshka: applies to embedding models only")
     return msgspec.structs.replace(spec, id=key)
 
 
@@ -139,6 +142,8 @@ def _virtual(key: str, raw: Any, physical: dict[str, PhysicalModel]) -> VirtualM
     b = spec.behaviour
     if b.thinking is not None and target.family != "qwen3.5":
         raise ConfigError(f"{where}.behaviour.thinking: only qwen3.5 models have a thinking switch")
+    if b.system_prompt is not None and target.type is not ModelType.LLM:
+        raise ConfigError(f"{where}.behaviour.system_prompt: only llm models take a system prompt")
     if b.reasoning_effort is not None and target.family != "gpt-oss":
         raise ConfigError(f"{where}.behaviour.reasoning_effort: only gpt-oss models take a reasoning level")
     return msgspec.structs.replace(spec, id=key)
@@ -162,6 +167,7 @@ def load_models(path: Path) -> Registry:
             raise ConfigError(f"$.aliases.{alias}: is already the name of the virtual model {lowered[alias.lower()]!r}")
         if target not in virtual:
             raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
+    _check_eviction_order(top.eviction_order)
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -179,7 +185,21 @@ def load_models(path: Path) -> Registry:
         physical=physical,
         virtual=virtual,
         aliases=dict(top.aliases),
+        host_ram_budget_gb=top.host_ram_budget_gb,
+        eviction_order=top.eviction_order,
     )
+
+
+def _check_eviction_order(order: tuple[ModelType, ...]) -> None:
+    """Every type once; the requirements' LLM < TTS < ASR kept (only embedding may move)."""
+    if sorted(order) != sorted(ModelType) or len(order) != len(ModelType):
+        names = ", ".join(t.value for t in DEFAULT_EVICTION_ORDER)
+        raise ConfigError(f"$.eviction_order: list every model type once ({names})")
+    fixed = [t for t in order if t is not ModelType.EMBEDDING]
+    if fixed != [ModelType.LLM, ModelType.TTS, ModelType.ASR]:
+        raise ConfigError(
+            "$.eviction_order: llm, tts and asr keep that order (LLMUX-VRAM-002); only embedding may move"
+        )
 
 
 def load_keys(path: Path) -> ApiKeysFile:

@@ -12,6 +12,9 @@ import msgspec
 from llmux.registry.config import Strict
 
 Threads = Annotated[int, msgspec.Meta(ge=1, le=512)]
+Pooling = Literal["model", "mean", "cls", "last"]
+"""Embedding models: how token vectors become one vector; ``model`` takes what the checkpoint
+says (a GGUF's ``pooling_type``, a sentence-transformers ``1_Pooling`` config; else mean)."""
 
 
 class TransformersOptions(Strict, frozen=True):
@@ -21,6 +24,12 @@ class TransformersOptions(Strict, frozen=True):
     max_context: Annotated[int, msgspec.Meta(ge=256)] | None = None
     """Cap on prompt + completion tokens; defaults to the model's own limit."""
     threads: Threads | None = None
+    pooling: Pooling = "model"
+    """Embedding models only."""
+    normalize: bool = True
+    """Embedding models only: unit-length vectors (as OpenAI's are; cosine = dot product)."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    """Embedding models only: inputs per forward pass."""
 
 
 class LlamaCppOptions(Strict, frozen=True):
@@ -35,6 +44,10 @@ class LlamaCppOptions(Strict, frozen=True):
     max_parallel: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     """Sequences decoded together (continuous batching). Each holds a full ``n_ctx`` of KV
     cache, allocated at load: memory grows with it. 1 runs one request at a time."""
+    pooling: Pooling = "model"
+    """Embedding models only."""
+    normalize: bool = True
+    """Embedding models only: unit-length vectors (as OpenAI's are; cosine = dot product)."""
 
 
 class ChatterboxOptions(Strict, frozen=True):

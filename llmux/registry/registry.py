@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmux.protocol.errors import ModelLoadFailed, ModelNotFound
-from llmux.registry.config import Limits, ModelType, PhysicalModel, VirtualModel
+from llmux.registry.config import DEFAULT_EVICTION_ORDER, Limits, ModelType, PhysicalModel, VirtualModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,14 @@ class Registry:
     virtual: dict[str, VirtualModel]
     aliases: dict[str, str] = field(default_factory=dict)
     """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
+    host_ram_budget_gb: float = 0.0
+    """The warm tier's host RAM (``residency.park``); 0: evicted models are unloaded."""
+    eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
+    """Model types evicted first to last (``models.yaml`` ``eviction_order``)."""
+
+    def priority(self, kind: ModelType) -> int:
+        """Eviction priority in force (LLMUX-VRAM-002): lower is evicted first."""
+        return self.eviction_order.index(kind)
 
     def resolve(self, name: str, *, expect: ModelType | None = None) -> tuple[VirtualModel, PhysicalModel]:
         """The virtual model a client named (or an alias of it) and the physical model behind it.

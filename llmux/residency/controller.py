@@ -33,6 +33,8 @@ from llmux.residency import admission, faults, planner
 from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
+from llmux.residency.park import HostTier
+from llmux.residency.peak import PeakFootprint
 from llmux.residency.slots import EngineFactory, Lease, Occupied, Offload, Slot, Waiter
 from llmux.residency.swap import SwapExecutor
 from llmux.residency.threads import in_daemon_thread
@@ -40,7 +42,7 @@ from llmux.residency.threads import in_daemon_thread
 log = structlog.get_logger("llmux.residency")
 
 
-class ResidencyController(SwapExecutor, SwitchGate):
+class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
     """Decides which physical models are resident and hands out leases on them."""
 
     def __init__(
@@ -55,6 +57,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
     ) -> None:
         self.registry = registry
         self.budget_gb = registry.budget_gb
+        self.host_budget_gb = registry.host_ram_budget_gb
         self._factory = factory
         self._clock = clock
         self._offload = offload
@@ -70,6 +73,8 @@ class ResidencyController(SwapExecutor, SwitchGate):
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
         self._closing_at: float | None = None
+        self.stopping = asyncio.Event()
+        """Set when shutdown begins (the in-flight requests' grace starts)."""
         self.swaps = 0
 
     # ---- public API -------------------------------------------------------------------------
@@ -139,7 +144,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         """Evict a model (admin) once its leases drain; no-op if it is not resident."""
         slot = self._slot(model_id)
         await self._swaps_done()
-        if slot.state in ("ready", "serving") and not slot.draining:
+        if slot.state in ("ready", "serving", "parked") and not slot.draining:
             slot.draining = True
             self._start(self._run_swap(None, ((slot.id, "admin"),)))
         await self._swaps_done()
@@ -186,19 +191,22 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 **_sequences(s),
                 pinned=s.pinned,
                 loads=s.loads,
+                unparks=s.unparks,
                 last_error=s.last_error,
                 virtual=self.registry.virtual_of(s.id),
                 broken=s.broken(now),
                 retry_in_s=round(s.broken_until - now, 1) if s.broken(now) and s.broken_until else None,
                 abandoned_loads=s.abandoned,
+                host_gb=round(s.host_gb, 3),
             )
             for s in self._slots.values()
         ]
 
     def residency(self, model_id: str) -> tuple[str, Any]:
-        """A physical model's lifecycle state, and its engine while it is loaded (else None)."""
+        """A physical model's lifecycle state, and its engine while it is loaded — on the device
+        or parked in host RAM, to read what it knows (context size), never to run it — else None."""
         slot = self._slot(model_id)
-        return slot.state, slot.engine if slot.state in ("ready", "serving") else None
+        return slot.state, slot.engine if slot.state in ("ready", "serving", "parked") else None
 
     @property
     def queue_depth(self) -> int:
@@ -219,6 +227,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         if self._closing:
             return
         self._closing, self._closing_at = True, time.monotonic()
+        self.stopping.set()
         for w in list(self._queue):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
@@ -246,6 +255,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                 busy=s.leases > 0,
                 last_used=s.last_used,
                 pinned=s.pinned,
+                priority=self.registry.priority(s.spec.type),
             )
             for s in self._slots.values()
             if s.machine.resident
@@ -253,7 +263,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
 
     def _pump(self) -> None:
         """Grant what can be granted, in arrival order, and start at most one swap."""
-        swap_claimed = self._swap is not None
+        swap_claimed = self._swap is not None or self._correct()
         self.held_until = None
         for waiter in list(self._queue):  # coalesce: all who waited for a load are served with it
             slot = self._slots[waiter.model]
@@ -271,7 +281,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
                     self._fail_waiters(slot.id, broken_error(slot, slot.broken_until - now))
                     continue
                 slot.broken_until = None  # the backoff is over: one more try
-            if slot.state != "unloaded" or swap_claimed:
+            if slot.state not in ("unloaded", "parked") or swap_claimed:
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
             self._plan_swap(waiter, slot)
@@ -313,6 +323,7 @@ class ResidencyController(SwapExecutor, SwitchGate):
         slot.last_used = self._clock()
         if slot.leases == 0:
             slot.idle.set()
+            self._note_peak(slot)
         self._pump()
 
     def _fail_waiters(self, model_id: str, error: Exception) -> None:

@@ -1,4 +1,5 @@
-"""Measured switch costs: per model and phase (drain, unload, load), a moving average.
+"""Measured switch costs: per model and phase (drain, unload, load; park and unpark for the
+warm host-RAM tier), a moving average.
 
 The switch policy (``switch.py``) estimates what a swap costs from these; ``/metrics`` shows
 both the averages and every phase's count and total. Only successful phases are counted: a
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PHASES = ("drain", "unload", "load")
+PHASES = ("drain", "unload", "load", "park", "unpark")
 ALPHA = 0.3
 """Weight of the newest sample: a model's cost settles in a few swaps and follows a slower disk."""
 
@@ -39,9 +40,24 @@ class SwitchCosts:
         stats = self._stats.get((model, phase))
         return stats.average_s if stats is not None else 0.0
 
-    def switch_s(self, target: str, victims: tuple[str, ...]) -> float:
-        """Estimated cost of evicting ``victims`` and loading ``target``."""
-        return sum(self.estimate(v, "unload") for v in victims) + self.estimate(target, "load")
+    def measured(self, model: str, phase: str) -> bool:
+        return (model, phase) in self._stats
+
+    def switch_s(
+        self, target: str, victims: tuple[str, ...], *, warm: bool = False, parking: frozenset[str] = frozenset()
+    ) -> float:
+        """Estimated cost of evicting ``victims`` and loading ``target``.
+
+        ``warm``: the target is parked, so it comes back by an un-park — its measured un-park
+        time once there is one (a copy from host RAM: cheaper than a cold load), until then its
+        load time (never more than a cold load). Victims in ``parking`` are priced by their
+        park time (a copy to host RAM) when measured, else by their unload time.
+        """
+        evict = sum(self._either(v, "park" if v in parking else "unload", "unload") for v in victims)
+        return evict + self._either(target, "unpark" if warm else "load", "load")
+
+    def _either(self, model: str, phase: str, fallback: str) -> float:
+        return self.estimate(model, phase if self.measured(model, phase) else fallback)
 
     def snapshot(self) -> dict[tuple[str, str], PhaseStats]:
         """(model, phase) -> a copy of its stats, for ``/metrics``."""

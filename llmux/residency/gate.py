@@ -39,6 +39,9 @@ class SwitchGate:
     def _pump(self) -> None:
         raise NotImplementedError
 
+    def will_park(self, slot: Slot, reason: str) -> bool:
+        raise NotImplementedError
+
     def _init_gate(self, timer: Timer, max_wait_s: float) -> None:
         self._timer, self._hold, self.max_wait_s = timer, None, max_wait_s
         self.held_until = None
@@ -53,7 +56,9 @@ class SwitchGate:
             for s in (self._slots[v] for v in evict)
         ]
         oldest = min(w.since for w in self._queue if w.model == slot.id)
-        pending = switch.Pending(slot.id, oldest, self.costs.switch_s(slot.id, evict))
+        parking = frozenset(v for v in evict if self.will_park(self._slots[v], "make_room"))
+        cost = self.costs.switch_s(slot.id, evict, warm=slot.state == "parked", parking=parking)
+        pending = switch.Pending(slot.id, oldest, cost)
         verdict = switch.decide(now, pending, victims, self.max_wait_s)
         if isinstance(verdict, switch.Start):
             return False

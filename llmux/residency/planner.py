@@ -4,12 +4,23 @@ Rules (LLMUX-VRAM-002…005), numbered as at the branches below:
 
 1. A model already resident needs nothing.
 2. A model larger than the whole budget can never fit: refuse, don't try.
-3. At most one LLM and one TTS: a new one replaces the resident one of its type.
+3. At most one LLM and one TTS: a new one replaces the resident one of its type. ASR and
+   embedding models have no such cap: they are small, and two clients using different ones
+   (a RAG index per application) would otherwise evict each other on every request; rule 5
+   still evicts them when room is needed.
 4. Load alongside when the rest fits (no eviction beyond rule 3).
-5. Otherwise evict lowest priority first (LLM, then TTS, then ASR), only as many as needed.
+5. Otherwise evict lowest priority first (by default LLM, then embedding, then TTS, then ASR:
+   ``eviction_order`` in models.yaml may move embedding), only as many as needed.
    Within one priority, idle before busy, then least recently used first — so a higher-priority
    model is never evicted while a lower-priority one could go instead.
 6. Pinned models are never evicted; if the target cannot fit without them, refuse.
+
+Parked models (the warm host-RAM tier) are not resident: they hold no VRAM and are not in
+``residents``. Their own budget is decided by ``host_room``:
+
+7. A model is parked only if it fits in the host RAM budget by itself; to make room, parked
+   models are dropped lowest priority first (rule 5's order), then least recently used; the
+   model the current swap brings back is never dropped for it.
 """
 
 from __future__ import annotations
@@ -33,6 +44,12 @@ class Resident:
     """Holds leases: evicting it means waiting for them to drain."""
     last_used: float = 0.0
     pinned: bool = False
+    priority: int | None = None
+    """Eviction priority (lower goes first); None: its type's default order."""
+
+    @property
+    def rank(self) -> int:
+        return self.type.priority if self.priority is None else self.priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +107,7 @@ def plan(target: Target, residents: Sequence[Resident], budget_gb: float) -> Pla
     # 5. Lowest priority first; idle before busy; least recently used first.
     order = sorted(
         (r for r in kept if not r.pinned),
-        key=lambda r: (r.type.priority, r.busy, r.last_used, r.id),
+        key=lambda r: (r.rank, r.busy, r.last_used, r.id),
     )
     for r in order:
         victims.append(r.id)
@@ -114,7 +131,7 @@ def overflow(residents: Sequence[Resident], budget_gb: float, keep: str) -> tupl
     victims: list[str] = []
     order = sorted(
         (r for r in residents if r.id != keep and not r.pinned),
-        key=lambda r: (r.type.priority, r.busy, r.last_used, r.id),
+        key=lambda r: (r.rank, r.busy, r.last_used, r.id),
     )
     for r in order:
         victims.append(r.id)
@@ -122,3 +139,22 @@ def overflow(residents: Sequence[Resident], budget_gb: float, keep: str) -> tupl
         if excess <= _EPSILON:
             return tuple(victims)
     return Infeasible(f"model {keep!r} measured larger than the VRAM budget allows next to pinned models")
+
+
+def host_room(
+    need_gb: float, parked: Sequence[Resident], budget_gb: float, keep: str | None = None
+) -> tuple[str, ...] | Infeasible:
+    """Rule 7: which of ``parked`` to drop so that ``need_gb`` more fits in the host RAM budget;
+    ``keep`` (the model the swap brings back) counts but is never dropped. Pure, like ``plan``."""
+    if need_gb > budget_gb + _EPSILON:
+        return Infeasible(f"{need_gb:g} GB does not fit in the {budget_gb:g} GB host RAM budget")
+    excess = used_gb(parked) + need_gb - budget_gb
+    victims: list[str] = []
+    for r in sorted((r for r in parked if r.id != keep), key=lambda r: (r.rank, r.last_used, r.id)):
+        if excess <= _EPSILON:
+            break
+        victims.append(r.id)
+        excess -= r.footprint_gb
+    if excess > _EPSILON:  # what stays parked (the swap's target) leaves no room
+        return Infeasible(f"{need_gb:g} GB does not fit next to the models that stay parked")
+    return tuple(victims)

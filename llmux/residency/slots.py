@@ -29,6 +29,33 @@ class Loadable(Protocol):
 
 
 @runtime_checkable
+class Parkable(Protocol):
+    """A runtime that can leave the device and stay loaded in host RAM (the warm tier)."""
+
+    def park(self) -> float | None:
+        """Move the weights off the device into host memory, keeping them loaded (blocking).
+        Returns the host RAM it now holds in GB (0 when it cannot tell: its footprint counts),
+        or None when it cannot park (nothing changed; the controller unloads it); raising
+        also means "unload me"."""
+        ...
+
+    def unpark(self) -> float | None:
+        """Back onto the device, ready to serve: what ``load`` does, from host memory instead
+        of disk. Returns the measured footprint like ``load``; on failure ``unload`` follows."""
+        ...
+
+
+@runtime_checkable
+class PeakAware(Protocol):
+    """A runtime that measures the device memory it has needed at most while serving."""
+
+    def peak_gb(self) -> float | None:
+        """The largest device footprint seen since ``load`` (weights plus the KV cache and
+        activations of its biggest request), in GB; None when it cannot measure (no CUDA)."""
+        ...
+
+
+@runtime_checkable
 class Occupied(Protocol):
     """A runtime that runs many requests' sequences itself (text engines) and says how many."""
 
@@ -58,6 +85,8 @@ class Slot:
     """The loaded runtime (a ``Loadable``, and whatever inference protocol its type has)."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     loads: int = 0
+    unparks: int = 0
+    """Un-parks that succeeded (counted apart from ``loads``: no disk read, no initialisation)."""
     last_error: str | None = None
     broken_until: float | None = None
     """Set after a failed or timed-out load: refused until then (or an admin reset)."""
@@ -65,6 +94,10 @@ class Slot:
     """Failed loads since the last success (the backoff doubles with each)."""
     abandoned: int = 0
     """Timed-out load threads that have not returned yet."""
+    host_gb: float = 0.0
+    peak_gb: float = 0.0
+    """The largest footprint seen while it served (``residency.peak``); 0 until one is."""
+    """Host RAM it holds while ``parked`` (as its runtime reported it); 0 otherwise."""
 
     def __post_init__(self) -> None:
         self.idle.set()

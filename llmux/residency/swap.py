@@ -29,7 +29,7 @@ from llmux.residency import planner
 from llmux.residency.costs import SwitchCosts
 from llmux.residency.faults import broken_error, redact_paths
 from llmux.residency.memory import device_free_gb, measure, wait_for_room
-from llmux.residency.slots import EngineFactory, Loadable, Offload, Slot
+from llmux.residency.slots import EngineFactory, Loadable, Offload, Parkable, Slot
 
 log = structlog.get_logger("llmux.residency")
 
@@ -65,6 +65,15 @@ class SwapExecutor:
     def _fail_waiters(self, model_id: str, error: Exception) -> None:
         raise NotImplementedError
 
+    def will_park(self, slot: Slot, reason: str) -> bool:
+        raise NotImplementedError
+
+    async def _park(self, slot: Slot, engine: Any, keep: str | None) -> bool:
+        raise NotImplementedError
+
+    async def _drop(self, slot: Slot, reason: str) -> None:
+        raise NotImplementedError
+
     @property
     def used_gb(self) -> float:
         return planner.used_gb(self._residents())
@@ -89,7 +98,7 @@ class SwapExecutor:
             for b in busy:
                 b.cancel()
         for slot in self._slots.values():
-            if slot.state == "ready":
+            if slot.state in ("ready", "parked"):
                 try:
                     await asyncio.wait_for(self._evict(slot, "shutdown"), timeout=max(left(), 1.0))
                 except TimeoutError:
@@ -118,23 +127,34 @@ class SwapExecutor:
                 self._pump()
 
     async def _evict(self, slot: Slot, reason: str, for_: str | None = None) -> None:
+        if slot.state == "parked":  # off the device already: evicting it frees its host RAM
+            slot.draining = False
+            await self._drop(slot, reason)
+            return
+        park = self.will_park(slot, reason)
         slot.machine.send("evict")
         started = self._clock()
         engine, slot.engine = slot.engine, None
+        parked = False
         try:
-            if engine is not None:
+            if engine is not None and park:
+                parked = await self._park(slot, engine, keep=for_)
+            if engine is not None and not parked:
                 await self._offload(engine.unload)
         except Exception as exc:  # the weights are dropped either way; say so loudly
             log.error("model.unload_failed", model=slot.id, error=repr(exc))
         finally:
-            slot.machine.send("evicted")
+            if parked:
+                slot.engine = engine
+            slot.machine.send("park" if parked else "evicted")
             slot.draining = False
-        if engine is not None:
+        if engine is not None and not parked:
             self.costs.observe(slot.id, "unload", self._clock() - started)
         log.info(
-            "model.evicted",
+            "model.parked" if parked else "model.evicted",
             model=slot.id,
             freed_gb=round(slot.footprint_gb, 3),
+            host_gb=round(slot.host_gb, 3),
             reason=reason,
             for_=for_,
             duration_s=round(self._clock() - started, 3),
@@ -149,15 +169,21 @@ class SwapExecutor:
             log.warning("model.device_memory_short", model=slot.id, free_gb=round(free, 3), need_gb=round(need, 3))
 
     async def _load(self, slot: Slot) -> bool:
-        """Load ``slot``; True when it ended resident, False when it failed (waiters told)."""
-        slot.machine.send("load")
+        """Load ``slot`` (or un-park it); True when it ended resident, False when it failed
+        (waiters told)."""
+        warm = slot.state == "parked"
+        slot.machine.send("unpark" if warm else "load")
         started = self._clock()
-        log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb)
+        log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb, warm=warm)
+        engine: Loadable | None = None
         try:
             engine = slot.engine or self._factory(slot.spec, self.registry)
-            reported, probed = await self._bounded_load(slot, engine)
+            reported, probed = await self._bounded_load(slot, engine, warm)
         except Exception as exc:
             timed_out = isinstance(exc, TimeoutError)
+            slot.engine, slot.host_gb = None, 0.0
+            if warm and engine is not None and not timed_out:  # still holds host RAM (a timed-out
+                await self._offload_quietly(slot, engine.unload)  # one is unloaded when it returns)
             slot.machine.send("load_failed")
             slot.failures += 1
             backoff = slot.spec.load_backoff_s * 2 ** min(slot.failures - 1, 4)
@@ -177,15 +203,18 @@ class SwapExecutor:
             )
             self._fail_waiters(slot.id, broken_error(slot, backoff))
             return False
-        slot.engine = engine
+        slot.engine, slot.host_gb = engine, 0.0
         slot.machine.send("loaded")
         slot.ready_since = self._clock()
-        self.costs.observe(slot.id, "load", slot.ready_since - started)
-        slot.loads += 1
+        self.costs.observe(slot.id, "unpark" if warm else "load", slot.ready_since - started)
+        if warm:
+            slot.unparks += 1
+        else:
+            slot.loads += 1
         slot.last_error, slot.failures, slot.broken_until = None, 0, None
         footprint = reported if reported is not None else probed
-        if footprint is not None and footprint > 0:
-            slot.footprint_gb, slot.measured = footprint, True
+        if footprint is not None and footprint > 0:  # a peak seen while serving is never lowered
+            slot.footprint_gb, slot.measured = max(footprint, slot.peak_gb), True
         log.info(
             "model.loaded",
             model=slot.id,
@@ -197,29 +226,38 @@ class SwapExecutor:
         )
         return await self._fit_after_measurement(slot)
 
-    async def _bounded_load(self, slot: Slot, engine: Loadable) -> tuple[float | None, float | None]:
-        """The load, or ``TimeoutError`` after ``load_timeout_s`` with its thread abandoned."""
-        work: asyncio.Future[Any] = asyncio.ensure_future(self._offload(measure, engine.load))
+    async def _offload_quietly(self, slot: Slot, call: Callable[[], object]) -> None:
+        try:
+            await self._offload(call)
+        except Exception as exc:
+            log.error("model.unload_failed", model=slot.id, error=repr(exc))
+
+    async def _bounded_load(self, slot: Slot, engine: Loadable, warm: bool) -> tuple[float | None, float | None]:
+        """The load (``unpark`` when ``warm``), or ``TimeoutError`` after ``load_timeout_s`` with
+        its thread abandoned."""
+        load = engine.unpark if warm and isinstance(engine, Parkable) else engine.load
+        work: asyncio.Future[Any] = asyncio.ensure_future(self._offload(measure, load))
         timer: asyncio.Future[Any] = asyncio.ensure_future(self._sleep(slot.spec.load_timeout_s))
         try:
             await asyncio.wait((work, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
             if not work.done():
-                self._abandon(slot, engine, work)
+                self._abandon(slot, engine, work, warm)
         if not work.done():
             raise TimeoutError
         reported, probed = work.result()
         return reported, probed
 
-    def _abandon(self, slot: Slot, engine: Loadable, work: asyncio.Future[Any]) -> None:
+    def _abandon(self, slot: Slot, engine: Loadable, work: asyncio.Future[Any], warm: bool = False) -> None:
         slot.abandoned += 1
         self._abandoned.add(work)
 
         def returned(done: asyncio.Future[Any]) -> None:
             slot.abandoned -= 1
             self._abandoned.discard(work)
-            if not done.cancelled() and done.exception() is None:
+            # A failed load leaves nothing; a failed un-park still holds the host copy.
+            if not done.cancelled() and (done.exception() is None or warm):
                 log.warning("model.late_load_discarded", model=slot.id)
                 unload = asyncio.ensure_future(self._offload(engine.unload))
                 self._abandoned.add(unload)
@@ -230,7 +268,7 @@ class SwapExecutor:
     async def _restore(self, evicted: list[Slot], failed: Slot) -> None:
         """Load back what was evicted for a load that failed, while it fits without evicting."""
         for slot in evicted:
-            if slot.state != "unloaded" or slot.broken(self._clock()):
+            if slot.state not in ("unloaded", "parked") or slot.broken(self._clock()):
                 continue
             target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
             decision = planner.plan(target, self._residents(), self.budget_gb)

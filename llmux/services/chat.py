@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -23,6 +23,7 @@ import msgspec
 import structlog
 
 from llmux.chat.events import ChatEvent, ChatJob
+from llmux.chat.fetch import networks
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
 from llmux.chat.messages import image_parts
 from llmux.chat.pipeline import ChatRun
@@ -37,6 +38,7 @@ from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
 from llmux.services.limits import check_chat
+from llmux.services.pacing import Cutoff, paced
 from llmux.services.record import note
 
 log = structlog.get_logger("llmux.chat")
@@ -62,12 +64,22 @@ class PreparedChat:
 
 
 class ChatService:
-    def __init__(self, registry: Registry, controller: ResidencyController, *, keepalive_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        controller: ResidencyController,
+        *,
+        keepalive_s: float = 5.0,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
         self.registry = registry
         self.controller = controller
         self.keepalive_s = keepalive_s
+        self.cutoff = Cutoff(controller.stopping, shutdown_grace_s)
         self.images = ImagePolicy(
             remote=registry.limits.remote_images,
+            allow=networks(registry.limits.remote_images_allow),
+            timeout_s=registry.limits.remote_image_timeout_s,
             max_bytes=int(registry.limits.max_request_mb * 2**20),
             max_pixels=registry.limits.max_image_pixels,
         )
@@ -124,9 +136,9 @@ class ChatService:
         run: ChatRun | None = None
         try:
             run = self._start(lease, chat)
-            async with aclosing(self._events(run)) as events:
+            async with aclosing(paced(self._events(run), self.keepalive_s, self.cutoff)) as events:
                 async for batch in events:
-                    for event in batch:
+                    for event in batch or ():
                         builder.add(event)
         finally:
             self._release_when_stopped(lease, run)
@@ -187,7 +199,7 @@ class ChatService:
                 if started_run is not None:
                     started_run(run)
                 yield []  # the turn has begun: a stream sends its role chunk now
-                async with aclosing(_paced(self._events(run), self.keepalive_s)) as events:
+                async with aclosing(paced(self._events(run), self.keepalive_s, self.cutoff)) as events:
                     async for batch in events:
                         yield batch
             finally:
@@ -253,27 +265,6 @@ def _tools(request: ChatCompletionRequest, physical: PhysicalModel) -> list[dict
         )
     log.info("chat.tools_dropped", model=request.model, tools=len(request.tools), reason="model has no tool calling")
     return None
-
-
-async def _paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T | None, None]:
-    """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
-    due). Each step runs as a task so the wait can time out without cancelling the step."""
-    while True:
-        step = asyncio.ensure_future(anext(events))
-        try:
-            while not step.done():
-                await asyncio.wait({step}, timeout=interval)
-                if not step.done():
-                    yield None
-        except BaseException:  # the client left mid-step: stop the step, whose cleanup closes the run
-            step.cancel()
-            await asyncio.gather(step, return_exceptions=True)
-            raise
-        try:
-            item = step.result()
-        except StopAsyncIteration:
-            return
-        yield item
 
 
 def _abandon(acquiring: asyncio.Future[Lease], controller: ResidencyController) -> None:

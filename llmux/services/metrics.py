@@ -35,7 +35,7 @@ from llmux.residency.controller import ResidencyController
 
 LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LOAD_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
-STATES = ("unloaded", "loading", "ready", "serving", "evicting")
+STATES = ("unloaded", "loading", "ready", "serving", "evicting", "parked", "unparking")
 
 
 class Metrics:
@@ -97,12 +97,13 @@ class Metrics:
         model, event = machine.name, str(event)
         if event == "load":
             self._loading_since[model] = self._clock()
-        elif event == "loaded":
-            self.load_seconds.labels(model).observe(self._clock() - self._loading_since.pop(model, self._clock()))
+        elif event == "loaded" and model in self._loading_since:  # an un-park ends in ``loaded`` too:
+            # not a load (``llmux_switch_phase_seconds{phase="unpark"}`` times it)
+            self.load_seconds.labels(model).observe(self._clock() - self._loading_since.pop(model))
         elif event == "load_failed":
             self._loading_since.pop(model, None)
             self.load_failures.labels(model).inc()
-        elif event == "evicted":
+        elif event in ("evicted", "drop"):  # a drop unloads a parked model; a park unloads nothing
             self.evictions.labels(model).inc()
 
     # ---- the canonical line of each request ------------------------------------------------
@@ -143,6 +144,9 @@ class ResidencyCollector(Collector):
         yield GaugeMetricFamily(
             "llmux_vram_used_gb", "VRAM held by resident models (measured or estimated).", value=c.used_gb
         )
+        yield GaugeMetricFamily(
+            "llmux_host_ram_parked_gb", "Host RAM held by parked models (the warm tier).", value=c.host_used_gb
+        )
         yield GaugeMetricFamily("llmux_queue_depth", "Requests waiting for a model.", value=c.queue_depth)
         yield CounterMetricFamily("llmux_swaps", "Residency changes started (loads and evictions).", value=c.swaps)
         footprint = GaugeMetricFamily(
@@ -161,7 +165,7 @@ class ResidencyCollector(Collector):
         loads = CounterMetricFamily("llmux_model_loads", "Successful loads per model.", labels=["model"])
         for v in views:
             footprint.add_metric([v.id, str(v.measured).lower()], v.vram_gb)
-            resident.add_metric([v.id], v.vram_gb if v.state != "unloaded" else 0.0)
+            resident.add_metric([v.id], v.vram_gb if v.state not in ("unloaded", "parked") else 0.0)
             for s in STATES:
                 state.add_metric([v.id, s], 1.0 if v.state == s else 0.0)
             leases.add_metric([v.id], v.leases)

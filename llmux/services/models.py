@@ -23,13 +23,20 @@ from llmux.registry.options import BACKEND_OPTIONS
 from llmux.residency.controller import ResidencyController
 from llmux.services.upstream import UpstreamService
 
-_RESIDENCY: dict[str, Residency] = {"ready": "loaded", "serving": "loaded", "loading": "loading"}
+_RESIDENCY: dict[str, Residency] = {
+    "ready": "loaded",
+    "serving": "loaded",
+    "loading": "loading",
+    "unparking": "loading",
+    "parked": "parked",
+}
 """Lifecycle state -> what clients see; ``evicting`` is ``unloaded``: the next request loads again."""
 
 _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {
     ModelType.LLM: (["text"], ["text"]),
     ModelType.ASR: (["audio"], ["text"]),
     ModelType.TTS: (["text"], ["audio"]),
+    ModelType.EMBEDDING: (["text"], ["embedding"]),
 }
 
 
@@ -80,7 +87,7 @@ class ModelsService:
 def _context(physical: PhysicalModel, engine: Any) -> int | None:
     """The loaded runtime's context size, else what the config sets (None: the model's own
     limit, known once loaded)."""
-    if physical.type is not ModelType.LLM:
+    if physical.type not in (ModelType.LLM, ModelType.EMBEDDING):
         return None
     loaded = getattr(engine, "context", None)
     if isinstance(loaded, int) and loaded > 0:

@@ -196,7 +196,14 @@ def tts_workload(engine: Any, request: SpeedTestRequest, *, warm_up: bool) -> tu
     return round(samples / engine.sample_rate, 3), "audio_s"
 
 
+def embedding_workload(engine: Any, request: SpeedTestRequest, *, warm_up: bool) -> tuple[float, str]:
+    texts = [SENTENCE] * (1 if warm_up else 32)
+    engine.embed(texts, threading.Event())
+    return float(len(texts)), "inputs"
+
+
 WORKLOADS: dict[ModelType, Callable[..., tuple[float, str]]] = {
     ModelType.ASR: asr_workload,
     ModelType.TTS: tts_workload,
+    ModelType.EMBEDDING: embedding_workload,
 }

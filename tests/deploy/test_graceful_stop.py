@@ -129,3 +129,46 @@ def test_sigterm_past_the_grace_period_cuts_the_stream_but_still_unloads_and_exi
     finally:
         server.stop()
     assert evictions(server) == [("smollm2-135m", "shutdown")]
+
+
+
+def post_stream(server: Server, path: str, body: dict, until: bytes | None) -> http.client.HTTPResponse:
+    """A streamed request, returned once a line holding ``until`` has arrived (or at once)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn.request("POST", path, json.dumps({"model": "smollm2", "stream": True, "temperature": 0, **body}),
+                 {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    while until is not None and until not in response.readline():
+        pass
+    return response
+
+
+def test_streams_cut_at_the_end_of_the_grace_still_end_properly(tmp_path: Path) -> None:
+    """Past ``--grace`` llmux ends each stream itself, before uvicorn would cancel it: the
+    Responses API gets ``response.failed``; chat (here still waiting for the engine's turn) gets an
+    error event (``shutting_down``), its finish chunk and ``[DONE]``. Then the model is unloaded
+    and the process exits 0."""
+    server = Server(tmp_path, grace_s=2)
+    try:
+        count = "Count from 1 to 1000, separated by spaces."
+        responses = post_stream(server, "/v1/responses", {"input": count, "max_output_tokens": 4000},
+                                until=b"response.output_text.delta")
+        chat = post_stream(server, "/v1/chat/completions",
+                           {"messages": [{"role": "user", "content": count}], "max_tokens": 4000}, until=None)
+        server.process.send_signal(signal.SIGTERM)
+        responses_tail = [line.decode() for line in responses]
+        chat_tail = [line.decode() for line in chat]
+        assert server.process.wait(timeout=60) == 0, server.output()
+    finally:
+        server.stop()
+    events = [line.split(":", 1)[1].strip() for line in responses_tail if line.startswith("event:")]
+    assert events[-1] == "response.failed", events[-5:]
+    failed = json.loads(next(line[6:] for line in reversed(responses_tail) if line.startswith("data: ")))
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["code"] == "shutting_down"
+    errors = [json.loads(line[6:]) for line in chat_tail if line.startswith("data: {") and '"error"' in line]
+    assert [e["error"]["code"] for e in errors] == ["shutting_down"]
+    assert len([line for line in chat_tail if '"finish_reason":"' in line]) == 1
+    assert chat_tail[-2:] == ["data: [DONE]\n", "\n"]
+    assert evictions(server) == [("smollm2-135m", "shutdown")]

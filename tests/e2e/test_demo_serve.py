@@ -55,7 +55,7 @@ def demo_key() -> str:
 
 def test_smollm2_answers_through_the_demo_config(demo_server: str) -> None:
     client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
-    assert [m.id for m in client.models.list()] == ["smollm2", "whisper-tiny-en", "hibari"]
+    assert [m.id for m in client.models.list()] == ["smollm2", "whisper-tiny-en", "hibari", "all-minilm"]
     reply = client.chat.completions.create(
         model="smollm2", temperature=0, max_tokens=24,
         messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
@@ -105,3 +105,18 @@ def test_a_tool_loop_on_the_demo(demo_server: str) -> None:
     answer = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=24, messages=history,
                                             tools=[WEATHER], tool_choice="none")
     assert answer.choices[0].finish_reason in ("stop", "length") and answer.choices[0].message.content.strip()
+
+
+def test_the_demo_embeds(demo_server: str) -> None:
+    """all-MiniLM-L6-v2 from its wheel, offline: also under OpenAI's default embedding names."""
+    client = openai.OpenAI(base_url=f"{demo_server}/v1", api_key=demo_key(), max_retries=0)
+    texts = ["How do I reset my password?", "I forgot my login credentials.", "The train leaves at noon."]
+    result = client.embeddings.create(model="text-embedding-3-small", input=texts)
+    assert result.model == "text-embedding-3-small" and result.usage.prompt_tokens > 0
+    a, b, c = (d.embedding for d in result.data)
+    assert len(a) == 384
+
+    def dot(x: list[float], y: list[float]) -> float:
+        return sum(p * q for p, q in zip(x, y))
+
+    assert dot(a, b) > dot(a, c)

@@ -50,7 +50,7 @@ def reference_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_the_openai_client_lists_the_16_virtual_models(reference_server: tuple[str, subprocess.Popen[str]]) -> None:
     url, _ = reference_server
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="CHANGE-ME-opencode-placeholder", max_retries=0)
-    assert len(list(client.models.list())) == 16
+    assert len(list(client.models.list())) == 16 + 1  # the requirements' 16, and the OCR model (issue 13)
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{url}/v1", api_key="not-a-key", max_retries=0).models.list()
     assert httpx.get(f"{url}/health").json()["status"] == "ok"

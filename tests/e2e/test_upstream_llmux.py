@@ -90,9 +90,11 @@ def _gateway_config(directory: Path, upstream: str) -> Path:
         f"    options: {{{common}, model: smollm2, api_key: {UPSTREAM_KEY}, context_length: 8192}}\n"
         f"  far-tts:\n    type: tts\n    backend: openai\n    options: {{{common}, model: hibari, api_key_env: {KEY_ENV}}}\n"
         f"  far-asr:\n    type: asr\n    backend: openai\n    options: {{{common}, model: whisper-tiny-en, api_key: {UPSTREAM_KEY}}}\n"
+        f"  far-embed:\n    type: embedding\n    backend: openai\n    options: {{{common}, model: all-minilm, api_key: {UPSTREAM_KEY}}}\n"
         "virtual:\n  smollm2: {physical: smollm2-135m}\n  whisper-here: {physical: whisper-tiny-en}\n"
         "  far-smollm2: {physical: far-llm, description: SmolLM2 on the other box}\n"
         "  far-hibari: {physical: far-tts}\n  far-whisper: {physical: far-asr, behaviour: {language: en}}\n"
+        "  far-minilm: {physical: far-embed}\n"
     )
     (directory / "api_keys.yaml").write_text(f"keys:\n  - {{name: tester, key: {CLIENT_KEY}}}\n")
     return directory
@@ -105,7 +107,7 @@ def gateway(upstream: UpstreamProcess, tmp_path_factory: pytest.TempPathFactory)
         patch.setenv(KEY_ENV, UPSTREAM_KEY)
         app = create_app(load_models(config / "models.yaml"), load_keys(config / "api_keys.yaml"))
     with serve(app, timeout_s=60) as url:
-        wait_for(lambda: _states(url) == {"far-llm": "up", "far-tts": "up", "far-asr": "up"}, 30, "upstreams up")
+        wait_for(lambda: _states(url) == dict.fromkeys(["far-llm", "far-tts", "far-asr", "far-embed"], "up"), 30, "upstreams up")
         yield url
 
 
@@ -169,6 +171,19 @@ def test_speech_and_transcription_are_relayed(gateway: str) -> None:
     assert words(heard.text) == ["good", "morning", "how", "are", "you", "today"]
     here = client(gateway).audio.transcriptions.create(model="whisper-here", file=("speech.mp3", spoken.content))
     assert words(here.text) == words(heard.text)  # a local model's upload is still read after the routing look
+
+
+def test_embeddings_are_relayed(upstream: UpstreamProcess, gateway: str) -> None:
+    texts = ["The cat sat on the mat.", "A feline rested on the rug."]
+    relayed = client(gateway).embeddings.create(model="far-minilm", input=texts)
+    direct = openai.OpenAI(base_url=f"{upstream.url}/v1", api_key=UPSTREAM_KEY, max_retries=0).embeddings.create(
+        model="all-minilm", input=texts)
+    assert relayed.model == "far-minilm" and len(relayed.data) == 2 and len(relayed.data[0].embedding) == 384
+    assert [d.embedding for d in relayed.data] == [d.embedding for d in direct.data]  # the upstream's own vectors
+    assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens > 0
+    raw = httpx.post(f"{gateway}/v1/embeddings", headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                     json={"model": "far-minilm", "input": "hi", "encoding_format": "base64"}, timeout=60).json()
+    assert isinstance(raw["data"][0]["embedding"], str)  # base64 passes through
 
 
 def test_an_upstream_costs_no_vram_and_evicts_nothing(gateway: str) -> None:

@@ -83,3 +83,26 @@ async def test_speech_input_with_digit_seven_comma_is_spoken() -> None:
         r = await http.post("/v1/audio/speech", json={"model": "hibari", "input": "\U0001f108 apples", "response_format": "wav"})
     assert r.status_code == 200, r.text
     assert r.content.startswith(b"RIFF")
+
+
+def embed(**fields: Any) -> str:
+    return json.dumps({"model": "all-minilm", "input": "hello", **fields})
+
+
+EMBEDDINGS = {
+    "2,049 inputs": (embed(input=["x"] * 2049), "input"),
+    "an input of 70,000 characters": (embed(input=["ok", "x" * 70_000]), "input"),
+    "token arrays": (embed(input=[[1, 2, 3]]), "input"),
+    "a number": (embed(input=7), "input"),
+    "dimensions on a fixed-size model": (embed(dimensions=128), "dimensions"),
+    "an unknown parameter": (embed(truncate="END"), "truncate"),
+    "an unknown encoding": (embed(encoding_format="binary"), "encoding_format"),
+}
+
+
+@pytest.mark.parametrize(("body", "param"), EMBEDDINGS.values(), ids=EMBEDDINGS.keys())
+async def test_bad_embedding_requests_are_400_before_any_load(body: str, param: str) -> None:
+    r, loaded = await post_json("/v1/embeddings", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    assert loaded == []

@@ -257,10 +257,11 @@ def test_a_transcription_is_relayed_as_multipart(gateway: tuple[str, Hostile]) -
     assert 'filename="talk.ogg"' in raw and "OggS-not-really" in raw
 
 
-def test_the_request_id_reaches_the_upstream(gateway: tuple[str, Hostile]) -> None:
+def test_no_request_id_of_llmux_goes_upstream(gateway: tuple[str, Hostile]) -> None:
+    """llama-cpp-python's server answers a non-UUID X-Request-ID with a 400."""
     response = post(gateway[0], "echo")
     seen = json.loads(response.json()["choices"][0]["message"]["content"])
-    assert seen["headers"]["X-Request-ID"] == response.headers["x-request-id"]  # one id in both logs
+    assert "x-request-id" not in {h.lower() for h in seen["headers"]}
 
 
 def test_a_gateway_shutting_down_refuses_upstream_requests_too(tmp_path: Path) -> None:

@@ -2,20 +2,25 @@
 failing loads, loads that measure larger or smaller than estimated, loads that hang past their
 timeout (and return late, or never), broken models and their reset, pins and admin unloads;
 clients that go away at every await point — queued, just granted, or mid-request under a lease;
-the switch policy holding swaps, and its timers firing when the test lets time pass.
+the switch policy holding swaps, and its timers firing when the test lets time pass; and (in
+``ParkingMachine``) the warm host-RAM tier: evicted models parked, un-parked (or failing to),
+declined by their runtime, reported larger than planned, and dropped to make host room.
 
 Loads are gated by the test (no clock, no threads): a load starts, and a later rule decides
 when it finishes and how; a load's timeout is a timer the test fires. After every step the
 invariants must hold.
 
 Size: ``LLMUX_STATEFUL_EXAMPLES`` runs (default 1000) of at most ``LLMUX_STATEFUL_STEPS`` steps
-each (default 30); ``make stateful`` asks for 10,000-step runs, which Hypothesis ends when its
-data buffer is full (470-800 steps measured).
+each (default 30); ``make stateful`` asks for 10,000-step runs. Hypothesis ends a run when its
+choice buffer is full (8 KB: 470-800 of these steps) and has no setting for its size, so runs
+longer than that get a buffer sized for them (``long_runs``). ``LLMUX_STATEFUL_REPORT`` names a
+JSON file that gets the steps each run reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,24 +49,39 @@ MODELS = {
     "tts-2a": (ModelType.TTS, 2.0),
     "tts-2b": (ModelType.TTS, 2.0),
     "huge": (ModelType.LLM, 20.0),
+    "emb-1": (ModelType.EMBEDDING, 1.0),
+    "emb-3": (ModelType.EMBEDDING, 3.0),
 }
+ORDER = (ModelType.LLM, ModelType.TTS, ModelType.EMBEDDING, ModelType.ASR)
+"""Not the default order: embeddings after TTS, so the config's order is what the controller obeys."""
 
 
-def registry() -> Registry:
+def registry(host_ram_gb: float = 0.0) -> Registry:
     physical = {
         mid: PhysicalModel(type=kind, backend="transformers", weights=mid, vram_gb=gb, id=mid, load_backoff_s=20.0)
         for mid, (kind, gb) in MODELS.items()
     }
-    return Registry(BUDGET, Path("/nonexistent"), None, Limits(max_wait_s=MAX_WAIT_S), physical, {})
+    limits = Limits(max_wait_s=MAX_WAIT_S)
+    return Registry(
+        BUDGET, Path("/nonexistent"), None, limits, physical, {}, host_ram_budget_gb=host_ram_gb, eviction_order=ORDER
+    )
 
 
 class GatedBackend:
     """Its load waits for the test to say how it ends: (ok, measured GB or None)."""
 
-    def __init__(self, spec: PhysicalModel) -> None:
+    def __init__(self, spec: PhysicalModel, park_factor: float | None = 1.0) -> None:
         self.spec = spec
         self.outcome: tuple[bool, float | None] = (True, None)
         self.loaded = False
+        self.park_factor = park_factor
+        """What ``park`` reports: the estimate times this, or None (the runtime declines)."""
+        self.on_host = False
+        self.peak: float | None = None
+        """What ``peak_gb`` reports: the footprint it needed at most while serving."""
+
+    def peak_gb(self) -> float | None:
+        return self.peak
 
     def load(self) -> float | None:
         ok, measured = self.outcome
@@ -72,7 +92,22 @@ class GatedBackend:
 
     def unload(self) -> None:
         assert self.loaded
-        self.loaded = False
+        self.loaded = self.on_host = False
+
+    def park(self) -> float | None:
+        assert self.loaded and not self.on_host
+        if self.park_factor is None:
+            return None
+        self.on_host = True
+        return self.spec.vram_gb * self.park_factor
+
+    def unpark(self) -> float | None:
+        assert self.loaded and self.on_host
+        ok, measured = self.outcome
+        if not ok:
+            raise RuntimeError(f"{self.spec.id}: CUDA out of memory (simulated)")
+        self.on_host = False
+        return measured
 
 
 class FakeTimer:
@@ -104,9 +139,29 @@ class Session:
 
 
 MODEL_IDS = st.sampled_from(sorted(MODELS))
+STEPS = int(os.environ.get("LLMUX_STATEFUL_STEPS", "30"))
+REPORT = os.environ.get("LLMUX_STATEFUL_REPORT")
+STEPS_RUN: list[int] = []
+
+
+def long_runs(steps: int) -> None:
+    """Room in Hypothesis's choice buffer for ``steps`` steps (a step draws well under 64
+    choices). Internal names, checked: if Hypothesis renames them this fails loudly rather
+    than quietly running short runs again."""
+    import hypothesis.internal.conjecture.engine as engine
+    import hypothesis.stateful as stateful
+
+    assert isinstance(engine.BUFFER_SIZE, int) and isinstance(stateful.BUFFER_SIZE, int)
+    engine.BUFFER_SIZE = stateful.BUFFER_SIZE = max(engine.BUFFER_SIZE, steps * 64)  # type: ignore[misc]
+
+
+if STEPS > 400:  # only ``make stateful``: the suite's short runs keep Hypothesis's defaults
+    long_runs(STEPS)
 
 
 class ControllerMachine(RuleBasedStateMachine):
+    HOST_RAM_GB = 0.0
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
@@ -116,8 +171,9 @@ class ControllerMachine(RuleBasedStateMachine):
         self.hung: list[tuple[GatedBackend, asyncio.Future[None]]] = []
         self.backends: dict[str, GatedBackend] = {}
         self.timers: list[FakeTimer] = []
+        self.park_factor: float | None = 1.0
         self.controller = ResidencyController(
-            registry(), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep, timer=self._timer
+            registry(self.HOST_RAM_GB), self._factory, offload=self._offload, clock=self._tick, sleep=self._sleep, timer=self._timer
         )
         for mid in MODELS:  # as if it had served a while: the policy has switch costs to weigh
             self.controller.costs.observe(mid, "load", 10.0)
@@ -129,6 +185,7 @@ class ControllerMachine(RuleBasedStateMachine):
         self.admin: list[asyncio.Task[None]] = []
         self.held: list[Lease] = []
         self.failures: list[BaseException] = []
+        self.steps = -1  # the invariants also run once before the first step
         structlog.configure(
             processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False
         )
@@ -162,7 +219,7 @@ class ControllerMachine(RuleBasedStateMachine):
         return [w for w in self.controller._queue if not w.future.done()]
 
     def _factory(self, spec: PhysicalModel, _: Registry) -> GatedBackend:
-        self.backends[spec.id] = GatedBackend(spec)  # a new engine per load, as in production
+        self.backends[spec.id] = GatedBackend(spec, self.park_factor)  # a new engine per load, as in production
         self.created.append(self.backends[spec.id])
         return self.backends[spec.id]
 
@@ -188,12 +245,12 @@ class ControllerMachine(RuleBasedStateMachine):
         return fn(*args)
 
     def _check_eviction(self, _: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("event") == "model.evicted" and event.get("reason") == "make_room":
-            victim = MODELS[event["model"]][0].priority
+        if event.get("event") in ("model.evicted", "model.parked") and event.get("reason") == "make_room":
+            victim = ORDER.index(MODELS[event["model"]][0])
             for view in self.controller.status():
-                if view.state != "unloaded" and not view.pinned and view.id != event["model"]:
+                if view.state not in ("unloaded", "parked") and not view.pinned and view.id != event["model"]:
                     # Nothing of lower priority than the victim was left resident.
-                    assert MODELS[view.id][0].priority >= victim, (event, view)
+                    assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
@@ -317,6 +374,17 @@ class ControllerMachine(RuleBasedStateMachine):
             session.done.set_result(None)
         self.settle()
 
+    def _on_device(self) -> list[Any]:
+        return [s for s in self.controller._slots.values() if s.engine is not None and s.state in ("ready", "serving")]
+
+    @precondition(lambda self: self._on_device())
+    @rule(data=st.data(), factor=st.sampled_from([1.2, 1.6, 3.0]))
+    def serving_grows(self, data: st.DataObject, factor: float) -> None:
+        """A long request's KV cache: the model's peak footprint exceeds its plan (noticed when
+        its last lease is released; ×3 can exceed what fits next to the pinned models)."""
+        slot = data.draw(st.sampled_from(self._on_device()))
+        slot.engine.peak = slot.footprint_gb * factor
+
     @rule(model=st.sampled_from(["asr-4", "asr-2", "tts-2a"]), pinned=st.booleans())
     def pin(self, model: str, pinned: bool) -> None:
         self.controller.pin(model, pinned)
@@ -329,6 +397,15 @@ class ControllerMachine(RuleBasedStateMachine):
     # ---- invariants -----------------------------------------------------------------------
 
     @invariant()
+    def count_steps(self) -> None:
+        self.steps += 1
+
+    @invariant()
+    def a_peak_is_never_forgotten(self) -> None:
+        for slot in self.controller._slots.values():
+            assert slot.footprint_gb >= slot.peak_gb - 1e-9
+
+    @invariant()
     def within_budget(self) -> None:
         # A load that measured larger than estimated may overshoot until its correction,
         # which runs inside the same swap; outside a swap the budget always holds.
@@ -337,7 +414,7 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @invariant()
     def one_llm_one_tts(self) -> None:
-        views = [v for v in self.controller.status() if v.state != "unloaded"]
+        views = [v for v in self.controller.status() if v.state not in ("unloaded", "parked")]
         assert sum(v.type == "llm" for v in views) <= 1
         assert sum(v.type == "tts" for v in views) <= 1
 
@@ -371,6 +448,11 @@ class ControllerMachine(RuleBasedStateMachine):
         assert self.controller._slots["huge"].state == "unloaded"
 
     def teardown(self) -> None:
+        STEPS_RUN.append(self.steps)
+        if REPORT:
+            runs = sorted(STEPS_RUN)
+            Path(REPORT).write_text(json.dumps({"runs": len(runs), "min_steps": runs[0], "max_steps": runs[-1],
+                                                "median_steps": runs[len(runs) // 2], "total_steps": sum(runs)}))
         try:
             for lease in self.held:
                 self.on_loop(self.controller.release, lease)
@@ -416,9 +498,49 @@ class ControllerMachine(RuleBasedStateMachine):
 
 ControllerMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("LLMUX_STATEFUL_EXAMPLES", "1000")),
-    stateful_step_count=int(os.environ.get("LLMUX_STATEFUL_STEPS", "30")),
+    stateful_step_count=STEPS,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large],
 )
 test_controller_invariants = ControllerMachine.TestCase
 test_controller_invariants = pytest.mark.slow(test_controller_invariants)
+
+
+class ParkingMachine(ControllerMachine):
+    """The same traffic with a warm tier that holds one 9 GB LLM plus small models, not the
+    13 GB one: evictions park, later requests un-park, and parked models are dropped for room."""
+
+    HOST_RAM_GB = 12.0
+
+    @rule(factor=st.sampled_from([None, 0.5, 1.0, 1.4]))
+    def runtime_parks_like(self, factor: float | None) -> None:
+        """Engines made from now on report this much host RAM when parked (None: they decline)."""
+        self.park_factor = factor
+
+    @invariant()
+    def host_ram_budget_holds(self) -> None:
+        assert self.controller.host_used_gb <= self.HOST_RAM_GB + 1e-6
+
+    @invariant()
+    def parked_models_hold_no_vram_and_no_lease(self) -> None:
+        views = self.controller.status()
+        on_device = sum(v.vram_gb for v in views if v.state not in ("unloaded", "parked"))
+        assert abs(self.controller.used_gb - on_device) < 1e-2
+        for v in views:
+            slot = self.controller._slots[v.id]
+            if v.state == "parked":
+                assert v.leases == 0 and v.host_gb > 0 and not slot.draining
+                assert slot.engine is not None and slot.engine.loaded and slot.engine.on_host
+            elif v.state != "unparking":  # the host copy is freed once the copy back is done
+                assert v.host_gb == 0
+        assert sum(v.type == "llm" and v.state == "serving" for v in views) <= 1
+
+    @invariant()
+    def unloaded_models_hold_nothing(self) -> None:
+        for slot in self.controller._slots.values():
+            if slot.state == "unloaded":
+                assert slot.engine is None
+
+
+ParkingMachine.TestCase.settings = ControllerMachine.TestCase.settings
+test_controller_invariants_with_parking = pytest.mark.slow(ParkingMachine.TestCase)

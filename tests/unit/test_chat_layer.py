@@ -154,8 +154,10 @@ def _png() -> bytes:
 def test_remote_images_are_fetched_only_when_enabled() -> None:
     import http.server
 
+    from llmux.chat.fetch import networks
     from llmux.chat.images import ImagePolicy
 
+    lan = networks(["127.0.0.1/32"])  # loopback plays a LAN image host: allowed explicitly
     png = _png()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -174,9 +176,9 @@ def test_remote_images_are_fetched_only_when_enabled() -> None:
     try:
         with pytest.raises(InvalidRequest):
             image_bytes(url)  # off by default
-        assert image_bytes(url, ImagePolicy(remote=True)) == png
+        assert image_bytes(url, ImagePolicy(remote=True, allow=lan)) == png
         with pytest.raises(InvalidRequest):
-            image_bytes(url, ImagePolicy(remote=True, max_bytes=10))
+            image_bytes(url, ImagePolicy(remote=True, allow=lan, max_bytes=10))
     finally:
         server.shutdown()
 

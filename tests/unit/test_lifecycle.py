@@ -27,6 +27,12 @@ def test_the_chart_has_exactly_the_designed_transitions() -> None:
         ("serving", "ready"),
         ("ready", "evicting"),
         ("evicting", "unloaded"),
+        # the warm host-RAM tier
+        ("evicting", "parked"),
+        ("parked", "unparking"),
+        ("parked", "unloaded"),
+        ("unparking", "ready"),
+        ("unparking", "unloaded"),
     }
 
 
@@ -65,3 +71,45 @@ def test_a_failed_load_returns_to_unloaded() -> None:
 def test_events_that_make_no_sense_when_unloaded_raise(event: str) -> None:
     with pytest.raises(TransitionNotAllowed):
         ModelLifecycle("m").send(event)
+
+
+def _parked() -> ModelLifecycle:
+    m = ModelLifecycle("m")
+    for event in ("load", "loaded", "evict", "park"):
+        m.send(event)
+    return m
+
+
+def test_a_parked_model_holds_no_vram_and_comes_back_through_unparking() -> None:
+    m = _parked()
+    assert (m.state, m.resident, m.warm) == ("parked", False, True)
+    m.send("unpark")
+    assert (m.state, m.resident, m.warm) == ("unparking", True, False)
+    m.send("loaded")
+    m.send("acquire")
+    assert (m.state, m.leases) == ("serving", 1)
+
+
+def test_a_failed_unpark_and_a_drop_end_unloaded() -> None:
+    m = _parked()
+    m.send("unpark")
+    m.send("load_failed")
+    assert m.state == "unloaded"
+    m = _parked()
+    m.send("drop")
+    assert (m.state, m.warm) == ("unloaded", False)
+
+
+@pytest.mark.parametrize("event", ["acquire", "release", "evict", "load", "loaded", "park", "evicted"])
+def test_a_parked_model_takes_no_lease_and_no_other_way_out(event: str) -> None:
+    with pytest.raises(TransitionNotAllowed):
+        _parked().send(event)
+
+
+@pytest.mark.parametrize("event", ["park", "drop", "unpark"])
+def test_only_an_eviction_parks_and_only_a_parked_model_is_dropped_or_unparked(event: str) -> None:
+    m = ModelLifecycle("m")
+    m.send("load")
+    m.send("loaded")
+    with pytest.raises(TransitionNotAllowed):
+        m.send(event)
