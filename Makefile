@@ -10,7 +10,7 @@ PORT ?= 8081
 # A portable llama.cpp build (no -march=native), so a cached wheel runs on any x86-64 CPU.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench check clients soak stateful webui
+.PHONY: install demo test lint bench check clients browser soak stateful webui
 
 install: $(VENV)/.installed
 
@@ -44,7 +44,11 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 	npm install --prefix clients --no-audit --no-fund
 	touch $@
 
-test: lint clients
+# The dashboard's browser test (tests/e2e/test_dashboard.py) drives Debian's Chromium with
+# playwright-core from npm: both are part of `make test`.
+browser: clients/browser/node_modules/.installed /usr/bin/chromium
+
+test: lint clients browser
 	$(PY) -m pytest
 
 # Open WebUI in a real browser against the demo (not part of `make test`: ~3 GB, its own torch).
@@ -53,7 +57,7 @@ test: lint clients
 WEBUI_PYTHON ?= python3.11
 WEBUI_VENV := clients/webui-venv
 
-webui: install $(WEBUI_VENV)/.installed clients/browser/node_modules/.installed /usr/bin/chromium
+webui: install $(WEBUI_VENV)/.installed browser
 	$(PY) -m pytest -q -s -p no:cacheprovider tests/webui
 
 $(WEBUI_VENV)/.installed:
@@ -69,7 +73,7 @@ clients/browser/node_modules/.installed: clients/browser/package.json clients/br
 
 /usr/bin/chromium:
 	apt-get update
-	apt-get install -y chromium
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 # The full soak (the suite runs a bounded 1,200 requests): 5,000 mixed requests, 16 clients,
 # a fifth of them abandoned, a twentieth to a model whose loads fail or hang; figures in soak.json.

@@ -192,7 +192,7 @@ def load_row(name: str, registry: Any, physical: str) -> list[str]:
 
 def serve(config: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port),
-                                "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--log-level", "warning", "--data-dir", str(config / "data")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -150,7 +150,7 @@ def llmux_server(work: Path, threads: int, parallel: int, n_ctx: int, port: int)
     (directory / "models.yaml").write_text(yaml.safe_dump(config))
     (directory / "api_keys.yaml").write_text(yaml.safe_dump({"keys": [{"name": "bench", "key": KEY}]}))
     process = subprocess.Popen([sys.executable, "-m", "llmux", "serve", "--config", str(directory), "--port", str(port),
-                                "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--log-level", "warning", "--data-dir", str(directory / "data")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_up(process, f"http://127.0.0.1:{port}", "/health")
     return process
 

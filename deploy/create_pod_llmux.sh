@@ -19,6 +19,7 @@ IMAGE="${LLMUX_IMAGE:-localhost/llmux:latest}"
 DATA_DIR="${LLMUX_DATA_DIR:-$HOME/.local/share/llmux_pod}"
 MODELS_DIR="${LLMUX_MODELS_DIR:-$DATA_DIR/models}"
 CONFIG_DIR="${LLMUX_CONFIG_DIR:-$DATA_DIR/config}"
+STATE_DIR="${LLMUX_STATE_DIR:-$DATA_DIR/data}"  # llmux's usage database (written: not read-only)
 BIND_ADDR="${LLMUX_BIND_ADDR:-127.0.0.1}"
 HOST_PORT="${LLMUX_PORT:-8081}"
 GPU_DEVICE="${LLMUX_GPU_DEVICE:-nvidia.com/gpu=all}"
@@ -79,6 +80,7 @@ create_pod() {
 
 create_container() {
     log "creating container $CTR_NAME from $IMAGE"
+    mkdir -p "$STATE_DIR"
     # label=disable: SELinux hosts otherwise deny the CDI device nodes and the bind mounts.
     podman create \
         --pod "$POD_NAME" \
@@ -87,6 +89,7 @@ create_container() {
         --security-opt label=disable \
         --volume "$MODELS_DIR:/models:ro" \
         --volume "$CONFIG_DIR:/config:ro" \
+        --volume "$STATE_DIR:/var/lib/llmux" \
         --stop-timeout "$STOP_TIMEOUT" \
         "$IMAGE"
 }
@@ -98,6 +101,11 @@ install_units() {
     cd "$UNIT_DIR"  # --files writes the units to the working directory
     podman generate systemd --new --files --name "$POD_NAME"
     cd "$here"
+    # `systemctl --user reload`: llmux reads api_keys.yaml again on SIGHUP. The unit's main
+    # process is conmon, which does not pass signals on: send it to the container itself.
+    mkdir -p "$UNIT_DIR/container-$CTR_NAME.service.d"
+    printf '[Service]\nExecReload=/usr/bin/podman kill --signal HUP %s\n' "$CTR_NAME" \
+        > "$UNIT_DIR/container-$CTR_NAME.service.d/reload.conf"
     # The units create their own pod on start; the template would only block the name.
     podman pod rm --force "$POD_NAME"
     systemctl --user daemon-reload

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmux import download
 from llmux.protocol.errors import ConfigError, LlmuxError
 from llmux.registry import ApiKeysFile, Registry
+
+if TYPE_CHECKING:
+    from llmux.services.keys import KeyStore
+
+DEFAULT_DATA_DIR = Path("/var/lib/llmux")
 
 
 def _load(config_dir: Path) -> tuple[Registry, ApiKeysFile]:
@@ -21,7 +29,7 @@ def _load(config_dir: Path) -> tuple[Registry, ApiKeysFile]:
 def serve(args: argparse.Namespace) -> int:
     from llmux.app import create_app
     from llmux.logging import configure
-    from llmux.registry.keys import weak_keys
+    from llmux.registry.keys import unknown_models, weak_keys
     from llmux.server import run
 
     configure(args.log_level, json=args.log_json)
@@ -38,10 +46,38 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     for line in weak:
         print(f"llmux: warning: {line} (--allow-demo-keys)", file=sys.stderr)
-    app = create_app(registry, keys, shutdown_grace_s=args.grace)
-    controller = app.state.services.controller
-    run(app, host=args.host, port=args.port, grace_s=args.grace, on_stop=controller.begin_shutdown)
+    for line in unknown_models(keys, registry):
+        print(f"llmux: refusing to serve: {line}", file=sys.stderr)
+        return 2
+    data_dir = args.data_dir or registry.data_dir or DEFAULT_DATA_DIR
+    try:
+        app = create_app(
+            registry,
+            keys,
+            shutdown_grace_s=args.grace,
+            data_dir=data_dir,
+            keys_path=args.config / "api_keys.yaml",
+            allow_weak_keys=args.allow_demo_keys,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        print(f"llmux: data directory {data_dir}: {exc} (set data_dir in models.yaml, or --data-dir)", file=sys.stderr)
+        return 2
+    services = app.state.services
+    run(
+        app,
+        host=args.host,
+        port=args.port,
+        grace_s=args.grace,
+        on_stop=services.controller.begin_shutdown,
+        on_reload=lambda: _reload(services.keys),
+    )
     return 0
+
+
+def _reload(keys: KeyStore) -> None:
+    """SIGHUP: a bad file is logged by the store and changes nothing."""
+    with contextlib.suppress(ConfigError):
+        keys.reload()
 
 
 def check(args: argparse.Namespace) -> int:
@@ -70,10 +106,13 @@ def check(args: argparse.Namespace) -> int:
         if status.startswith("MISSING"):
             problems += 1
         print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {status:<8} {path}")
-    from llmux.registry.keys import MIN_SERVE_LENGTH, weak_keys
+    from llmux.registry.keys import MIN_SERVE_LENGTH, unknown_models, weak_keys
 
     for line in weak_keys(keys, min_length=0):
         print(f"  {line}: generate a real one")
+        problems += 1
+    for line in unknown_models(keys, registry):
+        print(f"  {line}")
         problems += 1
     for line in set(weak_keys(keys)) - set(weak_keys(keys, min_length=0)):
         print(f"  warning: {line}: `llmux serve` needs {MIN_SERVE_LENGTH} or more")
@@ -99,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON logs (default: when not a terminal)",
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight requests get on shutdown")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where the usage database lives (default: data_dir in models.yaml, else {DEFAULT_DATA_DIR})",
+    )
     p.add_argument(
         "--allow-demo-keys",
         action="store_true",

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Router
@@ -20,6 +21,7 @@ from llmux.api.admin import AdminController
 from llmux.api.audio import AudioController
 from llmux.api.auth import KeyRing, RequireKey
 from llmux.api.chat import ChatController
+from llmux.api.dashboard import EventsController, UiController
 from llmux.api.disconnect import cancel_on_disconnect
 from llmux.api.embeddings import EmbeddingsController
 from llmux.api.errors import EXCEPTION_HANDLERS
@@ -28,18 +30,24 @@ from llmux.api.middleware import canonical_line
 from llmux.api.models import ModelsController
 from llmux.api.openapi import DocumentedJson
 from llmux.api.responses import ResponsesController
+from llmux.api.usage import UsageController
 from llmux.engines.factory import create_engine
+from llmux.engines.worker import run_in_thread
 from llmux.registry import ApiKeysFile, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import EngineFactory
+from llmux.services.access import Access
 from llmux.services.audio import AudioService
 from llmux.services.chat import ChatService
 from llmux.services.embeddings import EmbeddingsService
+from llmux.services.keys import KeyStore
 from llmux.services.metrics import Metrics
 from llmux.services.models import ModelsService
+from llmux.services.preload import preloader
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
 from llmux.services.upstream import UpstreamService
+from llmux.services.usage import FILE_NAME, UsageService, UsageStore
 
 MB = 1024 * 1024
 
@@ -63,6 +71,9 @@ class Services:
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
     """Unix time at start-up (the ``created`` of every model card)."""
+    keys: KeyStore
+    access: Access
+    usage: UsageService
 
     def dependencies(self) -> dict[str, Provide]:
         def value(v: Any) -> Provide:
@@ -79,7 +90,13 @@ def create_app(
     shutdown_grace_s: float = 30.0,
     keepalive_s: float = 5.0,
     gpu_probe: Callable[[], bool] = gpu_present,
+    data_dir: Path | None = None,
+    keys_path: Path | None = None,
+    allow_weak_keys: bool = True,
+    usage_flush_s: float = 5.0,
 ) -> Litestar:
+    """``data_dir`` None: usage in memory only; ``keys_path``: where ``keys`` came from (a
+    reload reads it again; None: no reload)."""
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
@@ -97,22 +114,42 @@ def create_app(
         upstream=upstream,
         started=time.monotonic(),
         created=created,
+        keys=KeyStore(keys, registry, path=keys_path, allow_weak=allow_weak_keys),
+        access=Access(registry),
+        usage=UsageService(UsageStore(data_dir / FILE_NAME if data_dir else None, flush_s=usage_flush_s)),
     )
     services.metrics.registry.register(upstream)  # llmux_upstream_up
+    store = services.usage.store
+
+    def request_done(record: dict[str, Any]) -> None:
+        services.metrics.request_done(record)
+        services.access.request_done(record)
+        store.request_done(record)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        store.start()
         upstream.start()
         try:
             yield
         finally:
             await controller.shutdown(shutdown_grace_s)
             await upstream.close()
+            await run_in_thread(lambda _: store.close(), name="usage-close")
 
-    guard = RequireKey(KeyRing(keys))
+    ring = KeyRing(keys)
+    services.keys.on_change(ring.replace)
+    guard = RequireKey(ring, services.access)
     v1 = Router(
         path="/v1",
-        route_handlers=[ChatController, ResponsesController, ModelsController, AdminController, EmbeddingsController],
+        route_handlers=[
+            ChatController,
+            ResponsesController,
+            ModelsController,
+            AdminController,
+            EmbeddingsController,
+            UsageController,
+        ],
         guards=[guard],
         request_max_body_size=int(registry.limits.max_request_mb * MB),
     )
@@ -124,14 +161,16 @@ def create_app(
         guards=[guard],
         request_max_body_size=int(registry.limits.max_audio_mb * MB) + MB,
     )
+    # The dashboard's page is open (it holds no data); its feed is an admin route.
+    dashboard = Router(path="/v1", route_handlers=[EventsController], guards=[guard])
     return Litestar(
-        route_handlers=[HealthController, v1, audio],
+        route_handlers=[HealthController, v1, audio, dashboard, UiController],
         dependencies=services.dependencies(),
         state=State({"services": services}),
-        lifespan=[lifespan],
+        lifespan=[lifespan, preloader(controller, registry)],  # exited in reverse: preload stops first
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            canonical_line(services.metrics.request_done),
+            canonical_line(request_done),
             cancel_on_disconnect(registry.limits.stall_timeout_s, registry.limits.request_timeout_s),
         ],
         logging_config=None,

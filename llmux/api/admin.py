@@ -7,6 +7,8 @@
     POST /v1/admin/models/{model}/unpin
     POST /v1/admin/models/{model}/reset      forget a broken model's failed loads (retry now)
     POST /v1/admin/speedtest                 GPU versus CPU on the same inference (TST-020/021)
+    GET  /v1/admin/usage                     every key's usage (start, end, client, group_by)
+    POST /v1/admin/keys/reload               read api_keys.yaml again (as SIGHUP does)
 
 ``{model}`` is a physical id or a virtual name (which names its physical model).
 """
@@ -15,13 +17,25 @@ from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from llmux.protocol.admin import SpeedTestReport, SpeedTestRequest
+from llmux.protocol.errors import LlmuxError
 from llmux.protocol.residency import ModelStatus, Residency
+from llmux.protocol.usage import KeysReloaded, UsageReport
 from llmux.registry import Registry
 from llmux.residency.controller import ResidencyController
+from llmux.services.keys import KeyStore
 from llmux.services.speedtest import SpeedTest
+from llmux.services.usage import UsageService
+
+
+class KeysNotReloaded(LlmuxError):
+    """The keys file is bad: the keys in force stay (the message says what is wrong)."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "config_error"
 
 
 def _physical_id(registry: Registry, name: str) -> str:
@@ -109,3 +123,23 @@ class AdminController(Controller):
         self, data: JSONBody[SpeedTestRequest], speedtest: NamedDependency[SpeedTest]
     ) -> SpeedTestReport:
         return await speedtest.run(data)
+
+    @get("/usage")
+    async def usage(
+        self,
+        usage: NamedDependency[UsageService],
+        start: FromQuery[str | None] = None,
+        end: FromQuery[str | None] = None,
+        client: FromQuery[str | None] = None,
+        group_by: FromQuery[str | None] = None,
+    ) -> UsageReport:
+        groups = ("client", "model", "day")
+        return await usage.report(start=start, end=end, group_by=group_by, client=client, groups=groups)
+
+    @post("/keys/reload", status_code=200)
+    async def reload_keys(self, keys: NamedDependency[KeyStore]) -> KeysReloaded:
+        try:
+            reloaded = keys.reload()
+        except LlmuxError as exc:
+            raise KeysNotReloaded(exc.message) from None
+        return KeysReloaded(clients=[k.name for k in reloaded.keys])

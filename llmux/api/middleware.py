@@ -19,7 +19,7 @@ import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmux.services.record import open_record
+from llmux.services.record import open_headers, open_record
 
 log = structlog.get_logger("llmux.http")
 
@@ -33,12 +33,13 @@ def canonical_line(observe: Callable[[dict[str, Any]], None]) -> Callable[[ASGIA
             request_id = secrets.token_hex(6)
             structlog.contextvars.bind_contextvars(request_id=request_id)
             record = open_record(method=scope["method"], path=scope["path"], status=0, bytes=0)
+            extra = open_headers()
             started = time.perf_counter()
 
             async def sending(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     record["status"] = message["status"]
-                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode()), *extra]
                 elif message["type"] == "http.response.body":
                     record["bytes"] += len(message.get("body", b""))
                 await send(message)

@@ -201,18 +201,44 @@ class ModelsFile(Strict, frozen=True):
     limits: Limits = Limits()
     physical: dict[str, dict[str, Any]] = {}
     virtual: dict[str, dict[str, Any]] = {}
+    preload: tuple[str, ...] = ()
+    """Models (physical or virtual names) loaded at start-up, ASR first, then TTS, then LLM, each
+    only while it fits beside those already loaded; requests are served meanwhile."""
+    pinned: tuple[str, ...] = ()
+    """Models (physical or virtual names) never evicted to make room once loaded, from start-up
+    on (the admin API's pin/unpin change it until the next restart)."""
     eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
     """Model types evicted first to last; every type once, ``llm`` before ``tts`` before ``asr``
     (LLMUX-VRAM-002): only where ``embedding`` sits is a choice."""
     aliases: dict[str, str] = {}
     """Other names for virtual models (OpenAI's ``whisper-1``, ``tts-1``, ``tts-1-hd``): accepted
     wherever a model is named, not listed by ``/v1/models``."""
+    data_dir: str | None = None
+    """Where llmux keeps its state (the per-key usage database), absolute or relative to this
+    file's directory; ``llmux serve --data-dir`` wins, and without either it is ``/var/lib/llmux``."""
+
+
+PerMinute = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class KeyLimits(Strict, frozen=True):
+    """One client's rate limits (none by default); over one, a 429 with ``Retry-After``."""
+
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    """Prompt and completion tokens: a request reserves an estimate when admitted and is
+    settled with what it really used when it ends."""
+    concurrent_requests: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ApiKey(Strict, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     key: Annotated[str, msgspec.Meta(min_length=16)]
     role: Literal["user", "admin"] = "user"
+    models: tuple[str, ...] | None = None
+    """The virtual models (or aliases) this key may use; None: all of them. A model it may not
+    use is a 404, as if it did not exist, and is not listed by ``/v1/models``."""
+    limits: KeyLimits = KeyLimits()
 
 
 class ApiKeysFile(Strict, frozen=True):

@@ -168,6 +168,9 @@ def load_models(path: Path) -> Registry:
         if target not in virtual:
             raise ConfigError(f"$.aliases.{alias}: no virtual model named {target!r}")
     _check_eviction_order(top.eviction_order)
+    preload = _physical_ids(top.preload, "preload", physical, virtual, top.aliases)
+    preload = sorted(preload, key=lambda mid: -top.eviction_order.index(physical[mid].type))  # ASR, TTS, LLM; stable
+    pinned = _physical_ids(top.pinned, "pinned", physical, virtual, top.aliases)
     base = path.parent
     models_dir = Path(top.models_dir)
     if not models_dir.is_absolute():
@@ -177,6 +180,7 @@ def load_models(path: Path) -> Registry:
         voices_dir = Path(top.voices_dir)
         if not voices_dir.is_absolute():
             voices_dir = (base / voices_dir).resolve()
+    data_dir = None if top.data_dir is None else (base / Path(top.data_dir).expanduser()).resolve()
     return Registry(
         budget_gb=top.budget_gb,
         models_dir=models_dir,
@@ -184,10 +188,35 @@ def load_models(path: Path) -> Registry:
         limits=top.limits,
         physical=physical,
         virtual=virtual,
+        preload=tuple(preload),
+        pinned=tuple(pinned),
         aliases=dict(top.aliases),
         host_ram_budget_gb=top.host_ram_budget_gb,
         eviction_order=top.eviction_order,
+        data_dir=data_dir,
     )
+
+
+def _physical_ids(
+    names: tuple[str, ...],
+    field: str,
+    physical: dict[str, PhysicalModel],
+    virtual: dict[str, VirtualModel],
+    aliases: dict[str, str],
+) -> list[str]:
+    """``preload:`` / ``pinned:`` entries (physical ids, virtual names or aliases) as physical
+    ids, each once, in the order first named."""
+    ids: list[str] = []
+    for i, name in enumerate(names):
+        if name in physical:
+            mid = name
+        elif aliases.get(name, name) in virtual:
+            mid = virtual[aliases.get(name, name)].physical
+        else:
+            raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if mid not in ids:
+            ids.append(mid)
+    return ids
 
 
 def _check_eviction_order(order: tuple[ModelType, ...]) -> None:
@@ -204,7 +233,10 @@ def _check_eviction_order(order: tuple[ModelType, ...]) -> None:
 
 def load_keys(path: Path) -> ApiKeysFile:
     """Decode ``api_keys.yaml``; names and keys must be unique."""
-    keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    try:
+        keys = _convert(_read_yaml(path), ApiKeysFile, "$")
+    except ConfigError as exc:  # "..., got <value>" would print a secret into the log
+        raise ConfigError(re.sub(r"^(\$\.keys\[\d+\]\.key: .*?), got .*$", r"\1", exc.message, flags=re.S)) from None
     seen_names: set[str] = set()
     seen_keys: set[str] = set()
     for i, entry in enumerate(keys.keys):

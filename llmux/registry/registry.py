@@ -18,12 +18,18 @@ class Registry:
     limits: Limits
     physical: dict[str, PhysicalModel]
     virtual: dict[str, VirtualModel]
+    preload: tuple[str, ...] = ()
+    """Physical ids to load at start-up, in loading order (``ModelsFile.preload`` resolved)."""
+    pinned: tuple[str, ...] = ()
+    """Physical ids pinned from start-up (``ModelsFile.pinned`` resolved)."""
     aliases: dict[str, str] = field(default_factory=dict)
     """Other names of virtual models (``whisper-1`` -> a virtual model), resolved like them."""
     host_ram_budget_gb: float = 0.0
     """The warm tier's host RAM (``residency.park``); 0: evicted models are unloaded."""
     eviction_order: tuple[ModelType, ...] = DEFAULT_EVICTION_ORDER
     """Model types evicted first to last (``models.yaml`` ``eviction_order``)."""
+    data_dir: Path | None = None
+    """``data_dir`` of models.yaml, resolved (None: not set there)."""
 
     def priority(self, kind: ModelType) -> int:
         """Eviction priority in force (LLMUX-VRAM-002): lower is evicted first."""
@@ -36,9 +42,7 @@ class Registry:
         """
         virtual = self.virtual.get(self.aliases.get(name, name))
         if virtual is None:
-            raise ModelNotFound(
-                f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model"
-            )
+            raise unknown_model(name)
         physical = self.physical[virtual.physical]
         if expect is not None and physical.type is not expect:
             raise ModelNotFound(
@@ -62,6 +66,12 @@ class Registry:
 
     def virtual_of(self, physical_id: str) -> list[str]:
         return [name for name, v in self.virtual.items() if v.physical == physical_id]
+
+
+def unknown_model(name: str) -> ModelNotFound:
+    """The 404 for a model that is not served (or that the calling key may not use: the same
+    words, so a client cannot tell which)."""
+    return ModelNotFound(f"The model {name!r} does not exist. GET /v1/models lists the served models.", param="model")
 
 
 PKG_SCHEME = "pkg://"

@@ -27,9 +27,11 @@ from typing import Any
 import structlog
 
 from llmux.protocol.errors import InvalidRequest, ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.events import PinChanged
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
 from llmux.residency import admission, faults, planner
+from llmux.residency.events import EventHub, LifecycleEvents
 from llmux.residency.faults import broken_error
 from llmux.residency.gate import SwitchGate, Timer, call_later
 from llmux.residency.lifecycle import ModelLifecycle
@@ -69,6 +71,8 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
             for mid, spec in registry.physical.items()
             if not spec.remote  # an upstream holds no VRAM here: never planned, leased or evicted
         }
+        for pinned in registry.pinned:  # config pins hold from the start (and so across restarts)
+            self._slots[pinned].pinned = True
         self._queue: list[Waiter] = []
         self._swap: asyncio.Task[None] | None = None
         self._closing = False
@@ -76,6 +80,17 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         self.stopping = asyncio.Event()
         """Set when shutdown begins (the in-flight requests' grace starts)."""
         self.swaps = 0
+        self.events = EventHub(self)
+        """Every state change, lease, waiter and swap, for ``GET /v1/admin/events``."""
+        self.add_listener(
+            LifecycleEvents(
+                self.events,
+                used_gb=lambda: self.used_gb,
+                error_of=lambda m: self._slots[m].last_error,
+                expected_s=lambda m, phase: round(self.costs.estimate(m, phase), 3) or None,
+                host_gb=lambda m: self._slots[m].host_gb,
+            )
+        )
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -153,10 +168,17 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         while self._swap is not None:
             await asyncio.shield(self._swap)
 
+    def plan_for(self, model_id: str) -> planner.Plan | planner.Infeasible:
+        """What loading ``model_id`` now would evict, by the planner's rules (the preload asks)."""
+        slot = self._slot(model_id)
+        target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)
+        return planner.plan(target, self._residents(), self.budget_gb)
+
     def pin(self, model_id: str, pinned: bool = True) -> None:
         """A pinned model is never chosen as an eviction victim."""
         self._slot(model_id).pinned = pinned
         log.info("model.pinned" if pinned else "model.unpinned", model=model_id)
+        self.events.publish(PinChanged(model=model_id, pinned=pinned))
 
     def reset(self, model_id: str) -> None:
         """Forget a broken model's failures (admin): the next request tries to load it again."""
@@ -232,6 +254,8 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
             if not w.future.done():
                 w.future.set_exception(ServiceUnavailable("llmux is shutting down", code="shutting_down"))
         self._queue.clear()
+        self.events.waiting((), self.queue_depth)
+        self.events.close()  # event streams end: they would hold the graceful stop
 
     # ---- decisions (synchronous: never across an await) -------------------------------------
 
@@ -285,6 +309,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
                 continue  # loading, draining or evicting, or another swap goes first
             swap_claimed = True
             self._plan_swap(waiter, slot)
+        self.events.waiting((w.model for w in self._queue), self.queue_depth)
 
     def _plan_swap(self, waiter: Waiter, slot: Slot) -> None:
         target = planner.Target(slot.id, slot.spec.type, slot.footprint_gb)

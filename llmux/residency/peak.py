@@ -17,7 +17,9 @@ from typing import Any
 
 import structlog
 
+from llmux.protocol.events import FootprintChanged
 from llmux.residency import planner
+from llmux.residency.events import EventHub
 from llmux.residency.slots import PeakAware, Slot
 
 log = structlog.get_logger("llmux.residency")
@@ -33,6 +35,7 @@ class PeakFootprint:
     _swap: Any
     budget_gb: float
     _grown: str | None = None
+    events: EventHub
     # Annotations only (no stubs): the controller and the swap executor define these, and a
     # stub here would come first in the method resolution order.
     _residents: Callable[[], list[planner.Resident]]
@@ -48,6 +51,12 @@ class PeakFootprint:
         slot.footprint_gb = slot.peak_gb = peak
         slot.measured = True
         self._grown = slot.id
+        used = planner.used_gb(self._residents())
+        self.events.publish(
+            FootprintChanged(
+                model=slot.id, vram_gb=round(peak, 3), estimate_gb=slot.spec.vram_gb, used_gb=round(used, 3)
+            )
+        )
 
     def _correct(self) -> bool:
         """If a grown footprint left usage over the budget, start the swap that fixes it."""

@@ -24,9 +24,11 @@ from typing import Any
 import structlog
 
 from llmux.protocol.errors import ModelCannotFit
+from llmux.protocol.events import FootprintChanged
 from llmux.registry import Registry
 from llmux.residency import planner
 from llmux.residency.costs import SwitchCosts
+from llmux.residency.events import EventHub
 from llmux.residency.faults import broken_error, redact_paths
 from llmux.residency.memory import device_free_gb, measure, wait_for_room
 from llmux.residency.slots import EngineFactory, Loadable, Offload, Parkable, Slot
@@ -48,6 +50,8 @@ class SwapExecutor:
     _swap: asyncio.Task[None] | None
     _sleep: Callable[[float], Awaitable[None]]
     _abandoned: set[asyncio.Future[object]]
+    events: EventHub
+    swaps: int
 
     _closing_at: float | None
     costs: SwitchCosts
@@ -106,6 +110,7 @@ class SwapExecutor:
 
     async def _run_swap(self, target: Slot | None, victims: tuple[tuple[str, str], ...]) -> None:
         evicted: list[Slot] = []
+        self.events.swap_started(self.swaps, target.id if target else None, victims, self._clock())
         try:
             for victim_id, reason in victims:
                 victim = self._slots[victim_id]
@@ -124,7 +129,16 @@ class SwapExecutor:
         finally:
             if self._swap is not None:
                 self._swap = None
+                self._swap_finished(target)
                 self._pump()
+
+    def _swap_finished(self, target: Slot | None) -> None:
+        if target is None:
+            self.events.swap_finished("unloaded", self._clock())
+        elif target.state in ("ready", "serving"):
+            self.events.swap_finished("loaded", self._clock())
+        else:  # the load failed or timed out, or it measured more than the budget
+            self.events.swap_finished("failed", self._clock(), target.last_error)
 
     async def _evict(self, slot: Slot, reason: str, for_: str | None = None) -> None:
         if slot.state == "parked":  # off the device already: evicting it frees its host RAM
@@ -184,7 +198,6 @@ class SwapExecutor:
             slot.engine, slot.host_gb = None, 0.0
             if warm and engine is not None and not timed_out:  # still holds host RAM (a timed-out
                 await self._offload_quietly(slot, engine.unload)  # one is unloaded when it returns)
-            slot.machine.send("load_failed")
             slot.failures += 1
             backoff = slot.spec.load_backoff_s * 2 ** min(slot.failures - 1, 4)
             slot.broken_until = self._clock() + backoff
@@ -193,6 +206,7 @@ class SwapExecutor:
                 if timed_out
                 else redact_paths(f"{type(exc).__name__}: {exc}")
             )
+            slot.machine.send("load_failed")  # after last_error: the event stream tells why
             log.error(
                 "model.load_failed",
                 model=slot.id,
@@ -215,6 +229,14 @@ class SwapExecutor:
         footprint = reported if reported is not None else probed
         if footprint is not None and footprint > 0:  # a peak seen while serving is never lowered
             slot.footprint_gb, slot.measured = max(footprint, slot.peak_gb), True
+            self.events.publish(
+                FootprintChanged(
+                    model=slot.id,
+                    vram_gb=round(slot.footprint_gb, 3),
+                    estimate_gb=slot.spec.vram_gb,
+                    used_gb=round(self.used_gb, 3),
+                )
+            )
         log.info(
             "model.loaded",
             model=slot.id,

@@ -23,6 +23,7 @@ from llmux.protocol.audio import SpeechRequest
 from llmux.protocol.errors import InvalidRequest, PayloadTooLarge
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
+from llmux.services.access import admit
 from llmux.services.record import note
 
 MB = 1024 * 1024
@@ -87,6 +88,7 @@ class AudioService:
         from llmux.audio.decode import decode_audio
 
         self.check_size(len(data))
+        admit(model)  # the key's models and limits: 404/429
         virtual, physical = self.registry.resolve(model, expect=ModelType.ASR)
         lang = (language or virtual.behaviour.language or "en").lower().replace("_", "-").split("-")[0]
         opts = msgspec.structs.replace(options, language=lang)
@@ -113,6 +115,7 @@ class AudioService:
     def prepare_speech(self, request: SpeechRequest) -> SpeechJob:
         if request.stream_format == "sse":
             raise InvalidRequest("stream_format 'sse' is not supported; use 'audio'.", param="stream_format")
+        admit(request.model)  # the key's models and limits: 404/429
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.TTS)
         if not request.input.strip():
             raise InvalidRequest("The input text is empty.", param="input")

@@ -37,8 +37,10 @@ from llmux.protocol.sse import DONE, KEEPALIVE, sse
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.residency.controller import ResidencyController
 from llmux.residency.slots import Lease
+from llmux.services.access import admit
 from llmux.services.limits import check_chat
 from llmux.services.pacing import Cutoff, paced
+from llmux.services.ratelimit import DEFAULT_COMPLETION_RESERVE
 from llmux.services.record import note
 
 log = structlog.get_logger("llmux.chat")
@@ -87,6 +89,7 @@ class ChatService:
     # ---- 1. validation, before any lease -------------------------------------------------------
 
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+        admit(request.model, tokens=reservation(request))  # the key's models and limits: 404/429
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
         note(model=request.model, physical=physical.id, stream=request.stream)
         check_chat(request, self.registry.limits)
@@ -247,6 +250,17 @@ class ChatService:
             finish_reason=finish.reason if finish else None,
             ttft_s=round(run.first_token_at - started, 4) if run.first_token_at is not None else None,
         )
+
+
+def reservation(request: ChatCompletionRequest) -> int:
+    """Tokens a request reserves under a tokens-per-minute limit until it is settled with what it
+    used: the prompt at about four bytes of JSON a token (images left out), plus its completion
+    budget."""
+    prompt = len(msgspec.json.encode(request.messages)) - sum(
+        len(p.image_url.url) for _, p in image_parts(request.messages)
+    )
+    budget = request.max_completion_tokens or request.max_tokens or DEFAULT_COMPLETION_RESERVE
+    return max(0, prompt) // 4 + budget
 
 
 def _tools(request: ChatCompletionRequest, physical: PhysicalModel) -> list[dict[str, Any]] | None:

@@ -19,6 +19,7 @@ from llmux.protocol.embeddings import EmbeddingList, EmbeddingOut, EmbeddingRequ
 from llmux.protocol.errors import InvalidRequest
 from llmux.registry import ModelType, Registry
 from llmux.residency.controller import ResidencyController
+from llmux.services.access import admit
 from llmux.services.record import note
 
 
@@ -50,6 +51,8 @@ class EmbeddingsService:
                     code="dimensions_not_supported",
                 )
             note(dimensions=request.dimensions)
+        # The key's models and limits (404/429), reserving about four characters a token.
+        admit(request.model, tokens=sum(len(text) for text in texts) // 4 + 1)
         self.controller.admit(physical.id)
         return EmbeddingJob(request.model, physical.id, texts, request.dimensions, request.encoding_format)
 

@@ -20,7 +20,9 @@ from llmux.protocol.models import (
 )
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.options import BACKEND_OPTIONS
+from llmux.registry.registry import unknown_model
 from llmux.residency.controller import ResidencyController
+from llmux.services.access import allowed
 from llmux.services.upstream import UpstreamService
 
 _RESIDENCY: dict[str, Residency] = {
@@ -50,7 +52,7 @@ class ModelsService:
         self.upstream = upstream
 
     def list(self) -> ModelList:
-        cards = [self.card(name) for name in self.registry.virtual]
+        cards = [self.card(name) for name in self.registry.virtual if allowed(name)]
         codex = [
             CodexModel(slug=c.id, display_name=c.id, description=c.description, context_window=c.context_length)
             for c in cards
@@ -59,6 +61,8 @@ class ModelsService:
         return ModelList(cards, models=codex)
 
     def card(self, name: str) -> ModelCard:
+        if not allowed(name):  # worded as for a model that does not exist (services.access)
+            raise unknown_model(name)
         virtual, physical = self.registry.resolve(name)
         if physical.remote:  # loaded while its upstream answers its health poll
             state, engine = ("ready" if self.upstream and self.upstream.healthy(physical.id) else "unloaded"), None

@@ -36,17 +36,10 @@ from llmux.protocol.errors import InvalidRequest, LlmuxError, ServiceUnavailable
 from llmux.protocol.residency import UpstreamStatus
 from llmux.protocol.sse import DONE, KEEPALIVE
 from llmux.registry import ModelType, Registry, VirtualModel
+from llmux.services import upstream_stream as wire
+from llmux.services.access import admit
 from llmux.services.record import note
-from llmux.services.upstream_stream import (
-    Kind,
-    StreamState,
-    apply_defaults,
-    close,
-    note_usage,
-    paced,
-    rename,
-    server_events,
-)
+from llmux.services.upstream_stream import Kind
 
 log = structlog.get_logger("llmux.upstream")
 
@@ -174,9 +167,12 @@ class UpstreamService:
         fields = msgspec.json.decode(body)
         if not isinstance(fields, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        admit(head.model, tokens=wire.reservation(kind, fields, len(body)))  # the key's models and limits: 404/429
+        if kind == "speech" and isinstance(fields.get("input"), str):
+            note(chars=len(fields["input"]))
         upstream = self._admit(physical.id)
         fields["model"] = upstream.model
-        apply_defaults(fields, virtual, physical)
+        wire.apply_defaults(fields, virtual, physical)
         return Relay(upstream, kind, head.model, msgspec.json.encode(fields), bool(head.stream))
 
     def resolve_form(self, model: str, expect: ModelType) -> tuple[VirtualModel, Upstream] | None:
@@ -187,6 +183,7 @@ class UpstreamService:
         if not physical.remote:
             return None
         note(model=model, physical=physical.id, upstream=True)
+        admit(model)
         return virtual, self._admit(physical.id)
 
     def _admit(self, physical_id: str) -> Upstream:
@@ -214,12 +211,12 @@ class UpstreamService:
         media = response.headers.get("content-type", "application/octet-stream")
         if relay.kind == "speech":
             if media.startswith(("application/json", "text/")):  # an error dressed as a success
-                await close(response)
+                await wire.close(response)
                 raise relay.upstream.malformed(f"a {media!r} answer where audio was expected")
             return await self._audio(relay, response, media)
         if relay.stream:
             if not media.startswith("text/event-stream"):
-                await close(response)
+                await wire.close(response)
                 raise relay.upstream.malformed(f"a {media!r} response to a streamed request")
             return Relayed("text/event-stream", stream=self._events(relay, response))
         return Relayed("application/json", body=await self._json(relay, response))
@@ -233,7 +230,10 @@ class UpstreamService:
             data.setdefault(name, []).append(upstream.model if name == "model" else value)
         response = await upstream.send("audio/transcriptions", files={"file": file}, data=data)
         media = response.headers.get("content-type", "application/json")
-        return Relayed(media, body=await self._read(upstream, response, JSON_LIMIT))
+        body = await self._read(upstream, response, JSON_LIMIT)
+        if media.startswith("application/json"):
+            wire.note_audio_seconds(body)
+        return Relayed(media, body=body)
 
     async def _read(self, upstream: Upstream, response: httpx.Response, limit: int) -> bytes:
         try:
@@ -241,7 +241,7 @@ class UpstreamService:
         except httpx.HTTPError as exc:
             raise upstream.transport_error(exc) from exc
         finally:
-            await close(response)
+            await wire.close(response)
         if len(body) > limit:
             raise upstream.malformed(f"an answer over {limit // MB} MB")
         return body
@@ -254,8 +254,8 @@ class UpstreamService:
             raise relay.upstream.malformed("an answer that is not JSON") from None
         if not isinstance(answer, dict):
             raise relay.upstream.malformed("a JSON answer that is not an object")
-        rename(answer, relay.model)
-        note_usage(answer)
+        wire.rename(answer, relay.model)
+        wire.note_usage(answer)
         return msgspec.json.encode(answer)
 
     async def _audio(self, relay: Relay, response: httpx.Response, media: str) -> Relayed:
@@ -269,15 +269,15 @@ class UpstreamService:
             except httpx.HTTPError as exc:  # audio has no in-band error: the stream just ends
                 note(error=relay.upstream.transport_error(exc).code)
             finally:
-                await close(response)
+                await wire.close(response)
 
         return Relayed(media, stream=pieces())
 
     async def _events(self, relay: Relay, response: httpx.Response) -> AsyncGenerator[bytes, None]:
-        stream = StreamState(relay.model)
+        stream = wire.StreamState(relay.model)
         error: UpstreamError | None = None
         try:
-            async with aclosing(paced(server_events(response), self.keepalive_s)) as events:
+            async with aclosing(wire.paced(wire.server_events(response), self.keepalive_s)) as events:
                 async for event in events:
                     if event is None:
                         yield KEEPALIVE
@@ -291,7 +291,7 @@ class UpstreamService:
         except (httpx.HTTPError, httpx_sse.SSEError) as exc:
             error = relay.upstream.transport_error(exc)
         finally:
-            await close(response)
+            await wire.close(response)
         if error is None and relay.kind == "chat" and stream.finish is None:
             # cut short, even if with a [DONE] (llama-cpp-python's server ends a stream so when
             # another request arrives): the client must not take a truncated answer for a whole one

@@ -18,6 +18,7 @@ from llmux.engines.upstream import Upstream, UpstreamError
 from llmux.protocol.errors import error_body
 from llmux.protocol.sse import sse
 from llmux.registry import ModelType, PhysicalModel, VirtualModel
+from llmux.services.ratelimit import DEFAULT_COMPLETION_RESERVE
 from llmux.services.record import note
 
 T = TypeVar("T")
@@ -154,3 +155,30 @@ def apply_defaults(fields: dict[str, Any], virtual: VirtualModel, physical: Phys
                 fields.setdefault(name, value)
     elif physical.type is ModelType.TTS and b.voice is not None:
         fields.setdefault("voice", b.voice)
+
+
+def reservation(kind: Kind, fields: dict[str, Any], size: int) -> int:
+    """Tokens a relayed request reserves under its key's tokens-per-minute limit (settled with
+    the usage the upstream reports): the body at about four bytes a token, plus the completion
+    budget it asks for."""
+    if kind == "speech":
+        return 0
+    if kind == "embeddings":
+        return size // 4 + 1
+    budget = fields.get("max_completion_tokens") or fields.get("max_tokens") or fields.get("max_output_tokens")
+    return size // 4 + (budget if isinstance(budget, int) and budget > 0 else DEFAULT_COMPLETION_RESERVE)
+
+
+def note_audio_seconds(body: bytes) -> None:
+    """A transcription's length as the upstream reports it (``usage.seconds``, or verbose_json's
+    ``duration``), for the key's usage."""
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return
+    if not isinstance(answer, dict):
+        return
+    usage = answer.get("usage")
+    seconds = usage.get("seconds") if isinstance(usage, dict) else answer.get("duration")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        note(audio_s=round(float(seconds), 3))

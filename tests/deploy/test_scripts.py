@@ -61,7 +61,7 @@ def pod_commands(host: Host) -> list[list[str]]:
          "--userns", "keep-id:uid=10001,gid=10001"],
         ["podman", "create", "--pod", "llmux_pod", "--name", "llmux_ctr", "--device", "nvidia.com/gpu=all",
          "--security-opt", "label=disable", "--volume", f"{models}:/models:ro", "--volume", f"{config}:/config:ro",
-         "--stop-timeout", "60", IMAGE],
+         "--volume", f"{host.data / 'data'}:/var/lib/llmux", "--stop-timeout", "60", IMAGE],
         ["podman", "generate", "systemd", "--new", "--files", "--name", "llmux_pod"],
         ["podman", "pod", "rm", "--force", "llmux_pod"],
         ["systemctl", "--user", "daemon-reload"],
@@ -206,3 +206,12 @@ def test_scripts_are_strict_and_executable() -> None:
 def test_hadolint_containerfile() -> None:
     result = subprocess.run([_tool("hadolint"), str(ROOT / "Containerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_create_pod_makes_systemctl_reload_send_sighup_to_llmux(host: Host) -> None:
+    """``systemctl --user reload``: llmux reads api_keys.yaml again. The generated unit's main
+    process is conmon, which passes no signal on, so the reload goes to the container."""
+    assert host.run("create_pod_llmux.sh").returncode == 0
+    dropin = host.units / "container-llmux_ctr.service.d" / "reload.conf"
+    assert dropin.read_text() == "[Service]\nExecReload=/usr/bin/podman kill --signal HUP llmux_ctr\n"
+    assert (host.data / "data").is_dir()  # the usage database's directory, mounted read-write

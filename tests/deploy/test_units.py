@@ -23,7 +23,7 @@ KNOWN = {
     "Pod": {"PodName", "ServiceName", "PublishPort", "UserNS", "Network", "PodmanArgs"},
     "Container": {"ContainerName", "Pod", "Image", "AddDevice", "SecurityLabelDisable", "Volume",
                   "StopTimeout", "Environment", "HealthCmd", "Exec", "PodmanArgs"},
-    "Service": {"Restart", "TimeoutStopSec", "TimeoutStartSec"},
+    "Service": {"Restart", "TimeoutStopSec", "TimeoutStartSec", "ExecReload"},
     "Install": {"WantedBy"},
 }
 
@@ -82,7 +82,9 @@ def test_quadlet_matches_the_pod_script() -> None:
     assert values(ctr, "Container", "Volume") == [
         "%h/.local/share/llmux_pod/models:/models:ro",
         "%h/.local/share/llmux_pod/config:/config:ro",
+        "%h/.local/share/llmux_pod/data:/var/lib/llmux",
     ]
+    assert values(ctr, "Service", "ExecReload") == [f"/usr/bin/podman kill --signal HUP {script_default('CTR_NAME')}"]
     # the image's user must be the one the pod maps the host user to
     assert f"ARG LLMUX_UID={uid}" in (ROOT / "Containerfile").read_text()
 

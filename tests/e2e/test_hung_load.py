@@ -54,7 +54,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "llmux", "serve", "--config", str(config), "--port", str(port), "--log-json",
-         "--grace", str(GRACE_S)],
+         "--grace", str(GRACE_S), "--data-dir", str(tmp_path / "data")],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -27,10 +27,12 @@ def _up(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
+    data_dir = tmp_path_factory.mktemp("data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json", "--allow-demo-keys"],
+        [sys.executable, "-m", "llmux", "serve", "--config", "config", "--port", str(port), "--log-json", "--allow-demo-keys",
+         "--data-dir", str(data_dir)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,

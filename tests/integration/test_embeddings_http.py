@@ -19,6 +19,7 @@ import yaml
 
 from llmux.app import create_app
 from llmux.registry import ApiKey, ApiKeysFile, load_models
+from llmux.registry.config import KeyLimits
 from tests.fixtures.chat_backends import tiny_dir  # noqa: F401
 from tests.fixtures.tiny_models import build_bert_embedder, build_bert_gguf, build_gguf
 from tests.support.server import serve
@@ -28,6 +29,8 @@ import llama_cpp  # noqa: F401,E402 -- a hard requirement of the suite: fail, ne
 import transformers  # noqa: F401,E402 -- a hard requirement of the suite: fail, never skip
 
 KEY = "sk-test-embeddings-0123456789"
+NARROW = "sk-test-embeddings-narrow-0123456789"
+RPM = "sk-test-embeddings-rpm-0123456789"
 MODELS = ("bert", "gguf", "bert-gguf", "minilm")
 
 
@@ -69,7 +72,12 @@ def server(tiny_dir: Path) -> Iterator[str]:  # noqa: F811
     }
     path = tiny_dir / "embeddings-models.yaml"
     path.write_text(yaml.safe_dump(config))
-    app = create_app(load_models(path), ApiKeysFile(keys=(ApiKey(name="t", key=KEY),)))
+    keys = ApiKeysFile(keys=(
+        ApiKey(name="t", key=KEY),
+        ApiKey(name="narrow", key=NARROW, models=("chat",), limits=KeyLimits(requests_per_minute=1)),
+        ApiKey(name="rpm", key=RPM, limits=KeyLimits(requests_per_minute=1)),
+    ))
+    app = create_app(load_models(path), keys)
     with serve(app) as url:
         yield url
 
@@ -216,3 +224,16 @@ def test_concurrent_requests_get_their_own_vectors(client: openai.OpenAI, model:
             # llama.cpp's numerics shift by ~1e-5 when sequences share a batch; another text's
             # vector would differ by far more.
             assert d.embedding == pytest.approx(alone[text], abs=5e-4)
+
+
+def test_a_key_limited_to_other_models_gets_404_and_limits_apply(server: str) -> None:
+    narrow = openai.OpenAI(base_url=f"{server}/v1", api_key=NARROW, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        narrow.embeddings.create(model="bert", input="hello")
+    assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
+    rpm = openai.OpenAI(base_url=f"{server}/v1", api_key=RPM, max_retries=0)
+    first = rpm.embeddings.with_raw_response.create(model="bert", input="hello")
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    with pytest.raises(openai.RateLimitError) as limited:
+        rpm.embeddings.create(model="bert", input="hello")
+    assert int(limited.value.response.headers["retry-after"]) >= 1

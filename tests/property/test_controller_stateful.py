@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from llmux.protocol.errors import LlmuxError, ModelCannotFit, ModelLoadFailed, TooManyRequests
+from llmux.protocol.events import FootprintChanged, LeaseChanged, PinChanged, Snapshot, StateChanged, WaitingChanged
 from llmux.registry import ModelType, PhysicalModel, Registry
 from llmux.registry.config import Limits
 from llmux.residency.controller import ResidencyController
@@ -185,6 +186,9 @@ class ControllerMachine(RuleBasedStateMachine):
         self.admin: list[asyncio.Task[None]] = []
         self.held: list[Lease] = []
         self.failures: list[BaseException] = []
+        self.feed = self.controller.events.subscribe()  # what a dashboard would be told
+        self.mirror: dict[str, dict[str, Any]] = {}
+        self.last_seq = 0
         self.steps = -1  # the invariants also run once before the first step
         structlog.configure(
             processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False
@@ -442,6 +446,38 @@ class ControllerMachine(RuleBasedStateMachine):
         assert held is not None, live
         assert held <= live[0].since + self.controller.max_wait_s + 1e-9
         assert any(not t.cancelled and t.when <= held + 1e-9 for t in self.timers)
+
+    @invariant()
+    def the_event_feed_tells_the_state(self) -> None:
+        """A reader that applies the feed's events to its snapshot sees what ``status()`` says:
+        every state, lease count, pin, footprint and waiting count, with no ``seq`` skipped."""
+        for event in self.feed.drain():
+            if isinstance(event, Snapshot):
+                assert event.seq >= self.last_seq
+                self.mirror = {m.id: {"state": m.state, "leases": m.leases, "pinned": m.pinned,
+                                      "vram_gb": m.vram_gb, "waiting": m.waiting} for m in event.models}
+            else:
+                assert event.seq == self.last_seq + 1, (event, self.last_seq)
+                model = self.mirror.get(getattr(event, "model", ""), {})  # swaps name no one model
+                if isinstance(event, StateChanged):
+                    model["state"] = event.state
+                elif isinstance(event, LeaseChanged):
+                    model["leases"] = event.leases
+                elif isinstance(event, PinChanged):
+                    model["pinned"] = event.pinned
+                elif isinstance(event, FootprintChanged):
+                    model["vram_gb"] = event.vram_gb
+                elif isinstance(event, WaitingChanged):
+                    model["waiting"] = event.waiting
+            self.last_seq = event.seq
+        queued = [w.model for w in self.controller._queue]
+        for view in self.controller.status():
+            told = dict(self.mirror[view.id])
+            # The controller tells waiting counts when it decides (end of each pass), so a count
+            # the test read between passes may be stale by what that pass removes.
+            assert told.pop("waiting") == queued.count(view.id) or self.controller._swap is not None
+            assert told == {"state": view.state, "leases": view.leases, "pinned": view.pinned,
+                            "vram_gb": view.vram_gb}, view.id
 
     @invariant()
     def never_loads_what_cannot_fit(self) -> None:

@@ -124,7 +124,7 @@ def test_serve_refuses_placeholder_published_and_short_keys(
     import llmux.logging
 
     monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)  # keep the suite's logging
-    assert main(["serve", "--config", str(_serve_keys(tmp_path, key))]) == 2
+    assert main(["serve", "--config", str(_serve_keys(tmp_path, key)), "--data-dir", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert why in err and "'webui'" in err and key not in err and "--allow-demo-keys" in err
 
@@ -137,7 +137,7 @@ def test_serve_with_allow_demo_keys_gets_past_the_key_check(tmp_path: Path, monk
     monkeypatch.setattr(llmux.server, "run", lambda app, **kw: served.append(app))
     monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)  # keep the suite's logging
     config = _serve_keys(tmp_path, "sk-llmux-demo-not-a-secret")
-    assert main(["serve", "--config", str(config), "--allow-demo-keys"]) == 0
+    assert main(["serve", "--config", str(config), "--allow-demo-keys", "--data-dir", str(tmp_path / "data")]) == 0
     assert served
 
 
@@ -151,3 +151,37 @@ def test_the_makefile_demo_passes_the_demo_key_flag() -> None:
 def test_the_warm_tier_is_off_unless_configured(tmp_path: Path, reference: Registry) -> None:
     assert reference.host_ram_budget_gb == 0
     assert load_models(_write(tmp_path, "host_ram_budget_gb: 24\n")).host_ram_budget_gb == 24
+
+
+def test_serve_names_a_data_directory_it_cannot_use(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmux.logging
+
+    monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)  # keep the suite's logging
+    config = _serve_keys(tmp_path, "sk-a-long-enough-real-key-0123456789")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert main(["serve", "--config", str(config), "--data-dir", str(blocked / "data")]) == 2
+    err = capsys.readouterr().err
+    assert f"data directory {blocked / 'data'}" in err and "--data-dir" in err
+
+
+def test_data_dir_in_models_yaml_is_relative_to_the_file(tmp_path: Path) -> None:
+    from llmux.registry import load_models
+
+    (tmp_path / "models.yaml").write_text("data_dir: state\n")
+    assert load_models(tmp_path / "models.yaml").data_dir == (tmp_path / "state").resolve()
+    (tmp_path / "models.yaml").write_text("{}\n")
+    assert load_models(tmp_path / "models.yaml").data_dir is None
+
+
+def test_serve_refuses_a_key_whose_models_name_no_model(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmux.logging
+
+    monkeypatch.setattr(llmux.logging, "configure", lambda *a, **kw: None)
+    (tmp_path / "models.yaml").write_text("physical: {}\n")
+    (tmp_path / "api_keys.yaml").write_text('keys:\n  - {name: w, key: "sk-a-long-enough-real-key-0123456789", models: [typo]}\n')
+    assert main(["serve", "--config", str(tmp_path), "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "'typo'" in err and "sk-a-long" not in err
