@@ -100,7 +100,9 @@ def create_app(
     controller = ResidencyController(registry, factory)
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
-    upstream = UpstreamService(registry, keepalive_s=keepalive_s, closing=lambda: controller.closing)
+    upstream = UpstreamService(
+        registry, keepalive_s=keepalive_s, closing=lambda: controller.closing, cutoff=chat.cutoff
+    )
     services = Services(
         registry=registry,
         controller=controller,

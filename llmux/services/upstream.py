@@ -31,13 +31,14 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llmux.engines.factory import options_for
-from llmux.engines.upstream import Upstream, UpstreamError, read_limited
+from llmux.engines.upstream import Upstream, read_limited
 from llmux.protocol.errors import InvalidRequest, LlmuxError, ServiceUnavailable
 from llmux.protocol.residency import UpstreamStatus
 from llmux.protocol.sse import DONE, KEEPALIVE
 from llmux.registry import ModelType, Registry, VirtualModel
 from llmux.services import upstream_stream as wire
 from llmux.services.access import admit
+from llmux.services.pacing import Cutoff
 from llmux.services.record import note
 from llmux.services.upstream_stream import Kind
 
@@ -92,8 +93,11 @@ class UpstreamService:
         *,
         keepalive_s: float = 5.0,
         closing: Callable[[], bool] = lambda: False,
+        cutoff: Cutoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.cutoff = cutoff
+        """The shutdown grace's end: a relayed stream still running then ends with a 503 in-band."""
         self.registry = registry
         self.keepalive_s = keepalive_s
         self.closing = closing
@@ -198,6 +202,9 @@ class UpstreamService:
     async def relay(self, relay: Relay) -> Relayed:
         """Send; the first byte of an answer (or its mapped error) comes back before any header
         goes to the client, so a refusal is a proper HTTP error."""
+        return await wire.before_cutoff(self._relay(relay), self.cutoff)
+
+    async def _relay(self, relay: Relay) -> Relayed:
         started = time.perf_counter()
         try:
             response = await relay.upstream.send(PATHS[relay.kind], json=relay.body)
@@ -225,6 +232,11 @@ class UpstreamService:
         self, upstream: Upstream, fields: list[tuple[str, str]], file: tuple[str, bytes, str]
     ) -> Relayed:
         """Multipart, as it came (the model renamed); the answer's format is the upstream's."""
+        return await wire.before_cutoff(self._transcription(upstream, fields, file), self.cutoff)
+
+    async def _transcription(
+        self, upstream: Upstream, fields: list[tuple[str, str]], file: tuple[str, bytes, str]
+    ) -> Relayed:
         data: dict[str, Any] = {}
         for name, value in fields:
             data.setdefault(name, []).append(upstream.model if name == "model" else value)
@@ -275,9 +287,9 @@ class UpstreamService:
 
     async def _events(self, relay: Relay, response: httpx.Response) -> AsyncGenerator[bytes, None]:
         stream = wire.StreamState(relay.model)
-        error: UpstreamError | None = None
+        error: LlmuxError | None = None
         try:
-            async with aclosing(wire.paced(wire.server_events(response), self.keepalive_s)) as events:
+            async with aclosing(wire.paced(wire.server_events(response), self.keepalive_s, self.cutoff)) as events:
                 async for event in events:
                     if event is None:
                         yield KEEPALIVE
@@ -286,7 +298,7 @@ class UpstreamService:
                         break
                     else:
                         yield stream.frame(event, relay.upstream)
-        except UpstreamError as exc:
+        except LlmuxError as exc:  # the upstream's, or the shutdown cutoff's
             error = exc
         except (httpx.HTTPError, httpx_sse.SSEError) as exc:
             error = relay.upstream.transport_error(exc)

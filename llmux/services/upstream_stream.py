@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -15,9 +15,10 @@ import httpx_sse
 import msgspec
 
 from llmux.engines.upstream import Upstream, UpstreamError
-from llmux.protocol.errors import error_body
+from llmux.protocol.errors import LlmuxError, ServiceUnavailable, error_body
 from llmux.protocol.sse import sse
 from llmux.registry import ModelType, PhysicalModel, VirtualModel
+from llmux.services.pacing import Cutoff
 from llmux.services.ratelimit import DEFAULT_COMPLETION_RESERVE
 from llmux.services.record import note
 
@@ -38,18 +39,30 @@ async def server_events(response: httpx.Response) -> AsyncIterator[httpx_sse.Ser
         yield event
 
 
-async def paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T | None, None]:
+async def paced(
+    events: AsyncIterator[T], interval: float, cutoff: Cutoff | None = None
+) -> AsyncGenerator[T | None, None]:
     """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
-    due). Each step runs as a task, so the wait can time out without cancelling the read; when
-    the client leaves, the pending read is cancelled *and waited for* (shielded: Litestar cancels
-    through anyio, where every later await is cancelled again) — only then is the upstream
-    connection idle enough to be closed rather than left open, generating for nobody."""
+    due), and a 503 ``shutting_down`` at the shutdown grace's cutoff (``services.pacing``: the
+    stream then ends on llmux's terms, not cut by uvicorn). Each step runs as a task, so the wait
+    can time out without cancelling the read; when the client leaves, the pending read is
+    cancelled *and waited for* (shielded: Litestar cancels through anyio, where every later await
+    is cancelled again) — only then is the upstream connection idle enough to be closed rather
+    than left open, generating for nobody."""
     step: asyncio.Future[T] | None = None
+    ending = asyncio.ensure_future(cutoff.wait()) if cutoff is not None else None
     try:
         while True:
             step = asyncio.ensure_future(anext(events))
             while not step.done():
-                await asyncio.wait({step}, timeout=interval)
+                await asyncio.wait(
+                    {step} if ending is None else {step, ending}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ending is not None and ending.done() and not step.done():
+                    raise ServiceUnavailable(
+                        "llmux is shutting down: this answer was ended at the end of the shutdown grace.",
+                        code="shutting_down",
+                    )
                 if not step.done():
                     yield None
             try:
@@ -58,10 +71,33 @@ async def paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[T |
                 return
             yield item
     finally:
+        if ending is not None:
+            ending.cancel()
         if step is not None and not step.done():
             step.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({step})
+
+
+async def before_cutoff(work: Coroutine[Any, Any, T], cutoff: Cutoff | None) -> T:
+    """``work``, or a 503 ``shutting_down`` if the shutdown grace's cutoff comes first (a plain
+    request then gets its status from llmux, not a connection uvicorn cuts)."""
+    if cutoff is None:
+        return await work
+    task, ending = asyncio.ensure_future(work), asyncio.ensure_future(cutoff.wait())
+    try:
+        await asyncio.wait({task, ending}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise ServiceUnavailable(
+                "llmux is shutting down: this request was ended at the end of the shutdown grace.", code="shutting_down"
+            )
+        return task.result()
+    finally:
+        ending.cancel()
+        if not task.done():  # the cutoff, or the client left: the relay's own cleanup closes its response
+            task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({task})
 
 
 class StreamState:
@@ -99,7 +135,7 @@ class StreamState:
         head = f"event: {event.event}\n".encode() if event.event and event.event != "message" else b""
         return head + sse(payload)
 
-    def abort(self, error: UpstreamError, kind: Kind) -> bytes:
+    def abort(self, error: LlmuxError, kind: Kind) -> bytes:
         """The error in-band, then what the stream must still end with."""
         if kind == "responses":
             failed = {
