@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import httpx
 import msgspec
 import structlog
@@ -33,6 +34,8 @@ log = structlog.get_logger("llmux.upstream")
 
 ERROR_BODY_LIMIT = 64 * 1024
 """Bytes of an upstream's error body read for its message (the rest is not needed)."""
+HEALTH_BODY_LIMIT = 8 * 1024 * 1024
+"""Bytes of ``GET /models`` read by a health poll (a cut list is not JSON: the poll fails)."""
 
 
 class UpstreamError(LlmuxError):
@@ -114,11 +117,12 @@ class Upstream:
         """One health poll: ``GET /models`` answers 200 with JSON."""
         try:
             timeout = httpx.Timeout(min(self.options.read_timeout_s, 10.0), connect=self.options.connect_timeout_s)
-            response = await self.client.get("models", timeout=timeout)
+            async with self.client.stream("GET", "models", timeout=timeout) as response:
+                body = await read_limited(response, HEALTH_BODY_LIMIT)  # a hostile list cannot fill memory
             if response.status_code != 200:
-                raise mapped_error(response.status_code, response.content[:ERROR_BODY_LIMIT], response.headers, self.id)
-            response.json()
-        except (httpx.HTTPError, LlmuxError, ValueError) as exc:
+                raise mapped_error(response.status_code, body[:ERROR_BODY_LIMIT], response.headers, self.id)
+            msgspec.json.decode(body)
+        except (httpx.HTTPError, LlmuxError, msgspec.DecodeError) as exc:
             self._mark(False, _describe(exc))
         else:
             self._mark(True, None)
@@ -169,7 +173,7 @@ class Upstream:
         except httpx.HTTPError:
             body = b""
         finally:
-            await response.aclose()
+            await close_response(response)
         raise mapped_error(response.status_code, body, response.headers, self.id)
 
     def transport_error(self, exc: Exception) -> UpstreamError:
@@ -192,6 +196,14 @@ class Upstream:
 
     def malformed(self, what: str) -> UpstreamError:
         return UpstreamError(502, f"The upstream serving {self.id!r} sent {what}.", code="upstream_bad_response")
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close, even in a cancelled request: Litestar cancels through anyio, where every await
+    after the cancellation is cancelled again, and an upstream response left open keeps its
+    connection (and the upstream's generation) going for nobody."""
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
 
 
 async def read_limited(response: httpx.Response, limit: int) -> bytes:

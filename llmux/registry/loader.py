@@ -214,6 +214,8 @@ def _physical_ids(
             mid = virtual[aliases.get(name, name)].physical
         else:
             raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if physical[mid].remote:
+            raise ConfigError(f"$.{field}[{i}]: {name!r} is a remote upstream: llmux does not load or pin it")
         if mid not in ids:
             ids.append(mid)
     return ids

@@ -14,7 +14,7 @@ import httpx
 import httpx_sse
 import msgspec
 
-from llmux.engines.upstream import Upstream, UpstreamError
+from llmux.engines.upstream import Upstream, UpstreamError, close_response
 from llmux.protocol.errors import LlmuxError, ServiceUnavailable, error_body
 from llmux.protocol.sse import sse
 from llmux.registry import ModelType, PhysicalModel, VirtualModel
@@ -26,12 +26,8 @@ T = TypeVar("T")
 Kind = Literal["chat", "responses", "speech", "embeddings"]
 
 
-async def close(response: httpx.Response) -> None:
-    """Close, even in a cancelled request: Litestar cancels through anyio, where every await
-    after the cancellation is cancelled again, and an upstream response left open keeps its
-    connection (and the upstream's generation) going for nobody."""
-    with anyio.CancelScope(shield=True):
-        await response.aclose()
+close = close_response
+"""``engines.upstream.close_response``: shielded from anyio's repeated cancellation."""
 
 
 async def server_events(response: httpx.Response) -> AsyncIterator[httpx_sse.ServerSentEvent]:

@@ -62,3 +62,10 @@ def test_credentials_in_the_url_are_never_shown(tmp_path: Path) -> None:
     registry = load(tmp_path, "type: llm, backend: openai, options: {base_url: 'http://me:secret@x:8000/v1'}")
     (status,) = UpstreamService(registry).status()  # type: ignore[arg-type]
     assert status.url == "http://x:8000/v1" and status.state == "unknown"
+
+
+@pytest.mark.parametrize("field", ["preload", "pinned"])
+def test_an_upstream_cannot_be_preloaded_or_pinned(tmp_path: Path, field: str) -> None:
+    (tmp_path / "models.yaml").write_text(f"physical:\n  m: {{{REMOTE}}}\nvirtual:\n  v: {{physical: m}}\n{field}: [v]\n")
+    with pytest.raises(ConfigError, match=rf"\$\.{field}\[0\]: 'v' is a remote upstream"):
+        load_models(tmp_path / "models.yaml")
