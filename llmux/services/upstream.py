@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -40,7 +39,7 @@ from llmux.services import upstream_stream as wire
 from llmux.services.access import admit
 from llmux.services.pacing import Cutoff
 from llmux.services.record import note
-from llmux.services.upstream_stream import Kind
+from llmux.services.upstream_stream import Kind, Relay, Relayed
 
 log = structlog.get_logger("llmux.upstream")
 
@@ -63,27 +62,6 @@ class _Head(msgspec.Struct):
 
     model: str
     stream: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Relay:
-    """A validated request for an upstream: where it goes and what is sent."""
-
-    upstream: Upstream
-    kind: Kind
-    model: str
-    """The name the client used (responses name it)."""
-    body: bytes
-    stream: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    """What goes back to the client: bytes, or a stream of them."""
-
-    media_type: str
-    body: bytes | None = None
-    stream: AsyncGenerator[bytes, None] | None = None
 
 
 class UpstreamService:

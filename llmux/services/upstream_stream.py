@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -24,6 +25,27 @@ from llmux.services.record import note
 
 T = TypeVar("T")
 Kind = Literal["chat", "responses", "speech", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A validated request for an upstream: where it goes and what is sent."""
+
+    upstream: Upstream
+    kind: Kind
+    model: str
+    """The name the client used (responses name it)."""
+    body: bytes
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """What goes back to the client: bytes, or a stream of them."""
+
+    media_type: str
+    body: bytes | None = None
+    stream: AsyncGenerator[bytes, None] | None = None
 
 
 close = close_response
