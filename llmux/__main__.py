@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -88,6 +89,12 @@ def check(args: argparse.Namespace) -> int:
         f"{len(keys.keys)} API keys, VRAM budget {registry.budget_gb:g} GB"
     )
     for spec in registry.physical.values():
+        if spec.remote:  # no weights here; its health is polled once llmux serves
+            print(f"  {spec.id:<28} {spec.type.value:<4} {spec.backend:<14} {'remote':<8} {spec.options['base_url']}")
+            env = spec.options.get("api_key_env")
+            if env and not os.environ.get(env):
+                print(f"  warning: {spec.id}: api_key_env {env} is not set here; `llmux serve` needs it")
+            continue
         try:
             path: Path | str = registry.weights_path(spec)
         except LlmuxError as exc:  # pkg:// naming a package that is not installed

@@ -51,6 +51,7 @@ from llmux.services.preload import preloader
 from llmux.services.realtime_config import RealtimeService
 from llmux.services.responses import ResponsesService
 from llmux.services.speedtest import SpeedTest, gpu_present
+from llmux.services.upstream import UpstreamService
 from llmux.services.usage import FILE_NAME, UsageService, UsageStore
 
 MB = 1024 * 1024
@@ -70,6 +71,8 @@ class Services:
     metrics: Metrics
     models: ModelsService
     realtime: RealtimeService
+    upstream: UpstreamService
+    """Remote ``openai`` models: one HTTP client and health poll per upstream."""
     started: float
     """``time.monotonic()`` at start-up (``/health`` reports the uptime)."""
     created: int
@@ -106,6 +109,9 @@ def create_app(
     created = int(time.time())
     chat = ChatService(registry, controller, keepalive_s=keepalive_s, shutdown_grace_s=shutdown_grace_s)
     audio_service = AudioService(registry, controller)
+    upstream = UpstreamService(
+        registry, keepalive_s=keepalive_s, closing=lambda: controller.closing, cutoff=chat.cutoff
+    )
     services = Services(
         registry=registry,
         controller=controller,
@@ -115,8 +121,9 @@ def create_app(
         embeddings=EmbeddingsService(registry, controller),
         speedtest=SpeedTest(registry, controller, factory, gpu_probe=gpu_probe),
         metrics=Metrics(controller),
-        models=ModelsService(registry, controller, created),
         realtime=RealtimeService(registry, controller, chat, audio_service),
+        models=ModelsService(registry, controller, created, upstream),
+        upstream=upstream,
         started=time.monotonic(),
         created=created,
         keys=KeyStore(keys, registry, path=keys_path, allow_weak=allow_weak_keys),
@@ -125,6 +132,7 @@ def create_app(
         pins=PinFile(data_dir / PINS_FILE if data_dir else None),
     )
     services.pins.apply(controller)  # admin pins saved by an earlier run (config pins are applied already)
+    services.metrics.registry.register(upstream)  # llmux_upstream_up
     store = services.usage.store
 
     def request_done(record: dict[str, Any]) -> None:
@@ -137,10 +145,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store.start()
+        upstream.start()
         try:
             yield
         finally:
             await controller.shutdown(shutdown_grace_s)
+            await upstream.close()
             await run_in_thread(lambda _: store.close(), name="usage-close")
 
     ring = KeyRing(keys)

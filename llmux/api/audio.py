@@ -22,6 +22,7 @@ from llmux.api.decoding import decode_json, invalid_request
 from llmux.api.disconnect import closing_stream
 from llmux.api.openapi import Content, Doc, json_of, multipart
 from llmux.api.openapi import sse as event_stream
+from llmux.api.upstream import relay_json, relay_transcription
 from llmux.audio.languages import language_name
 from llmux.audio.subtitles import to_srt, to_vtt
 from llmux.engines.base import Segment, TranscribeOptions, Transcript
@@ -46,6 +47,7 @@ from llmux.protocol.errors import ErrorBody, InvalidRequest, LlmuxError, error_b
 from llmux.protocol.sse import sse
 from llmux.registry import ModelType
 from llmux.services.audio import AudioService
+from llmux.services.upstream import UpstreamService
 
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
@@ -176,8 +178,13 @@ class AudioController(Controller):
 
     @post("/transcriptions", status_code=200, opt={"openapi": TRANSCRIPTION_DOC})
     async def transcriptions(
-        self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]
+        self,
+        request: Request[Any, Any, Any],
+        audio: NamedDependency[AudioService],
+        upstream: NamedDependency[UpstreamService],
     ) -> Response[Any]:
+        if (relayed := await relay_transcription(request, upstream)) is not None:
+            return relayed
         form, data = await _read_form(request)
         options = TranscribeOptions(
             prompt=form.prompt,
@@ -191,8 +198,16 @@ class AudioController(Controller):
         return _render(await audio.transcribe_job(job), form)
 
     @post("/speech", status_code=200, opt={"openapi": SPEECH_DOC})
-    async def speech(self, request: Request[Any, Any, Any], audio: NamedDependency[AudioService]) -> Response[Any]:
-        body = decode_json(await request.body(), SpeechRequest)
+    async def speech(
+        self,
+        request: Request[Any, Any, Any],
+        audio: NamedDependency[AudioService],
+        upstream: NamedDependency[UpstreamService],
+    ) -> Response[Any]:
+        raw = await request.body()
+        if (relayed := await relay_json(raw, upstream, "speech", ModelType.TTS)) is not None:
+            return relayed
+        body = decode_json(raw, SpeechRequest)
         job = audio.prepare_speech(body)
         pieces = await audio.start_speech(job)
         if body.stream_format == "sse":

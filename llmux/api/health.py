@@ -17,6 +17,7 @@ from llmux.api.openapi import Doc, json_of
 from llmux.protocol.residency import Health, Readiness, VramInfo
 from llmux.residency.controller import ResidencyController
 from llmux.services.metrics import Metrics
+from llmux.services.upstream import UpstreamService
 
 HEALTH_DOC = Doc(other=((503, "Shutting down", json_of(Health)),))
 READY_DOC = Doc(other=((503, "Not ready (shutting down)", json_of(Readiness)),))
@@ -25,10 +26,13 @@ READY_DOC = Doc(other=((503, "Not ready (shutting down)", json_of(Readiness)),))
 class HealthController(Controller):
     @get("/health", sync_to_thread=False, opt={"openapi": HEALTH_DOC})
     def health(
-        self, controller: NamedDependency[ResidencyController], started: NamedDependency[float]
+        self,
+        controller: NamedDependency[ResidencyController],
+        started: NamedDependency[float],
+        upstream: NamedDependency[UpstreamService],
     ) -> Response[Health]:
         used = round(controller.used_gb, 3)
-        reasons = ["llmux is shutting down"] if controller.closing else controller.problems()
+        reasons = ["llmux is shutting down"] if controller.closing else controller.problems() + upstream.problems()
         status = "shutting_down" if controller.closing else "degraded" if reasons else "ok"
         return Response(
             Health(
@@ -39,6 +43,7 @@ class HealthController(Controller):
                     budget_gb=controller.budget_gb, used_gb=used, free_gb=round(controller.budget_gb - used, 3)
                 ),
                 queue_depth=controller.queue_depth,
+                upstreams=upstream.status(),
                 host_ram=controller.host_ram(),
                 uptime_s=round(time.monotonic() - started, 1),
             ),

@@ -52,6 +52,24 @@ class VramInfo(msgspec.Struct):
     free_gb: float
 
 
+class UpstreamStatus(msgspec.Struct, kw_only=True):
+    """A remote ``openai`` physical model: where it is and what its health poll last saw."""
+
+    id: str
+    """The physical model id."""
+    type: str
+    url: str
+    """The upstream's API root (``options.base_url``); the key is never shown."""
+    model: str
+    """The upstream's name for the model."""
+    state: str
+    """``up``, ``down`` (requests get a 503 at once) or ``unknown`` (not polled yet)."""
+    last_error: str | None
+    checked_at: float | None
+    """Unix time of the last poll."""
+    virtual: list[str]
+
+
 class HostRamInfo(msgspec.Struct, kw_only=True):
     """The warm tier (``host_ram_budget_gb``): what the parked models hold."""
 
@@ -73,6 +91,8 @@ class Health(msgspec.Struct, kw_only=True):
     uptime_s: float
     reasons: list[str] = []
     """Why the status is not ``ok``: a broken model, a failed load, abandoned load threads."""
+    upstreams: list[UpstreamStatus] = []
+    """Remote ``openai`` models (they hold no VRAM here, so they are not in ``loaded``)."""
     host_ram: HostRamInfo | None = None
     """The warm tier; absent when ``host_ram_budget_gb`` is 0."""
 

@@ -19,6 +19,7 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 PositiveGB = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeGB = Annotated[float, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")]
 
@@ -54,10 +55,12 @@ class PhysicalModel(Strict, frozen=True):
 
     type: ModelType
     backend: Identifier
-    weights: str
-    """A directory or file, absolute or relative to ``models_dir``."""
-    vram_gb: PositiveGB
-    """Estimated footprint; replaced by the measured one after the first load."""
+    weights: str = ""
+    """A directory or file, absolute or relative to ``models_dir`` (required, except for a
+    remote ``openai`` upstream, which has none)."""
+    vram_gb: NonNegativeGB = 0.0
+    """Estimated footprint; replaced by the measured one after the first load. Required and
+    > 0 for a local backend (the loader checks); 0 for a remote upstream."""
     vision: bool = False
     tools: bool = False
     family: ChatFamily | None = None
@@ -82,6 +85,15 @@ class PhysicalModel(Strict, frozen=True):
     long, doubling with each further failure (at most 16×), until an admin reset."""
     id: str = ""
     """Filled from the key under ``physical:``."""
+
+    @property
+    def remote(self) -> bool:
+        """Served by another OpenAI-compatible server: no local weights, no VRAM, no residency."""
+        return self.backend == REMOTE_BACKEND
+
+
+REMOTE_BACKEND = "openai"
+"""The backend of a physical model that is another server (``llmux.engines.upstream``)."""
 
 
 class Sampling(Strict, frozen=True):

@@ -98,12 +98,37 @@ def _physical(key: str, raw: Any) -> PhysicalModel:
     if options_type is None:
         known = ", ".join(sorted(BACKEND_OPTIONS))
         raise ConfigError(f"{where}.backend: unknown backend {spec.backend!r} (known: {known})")
-    _convert(spec.options, options_type, f"{where}.options")
+    options = _convert(spec.options, options_type, f"{where}.options")
+    if spec.remote:
+        _check_remote(where, raw, options)
+    else:
+        _check_local(where, raw, spec)
     if spec.type is not ModelType.LLM and (spec.vision or spec.tools or spec.family):
         raise ConfigError(f"{where}: vision, tools and family apply to llm models only")
     if spec.matryoshka and spec.type is not ModelType.EMBEDDING:
         raise ConfigError(f"{where}.matryoshka: applies to embedding models only")
     return msgspec.structs.replace(spec, id=key)
+
+
+def _check_local(where: str, raw: dict[str, Any], spec: PhysicalModel) -> None:
+    """Local weights occupy VRAM: both are required (the Struct defaults them for upstreams)."""
+    for name in ("weights", "vram_gb"):
+        if name not in raw:
+            raise ConfigError(f"{where}: object missing required field `{name}`")
+    if spec.vram_gb <= 0:
+        raise ConfigError(f"{where}.vram_gb: expected a number > 0, got {json.dumps(raw['vram_gb'])}")
+
+
+def _check_remote(where: str, raw: dict[str, Any], options: Any) -> None:
+    """An upstream has no weights here and costs no VRAM: fields that would mean otherwise
+    are errors rather than silently ignored."""
+    for name in ("weights", "hf_repo", "hf_files", "family"):
+        if name in raw:
+            raise ConfigError(f"{where}.{name}: an openai upstream has no local weights or template; remove it")
+    if raw.get("vram_gb", 0) != 0:
+        raise ConfigError(f"{where}.vram_gb: an openai upstream uses no local VRAM; remove it (or set 0)")
+    if options.api_key is not None and options.api_key_env is not None:
+        raise ConfigError(f"{where}.options: set api_key or api_key_env, not both")
 
 
 def _virtual(key: str, raw: Any, physical: dict[str, PhysicalModel]) -> VirtualModel:
@@ -189,6 +214,8 @@ def _physical_ids(
             mid = virtual[aliases.get(name, name)].physical
         else:
             raise ConfigError(f"$.{field}[{i}]: no physical or virtual model named {name!r}")
+        if physical[mid].remote:
+            raise ConfigError(f"$.{field}[{i}]: {name!r} is a remote upstream: llmux does not load or pin it")
         if mid not in ids:
             ids.append(mid)
     return ids

@@ -76,12 +76,36 @@ class HibariOptions(Strict, frozen=True):
     threads: Threads | None = None
 
 
+class OpenAIOptions(Strict, frozen=True):
+    """A remote OpenAI-compatible server (vLLM, llama.cpp's ``llama-server``, another llmux)
+    that serves this physical model: llmux relays requests to it and holds no weights."""
+
+    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+")]
+    """The upstream's API root, e.g. ``http://gpu-box:8000/v1`` (the part before ``/chat/completions``)."""
+    model: str | None = None
+    """The upstream's name for the model (``--served-model-name`` in vLLM); default: this physical model's id."""
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer ...`` to the upstream; never logged."""
+    api_key_env: str | None = None
+    """Or the name of an environment variable that holds the key (read at start-up)."""
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    read_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    """Longest silence from the upstream: before its response headers, and between two chunks
+    of a stream (a model loading over there sends nothing for a while)."""
+    health_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """How often ``GET {base_url}/models`` is polled; while it fails, requests get a 503 at once."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
+    context_length: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """What ``/v1/models`` reports as the context length (the upstream's own limit, if known)."""
+
+
 BACKEND_OPTIONS: dict[str, type[Strict]] = {
     "transformers": TransformersOptions,
     "llamacpp": LlamaCppOptions,
     "chatterbox": ChatterboxOptions,
     "faster-whisper": FasterWhisperOptions,
     "hibari": HibariOptions,
+    "openai": OpenAIOptions,
 }
 """Every backend name models.yaml may use. A backend's runtime registers its factory in
 ``llmux.engines.factory``; this table only validates configuration."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from llmux.protocol.errors import ModelCannotFit, ModelNotFound, ServiceUnavailable
+from llmux.protocol.errors import InvalidRequest, ModelCannotFit, ModelNotFound, ServiceUnavailable
 from llmux.protocol.events import PinChanged
 from llmux.protocol.residency import ModelStatus
 from llmux.registry import Registry
@@ -69,6 +69,7 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
         self._slots = {
             mid: Slot(spec=spec, machine=ModelLifecycle(mid), footprint_gb=spec.vram_gb)
             for mid, spec in registry.physical.items()
+            if not spec.remote  # an upstream holds no VRAM here: never planned, leased or evicted
         }
         for pinned in registry.pinned:  # config pins hold from the start (and so across restarts)
             self._slots[pinned].pinned = True
@@ -261,6 +262,11 @@ class ResidencyController(HostTier, PeakFootprint, SwapExecutor, SwitchGate):
     def _slot(self, model_id: str) -> Slot:
         slot = self._slots.get(model_id)
         if slot is None:
+            spec = self.registry.physical.get(model_id)
+            if spec is not None and spec.remote:
+                raise InvalidRequest(
+                    f"{model_id!r} is served by a remote upstream: llmux does not load, pin or unload it"
+                )
             raise ModelNotFound(f"no physical model {model_id!r}", param="model")
         return slot
 

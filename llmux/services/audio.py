@@ -73,6 +73,8 @@ class AudioService:
         return [name for name, v in self.registry.virtual.items() if self.registry.physical[v.physical].type is kind]
 
     def voices_of(self, physical: PhysicalModel) -> list[Voice]:
+        if physical.remote:
+            return []  # the upstream's voices are its own (a request's voice is passed through)
         engine: Any = create_engine(physical, self.registry)  # constructed, not loaded
         voices: list[Voice] = engine.voices()
         return voices

@@ -23,6 +23,7 @@ from llmux.registry.options import BACKEND_OPTIONS
 from llmux.registry.registry import unknown_model
 from llmux.residency.controller import ResidencyController
 from llmux.services.access import allowed
+from llmux.services.upstream import UpstreamService
 
 _RESIDENCY: dict[str, Residency] = {
     "ready": "loaded",
@@ -42,10 +43,13 @@ _MODALITIES: dict[ModelType, tuple[list[Modality], list[Modality]]] = {
 
 
 class ModelsService:
-    def __init__(self, registry: Registry, controller: ResidencyController, created: int) -> None:
+    def __init__(
+        self, registry: Registry, controller: ResidencyController, created: int, upstream: UpstreamService | None = None
+    ) -> None:
         self.registry = registry
         self.controller = controller
         self.created = created
+        self.upstream = upstream
 
     def list(self) -> ModelList:
         cards = [self.card(name) for name in self.registry.virtual if allowed(name)]
@@ -60,7 +64,10 @@ class ModelsService:
         if not allowed(name):  # worded as for a model that does not exist (services.access)
             raise unknown_model(name)
         virtual, physical = self.registry.resolve(name)
-        state, engine = self.controller.residency(physical.id)
+        if physical.remote:  # loaded while its upstream answers its health poll
+            state, engine = ("ready" if self.upstream and self.upstream.healthy(physical.id) else "unloaded"), None
+        else:
+            state, engine = self.controller.residency(physical.id)
         context = _context(physical, engine)
         inputs, outputs = _MODALITIES[physical.type]
         return ModelCard(
@@ -92,5 +99,9 @@ def _context(physical: PhysicalModel, engine: Any) -> int | None:
     if physical.type is ModelType.EMBEDDING:
         return None  # its options only cap the model's own limit, known once loaded
     options = msgspec.convert(physical.options, BACKEND_OPTIONS[physical.backend])
-    configured = getattr(options, "n_ctx", None) or getattr(options, "max_context", None)
+    configured = (
+        getattr(options, "n_ctx", None)
+        or getattr(options, "max_context", None)
+        or getattr(options, "context_length", None)
+    )
     return configured if isinstance(configured, int) else None
