@@ -4,11 +4,22 @@ the issue's targets on two alternating agents, and the staleness bound on random
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
+import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import swap_policy as bench
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``bench.quiet()`` configures structlog globally: later tests capture logs again."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_two_alternating_agents_swap_3x_less_and_serve_over_half_the_time() -> None:
