@@ -77,7 +77,8 @@ def over_http(speech: np.ndarray) -> list[tuple[str, str, float, float]]:
     port = free_port()
     key = load_keys(DEMO / "api_keys.yaml").keys[0].key
     server = subprocess.Popen(
-        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "llmux", "serve", "--config", str(DEMO), "--port", str(port), "--log-level", "warning",
+         "--allow-demo-keys"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
