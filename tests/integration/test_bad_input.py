@@ -34,12 +34,24 @@ def deep_tool(levels: int) -> dict[str, Any]:
     return {"type": "function", "function": {"name": "f", "parameters": schema}}
 
 
+# A 1×1 PNG: the image-count bound is checked before any image is looked at, or a model's vision.
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}}
+
+
+def big_tool(kb: int) -> dict[str, Any]:
+    """A shallow tool whose schema is ``kb`` KB (each alone is far below the per-request total)."""
+    return {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "description": "x" * kb * 1024}}}
+
+
 CASES = {
     "JSON nested 1,000 deep": (json.dumps(chat())[:-1] + ',"x":' + "[" * 1000 + "]" * 1000 + "}", None),
     "tool parameters nested 400 deep": (json.dumps(chat(tools=[deep_tool(400)])), "tools[0].function.parameters"),
     "12,000 messages": (json.dumps(chat(messages=HI * 12_000)), "messages"),
     "300,000 stop entries": (json.dumps(chat(stop=["x"] * 300_000)), "stop"),
     "300 tools": (json.dumps(chat(tools=[deep_tool(1)] * 300)), "tools"),
+    "17 images (limits.max_images is 16)": (json.dumps(chat(messages=[{"role": "user", "content": [IMAGE] * 17}])),
+                                            "messages"),
+    "300 KB of tool schemas (limits.max_tool_schema_kb is 256)": (json.dumps(chat(tools=[big_tool(100)] * 3)), "tools"),
 }
 
 

@@ -78,6 +78,19 @@ async def test_health_and_readiness_say_shutting_down_with_503(reference: Regist
         assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
 
 
+@pytest.mark.asyncio
+async def test_the_shutting_down_503_says_when_to_retry(reference: Registry, keys: ApiKeysFile) -> None:
+    app = create_app(reference, keys, factory=factory)
+    async with client(app) as http:
+        app.state.services.controller.begin_shutdown()
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503 and int(ready.headers["Retry-After"]) >= 1
+        for body in (chat_body("Qwen3.5-4B-Instruct"), chat_body("Qwen3.5-4B-Instruct", stream=True)):
+            r = await http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
+            assert int(r.headers["Retry-After"]) >= 1
+
+
 # ---- clients that go away -----------------------------------------------------------------------
 
 
@@ -193,6 +206,38 @@ def test_beyond_the_queue_bound_requests_get_429_and_health_counts_the_waiting(t
         for w in workers:
             w.join(60)
         assert [r.status_code for r in results] == [200] * 4
+        assert httpx.get(f"{url}/health").json()["queue_depth"] == 0
+
+
+def test_beyond_the_global_queue_bound_requests_for_any_model_get_429(tmp_path: Path) -> None:
+    # limits.max_queue counts every model's running and waiting requests together: with three
+    # chats for one model admitted, a request for another model is refused although its own
+    # per-model bound (max_queue: 32) is far away.
+    app = create_app(slow.registry(tmp_path, "limits: {max_queue: 3}\n"), slow.KEYS, factory=slow.factory)
+    headers = {"Authorization": f"Bearer {slow.KEY}"}
+    with serve(app) as url:
+        results: list[httpx.Response] = []
+
+        def one() -> None:
+            results.append(httpx.post(f"{url}/v1/chat/completions", json=chat_body("talk", max_tokens=2000),
+                                      headers=headers, timeout=60))
+
+        # 2,000 one-millisecond tokens each: the three stay admitted while the refusals are sent.
+        workers = [threading.Thread(target=one) for _ in range(3)]
+        for w in workers:
+            w.start()
+        wait_for(lambda: leases(app) == 3, 10, "three requests admitted")
+        for model in ("talk", "fat"):
+            refused = httpx.post(f"{url}/v1/chat/completions", json=chat_body(model), headers=headers)
+            assert refused.status_code == 429 and refused.headers["Retry-After"] == "2", refused.text
+            assert "limits.max_queue" in refused.json()["error"]["message"]
+            assert refused.json()["error"]["type"] == "rate_limit_error"
+            streamed = httpx.post(f"{url}/v1/chat/completions", json=chat_body(model, stream=True), headers=headers)
+            assert streamed.status_code == 429 and streamed.headers["Retry-After"] == "2"  # before the headers
+            assert "text/event-stream" not in streamed.headers.get("content-type", "")
+        for w in workers:
+            w.join(60)
+        assert [r.status_code for r in results] == [200] * 3
         assert httpx.get(f"{url}/health").json()["queue_depth"] == 0
 
 
