@@ -14,10 +14,3 @@ def test_the_containerfile_healthcheck_asks_for_readiness() -> None:
     check = re.search(r"^HEALTHCHECK\b(?:.*\\\n)*.*$", text, re.MULTILINE)
     assert check, "the Containerfile has no HEALTHCHECK"
     assert re.search(r"/health/ready\b", check.group(0)), check.group(0)
-
-
-def test_every_quadlet_health_command_asks_for_readiness() -> None:
-    for unit in (ROOT / "deploy" / "quadlet").glob("*.container"):
-        for line in unit.read_text().splitlines():
-            if line.strip().startswith("HealthCmd"):
-                assert "/health/ready" in line, f"{unit.name}: {line}"
