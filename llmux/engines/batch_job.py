@@ -9,11 +9,13 @@ decode thread no longer works for it, so the lease is held until then.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
+from llmux.engines.admission import Admission
 from llmux.engines.base import TextJob
-from llmux.engines.text import Item
+from llmux.engines.text import Generation, Item
 from llmux.engines.worker import Channel
 
 
@@ -49,3 +51,50 @@ class QueuedJob:
                 yield batch
         finally:
             self.decoder.withdraw(self)
+
+
+class DecodeThread:
+    """The event-loop side both batching decoders share: jobs are admitted in arrival order under
+    ``_lock`` (an image job runs alone), a withdrawn waiting job never runs, and ``close`` wakes
+    the decode thread (``_run``, the subclass's) to end every job and joins it. A subclass sets up
+    its own state, then calls ``_start``."""
+
+    def __init__(self, name: str, slots: int) -> None:
+        self._name = name
+        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
+        self._lock = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def submit(self, job: TextJob) -> Generation:
+        return QueuedJob(self, job)
+
+    def enqueue(self, job: QueuedJob) -> None:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(f"{self._name} is unloading")
+            self._admission.submit(job)
+            self._lock.notify()
+
+    def withdraw(self, job: QueuedJob) -> None:
+        """The consumer left: a waiting job never runs; a running one ends after this step."""
+        with self._lock:
+            if self._admission.withdraw(job):
+                job.channel.finish()
+
+    def occupancy(self) -> tuple[int, int]:
+        """(sequences running, sequences waiting for a slot)."""
+        with self._lock:
+            return self._admission.running, self._admission.waiting
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join()

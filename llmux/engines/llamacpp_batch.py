@@ -29,11 +29,11 @@ from typing import Any
 import llama_cpp
 import structlog
 
-from llmux.engines.admission import Admission, common_prefix
+from llmux.engines.admission import common_prefix
 from llmux.engines.base import Prompted, TextJob
-from llmux.engines.batch_job import QueuedJob
+from llmux.engines.batch_job import DecodeThread, QueuedJob
 from llmux.engines.llamacpp_sampling import sample, sampler_for
-from llmux.engines.text import Generation, Item, completion_budget
+from llmux.engines.text import Item, completion_budget
 from llmux.protocol.errors import InvalidRequest
 
 log = structlog.get_logger("llmux.engines")
@@ -55,7 +55,7 @@ class _Sequence:
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
 
-class BatchDecoder:
+class BatchDecoder(DecodeThread):
     """The decode thread of one loaded model. ``serial`` runs an image job alone."""
 
     def __init__(
@@ -68,50 +68,23 @@ class BatchDecoder:
         serial: Callable[[TextJob, threading.Event], Iterator[Item]],
         name: str,
     ) -> None:
-        self._llm, self._context, self._piece, self._serial, self._name = llm, context, piece, serial, name
+        super().__init__(name, slots)
+        self._llm, self._context, self._piece, self._serial = llm, context, piece, serial
         self._ctx = llm._ctx.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._vocab = llm._model.vocab
         self._batch_size = int(llm.n_batch)
         self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
-        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
         self._cached: list[list[int]] = [[] for _ in range(slots)]  # what each slot's KV cells hold
         model = llm._model.model
         self._recurrent = bool(llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
         self._active: dict[int, _Sequence] = {}
-        self._lock = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
-        self._thread.start()
+        self._start()
 
     # ---- event loop ---------------------------------------------------------------------------
 
-    def submit(self, job: TextJob) -> Generation:
-        return QueuedJob(self, job)
-
-    def enqueue(self, job: QueuedJob) -> None:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError(f"{self._name} is unloading")
-            self._admission.submit(job)
-            self._lock.notify()
-
-    def withdraw(self, job: QueuedJob) -> None:
-        """The consumer left: a waiting job never runs; a running one ends after this step."""
-        with self._lock:
-            if self._admission.withdraw(job):
-                job.channel.finish()
-
-    def occupancy(self) -> tuple[int, int]:
-        """(sequences running, sequences waiting for a slot)."""
-        with self._lock:
-            return self._admission.running, self._admission.waiting
-
     def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            self._lock.notify()
-        self._thread.join()
+        super().close()
         llama_cpp.llama_batch_free(self._batch)
 
     # ---- decode thread ------------------------------------------------------------------------

@@ -39,10 +39,9 @@ from typing import Any
 import structlog
 import torch
 
-from llmux.engines.admission import Admission
 from llmux.engines.base import Prompted, TextJob
-from llmux.engines.batch_job import QueuedJob
-from llmux.engines.text import Generation, Item
+from llmux.engines.batch_job import DecodeThread, QueuedJob
+from llmux.engines.text import Item
 from llmux.engines.transformers_batch_cache import BatchCache
 from llmux.engines.transformers_prefix import PrefixCache
 from llmux.engines.transformers_sampling import Start
@@ -64,7 +63,7 @@ class _Sequence:
     produced: int = 0
 
 
-class TransformersBatch:
+class TransformersBatch(DecodeThread):
     """The decode thread of one loaded model."""
 
     def __init__(
@@ -81,44 +80,14 @@ class TransformersBatch:
         chunk: int = CHUNK,
     ) -> None:
         self._model, self._prefix, self._prepare, self._new_cache = model, prefix, prepare, new_cache
-        self._eos, self._serial, self._name, self._chunk = eos, serial, name, chunk
-        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
+        super().__init__(name, slots)
+        self._eos, self._serial, self._chunk = eos, serial, chunk
         self._filling: list[_Sequence] = []  # prefilling alone, in arrival order
         self._rows: list[_Sequence] = []  # decoding, in the batch cache's row order
         self._batch = BatchCache()
-        self._lock = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
-        self._thread.start()
+        self._start()
 
     # ---- event loop ---------------------------------------------------------------------------
-
-    def submit(self, job: TextJob) -> Generation:
-        return QueuedJob(self, job)
-
-    def enqueue(self, job: QueuedJob) -> None:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError(f"{self._name} is unloading")
-            self._admission.submit(job)
-            self._lock.notify()
-
-    def withdraw(self, job: QueuedJob) -> None:
-        """The consumer left: a waiting job never runs; a running one ends after this step."""
-        with self._lock:
-            if self._admission.withdraw(job):
-                job.channel.finish()
-
-    def occupancy(self) -> tuple[int, int]:
-        """(sequences running, sequences waiting for a slot)."""
-        with self._lock:
-            return self._admission.running, self._admission.waiting
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            self._lock.notify()
-        self._thread.join()
 
     # ---- decode thread ------------------------------------------------------------------------
 
