@@ -19,12 +19,11 @@ import structlog
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from llmux.engines.devices import torch_device
+from llmux.engines.devices import open_measured, torch_device
 from llmux.engines.embedding import check_lengths, normalised
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import TransformersOptions
-from llmux.residency.memory import measure
 
 log = structlog.get_logger("llmux.engines")
 
@@ -80,14 +79,8 @@ class TransformersEmbedder:
     def load(self) -> float | None:
         if not self.path.is_dir():
             raise ModelLoadFailed(f"weights not found: {self.path}")
-        if self.options.threads:
-            torch.set_num_threads(self.options.threads)  # process-wide: torch has one pool
         started = time.perf_counter()
-        try:
-            _, footprint = measure(self._open)
-        except BaseException:
-            self.unload()  # a failed load leaves nothing allocated
-            raise
+        footprint = open_measured(self._open, self.unload, self.options.threads)
         self.pooling = checkpoint_pooling(self.path) if self.options.pooling == "model" else self.options.pooling
         config = self.model.config
         self.dimensions = int(config.hidden_size)

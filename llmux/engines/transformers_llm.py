@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob
-from llmux.engines.devices import torch_device
+from llmux.engines.devices import open_measured, torch_device
 from llmux.engines.images import to_pil
 from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
@@ -86,14 +86,8 @@ class TransformersLLM(SerialTextEngine):
     def load(self) -> float | None:
         if not self.path.exists():
             raise ModelLoadFailed(f"weights not found: {self.path}")
-        if self.options.threads:
-            torch.set_num_threads(self.options.threads)  # process-wide: torch has one pool
         started = time.perf_counter()
-        try:
-            _, footprint = measure(self._open)
-        except BaseException:
-            self.unload()  # a failed load leaves nothing allocated
-            raise
+        footprint = open_measured(self._open, self.unload, self.options.threads)
         self.context = self.options.max_context or self._model_context()
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
