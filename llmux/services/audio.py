@@ -273,6 +273,8 @@ def _produce(engine: Any, job: SpeechJob, cancel: threading.Event) -> Iterator[t
 
     encoder = AudioEncoder(job.format, engine.sample_rate, seekable=not job.stream)
     for piece in split_sentences(job.text, max_chars=300):
+        if cancel.is_set():  # an engine that returns on cancel must not be handed the next group
+            return
         for pcm in engine.speak(piece, job.voice, job.options, cancel):
             if cancel.is_set():
                 return

@@ -37,12 +37,14 @@ class SlowChat(InstantChat):
         yield Prompted(1, 100_000)
         yield "<|channel|>final<|message|>"  # gpt-oss's harmony format: the answer channel
         n = 0
-        while not cancel.is_set() and n < 100_000:
-            yield "tick "
-            n += 1
-            time.sleep(0.001)
-        if cancel.is_set():
-            SlowChat.cancelled.set()
+        try:
+            while not cancel.is_set() and n < 100_000:
+                yield "tick "
+                n += 1
+                time.sleep(0.001)
+        finally:  # stopped here, or closed by the worker that saw the flag first
+            if cancel.is_set():
+                SlowChat.cancelled.set()
 
 
 def factory(spec: PhysicalModel, registry: Registry) -> Any:

@@ -208,9 +208,14 @@ class EndlessVoice:
 
     def speak(self, text: str, voice: str, options: SpeakOptions, cancel: threading.Event) -> Iterator[Any]:
         tone = (0.05 * np.sin(np.arange(2_400) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
-        while not cancel.wait(0.02):
-            yield tone
-        CANCELLED.set()
+        try:
+            while not cancel.wait(0.02):
+                yield tone
+        finally:
+            # Stopped either by seeing the flag here or by the caller closing this generator
+            # after it saw the flag first: both count, an engine left running does not.
+            if cancel.is_set():
+                CANCELLED.set()
 
 
 def scripted_factory(spec: PhysicalModel, registry: Registry) -> Any:

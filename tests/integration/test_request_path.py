@@ -39,12 +39,14 @@ class Endless(InstantChat):
     def generate(self, job: TextJob, cancel: threading.Event) -> Iterator[Item]:
         budget = completion_budget(job.params.max_tokens, 1, 1 << 20)
         yield Prompted(1, budget)
-        for _ in range(budget):
-            if cancel.wait(0.001):
-                break
-            yield "tick "
-        if cancel.is_set():
-            Endless.cancelled.set()
+        try:
+            for _ in range(budget):
+                if cancel.wait(0.001):
+                    break
+                yield "tick "
+        finally:  # stopped here, or closed by the worker that saw the flag first
+            if cancel.is_set():
+                Endless.cancelled.set()
 
 
 def factory(spec: PhysicalModel, registry: Registry) -> Any:
