@@ -126,6 +126,49 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def decode_ceiling(threads: int, counts: list[int], steps: int = 24) -> dict[int, float]:
+    """llama.cpp's own limit on this host, without any server: tokens/s of ``llama_decode`` steps
+    that carry one token for each of n sequences, in the context llmux's batch engine builds (a
+    KV stream per sequence). No batching server can beat this ratio over n = 1: on a CPU whose
+    matrix kernels are compute-bound, n tokens per step cost nearly n times one."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaContext
+
+    width = max(counts)
+    llm = llama_cpp.Llama(model_path=str(smollm2()), n_ctx=256, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
+    params = llm.context_params
+    params.n_ctx, params.n_seq_max, params.kv_unified = 256 * width, width, False
+    context = LlamaContext(model=llm._model, params=params, verbose=False)
+    ctx, batch = context.ctx, llama_cpp.llama_batch_init(width * 16, 0, 1)
+
+    def decode(entries: list[tuple[int, int]]) -> None:  # (position, sequence); every token 100
+        for n, (pos, seq) in enumerate(entries):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = 100, pos, 1, True
+            batch.seq_id[n][0] = seq
+        batch.n_tokens = len(entries)
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    try:
+        for seq in range(width):  # a short prompt in every sequence, and the first (slow) graph built
+            decode([(pos, seq) for pos in range(16)])
+        rates: dict[int, float] = {}
+        for n in counts:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            for seq in range(n):
+                decode([(pos, seq) for pos in range(16)])
+            started = time.perf_counter()
+            for step in range(steps):
+                decode([(16 + step, seq) for seq in range(n)])
+            rates[n] = n * steps / (time.perf_counter() - started)
+        return rates
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        context.close()
+        llm.close()
+
+
 # ---- servers -----------------------------------------------------------------------------------
 
 
@@ -256,9 +299,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.rounds} waves per row, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(table(rows, ["server", "clients", "agg tok/s", "vs 1 client", "TTFT p50 ms", "TTFT p99 ms",
                        "complete", "tokens/stream", "prompt cached"]))
-    print(f"\nprefix cache: a ~{args.prefix_tokens}-token system prompt, then the same prefix with another "
-          f"question; median of {args.prefix_runs}")
-    print(table(prefix_rows, ["server", "prompt tokens", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))
+    if not args.only or "ceiling" in args.only:
+        rates = decode_ceiling(args.threads, counts)
+        print(f"\nllama.cpp's ceiling on this host: llama_decode steps of one token for each of n sequences, "
+              f"no server ({args.threads} thread(s)); llmux's rows above are bounded by this ratio")
+        print(table([[n, f"{rates[n]:.1f}", f"{rates[n] / rates[counts[0]]:.2f}x"] for n in counts],
+                    ["sequences", "tok/s", "vs 1 sequence"]))
+    if prefix_rows:
+        print(f"\nprefix cache: a ~{args.prefix_tokens}-token system prompt, then the same prefix with another "
+              f"question; median of {args.prefix_runs}")
+        print(table(prefix_rows, ["server", "prompt tokens", "cold TTFT ms", "cached TTFT ms", "cold/cached"]))
 
 
 if __name__ == "__main__":
