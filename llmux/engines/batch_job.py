@@ -55,19 +55,24 @@ class QueuedJob:
 
 class DecodeThread:
     """The event-loop side both batching decoders share: jobs are admitted in arrival order under
-    ``_lock`` (an image job runs alone), a withdrawn waiting job never runs, and ``close`` wakes
+    ``_lock`` (an image job, or one ``runs_alone`` names, runs alone), a withdrawn waiting job never runs, and ``close`` wakes
     the decode thread (``_run``, the subclass's) to end every job and joins it. A subclass sets up
     its own state, then calls ``_start``."""
 
     def __init__(self, name: str, slots: int) -> None:
         self._name = name
-        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: bool(j.job.images))
+        self._admission: Admission[QueuedJob] = Admission(slots, exclusive=lambda j: self.runs_alone(j.job))
         self._lock = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
 
     def _start(self) -> None:
         self._thread.start()
+
+    def runs_alone(self, job: TextJob) -> bool:
+        """Whether ``job`` takes the serial path with the model to itself: an image prompt here;
+        a decoder adds what its batched sampling cannot do."""
+        return bool(job.images)
 
     def _run(self) -> None:
         raise NotImplementedError

@@ -15,7 +15,9 @@ slot shares less of its prompt than another slot does (a new client, the same sy
 starts from a copy of that slot's KV stream.
 
 Image prompts run alone, on slot 0, through the serial path (llama.cpp's multimodal helper
-evaluates into the context itself); the KV cache is cleared around them.
+evaluates into the context itself); the KV cache is cleared around them. So do jobs that ask for
+what the native sampler chains do not do: ``logprobs`` and a ``response_format`` grammar (the
+serial path's ``Llama`` sampling has both), so ``max_parallel`` never takes a feature away.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class BatchDecoder(DecodeThread):
 
     # ---- event loop ---------------------------------------------------------------------------
 
+    def runs_alone(self, job: TextJob) -> bool:
+        return super().runs_alone(job) or job.params.logprobs is not None or job.params.json_schema is not None
+
     def close(self) -> None:
         super().close()
         llama_cpp.llama_batch_free(self._batch)
@@ -126,7 +131,7 @@ class BatchDecoder(DecodeThread):
         if job.channel.cancel.is_set():
             self._end(job, slot)
             return
-        if job.job.images:
+        if self.runs_alone(job.job):
             self._alone(job, slot)
             return
         tokens = self._tokens(job)
@@ -170,7 +175,7 @@ class BatchDecoder(DecodeThread):
         return common
 
     def _alone(self, job: QueuedJob, slot: int) -> None:
-        """An image job on the serial path, with the context to itself."""
+        """A job on the serial path (``runs_alone``), with the context to itself."""
         self._forget()
         items = None
         try:

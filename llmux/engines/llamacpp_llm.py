@@ -192,19 +192,7 @@ class LlamaCppLLM(SerialTextEngine):
     # ---- generation ---------------------------------------------------------------------------
 
     def submit(self, job: TextJob) -> Generation:
-        if self._decoder is not None:
-            for param, wanted in [
-                ("logprobs", job.params.logprobs is not None),
-                ("response_format", job.params.json_schema),
-            ]:
-                if wanted:  # the batched decoder samples natively, without these yet
-                    raise InvalidRequest(
-                        f"`{param}` is not supported on {self.spec.id!r} (options.max_parallel > 1) yet.",
-                        param=param,
-                        code="unsupported_parameter",
-                    )
-            return self._decoder.submit(job)
-        return super().submit(job)
+        return super().submit(job) if self._decoder is None else self._decoder.submit(job)
 
     def occupancy(self) -> tuple[int, int]:
         if self._decoder is not None:

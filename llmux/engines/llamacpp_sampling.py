@@ -5,7 +5,8 @@ The one place that maps ``SamplingParams`` onto llama.cpp samplers for the batch
 40, top-p, min-p 0.05, temperature, a seeded draw; greedy at temperature 0), so
 ``max_parallel`` changes throughput, not what a request samples. A sampling parameter added to
 ``SamplingParams`` goes in both places: here and in ``llamacpp_llm._sampling`` (top-k, min-p and
-the penalties are; a grammar and logprobs are not yet: ``LlamaCppLLM.submit`` refuses them).
+the penalties are; a job with a grammar or logprobs runs alone on the serial path instead,
+``BatchDecoder.runs_alone``).
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ class TransformersBatch(DecodeThread):
         if job.channel.cancel.is_set():
             self._end(job, slot)
             return
-        if job.job.images:
+        if self.runs_alone(job.job):
             self._alone(job, slot)
             return
         try:

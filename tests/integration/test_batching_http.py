@@ -167,3 +167,34 @@ def test_a_new_client_in_an_empty_slot_starts_from_another_slots_shared_prefix(s
     long_a.leave.set()
     assert reply.json()["choices"][0]["message"]["content"] == stream_text(server, "smol-1", "the sea", 12)
     wait_for(lambda: sequences(server, "smol-3") == (0, 0), timeout_s=60, what="every slot free again")
+
+
+def test_logprobs_and_a_json_schema_run_alone_and_answer_as_the_serial_engine(server: str) -> None:
+    """What the native sampler chains cannot do (``logprobs``, a ``response_format`` grammar)
+    takes the serial path with the context to itself: the same answer as ``max_parallel: 1``, not
+    a 400, and the batch serves again afterwards."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+              "additionalProperties": False}
+    asks = {
+        "logprobs": {"logprobs": True, "top_logprobs": 2},
+        "response_format": {"response_format": {"type": "json_schema",
+                                                "json_schema": {"name": "place", "schema": schema}}},
+    }
+    for name, extra in asks.items():
+        answers = []
+        for model in ("smol-4", "smol-1"):
+            request = {**body(model, "Paris", 12), "stream": False, **extra}
+            reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                               headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+            assert reply.status_code == 200, (name, reply.text)
+            answers.append(reply.json()["choices"][0])
+        batched, serial = answers
+        assert batched["message"]["content"] == serial["message"]["content"], name
+        if name == "logprobs":
+            tokens = batched["logprobs"]["content"]
+            assert tokens and all(len(t["top_logprobs"]) == 2 for t in tokens)
+            assert tokens == serial["logprobs"]["content"]
+        else:
+            assert set(json.loads(batched["message"]["content"])) == {"city"}
+    assert stream_text(server, "smol-4", "winter", 4)
+    wait_for(lambda: sequences(server, "smol-4") == (0, 0), timeout_s=60, what="every slot free again")
