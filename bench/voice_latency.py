@@ -59,7 +59,8 @@ def _speech(url: str, text: str) -> bytes:
 async def _turn(url: str, speech: bytes, silence_ms: int) -> dict[str, float]:
     """Seconds from the end of speech to each mark."""
     ws_url = url.replace("http://", "ws://") + "/v1/realtime?model=smollm2"
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}, max_size=None) as ws:
+    headers = {"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "realtime=v1"}  # beta events
+    async with websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws:
         session = {
             "instructions": "Answer in one short sentence.",
             "max_response_output_tokens": 40,

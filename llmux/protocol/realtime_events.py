@@ -79,10 +79,17 @@ class ItemTruncated(ServerEvent, tag="conversation.item.truncated"):
     audio_end_ms: int
 
 
+class TranscriptionUsage(msgspec.Struct, kw_only=True):
+    seconds: float
+    """Of the audio transcribed."""
+    type: Literal["duration"] = "duration"
+
+
 class TranscriptionCompleted(ServerEvent, tag="conversation.item.input_audio_transcription.completed"):
     item_id: str
     content_index: int
     transcript: str
+    usage: TranscriptionUsage
 
 
 class TranscriptionFailed(ServerEvent, tag="conversation.item.input_audio_transcription.failed"):

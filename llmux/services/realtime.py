@@ -57,20 +57,23 @@ from llmux.protocol.realtime_events import (
     SpeechStopped,
     TranscriptionCompleted,
     TranscriptionFailed,
+    TranscriptionUsage,
 )
+from llmux.protocol.realtime_wire import BetaWire, Wire
 from llmux.services.realtime_config import RealtimeService, chat_request, merge_session, speaks
 from llmux.services.realtime_conversation import Conversation, Outbox
 from llmux.services.realtime_response import ResponseRun
 from llmux.services.record import noted, open_record
 
 log = structlog.get_logger("llmux.realtime")
-_decode = msgspec.json.Decoder(AnyClientEvent).decode
 MIN_COMMIT_S = 0.1
 
 
 class RealtimeSession:
-    def __init__(self, service: RealtimeService, session: Session) -> None:
+    def __init__(self, service: RealtimeService, session: Session, wire: Wire | None = None) -> None:
         self.service, self.session = service, session
+        self.wire: Wire = wire or BetaWire()
+        """How this connection's events are read and written (beta or GA)."""
         self._client = noted("client")
         """The key's name, from the connection's record (the key guard wrote it there)."""
         self.outbox = Outbox()
@@ -105,7 +108,7 @@ class RealtimeSession:
     async def handle(self, raw: str | bytes) -> None:
         event_id = None
         try:
-            event = _decode(raw)
+            event = self.wire.decode(raw)
             event_id = event.event_id
             await self._dispatch(event)
         except msgspec.ValidationError as exc:
@@ -240,7 +243,9 @@ class RealtimeSession:
             return
         assert item.content is not None
         item.content[0].transcript = text
-        self.send(TranscriptionCompleted(item_id=item.id, content_index=0, transcript=text))
+        seconds = round(audio.size / ASR_SAMPLE_RATE, 3)
+        usage = TranscriptionUsage(seconds=seconds)
+        self.send(TranscriptionCompleted(item_id=item.id, content_index=0, transcript=text, usage=usage))
         if respond and text.strip() and (self._response_task is None or self._response_task.done()):
             self._start_response(ResponseCreate())
 

@@ -1,5 +1,7 @@
 """/v1/realtime over a real socket against the demo config: speech made by the demo TTS goes in,
 Silero VAD finds the turn, Whisper transcribes it, SmolLM2 answers and hibari speaks the answer.
+Both protocols, through the real SDK: beta (``client.beta.realtime``, ``OpenAI-Beta: realtime=v1``)
+and GA (``client.realtime``), whose events are validated against the SDK's own GA types.
 
 Barge-in is checked by events, not by the clock: the answer is spoken by a speech engine that
 never finishes on its own, so the response is certainly still running when the user speaks
@@ -20,9 +22,11 @@ from typing import Any
 import httpx
 import numpy as np
 import openai
+import pydantic
 import pytest
 import websockets
 import yaml
+from openai.types.realtime import RealtimeServerEvent
 
 from llmux.app import create_app
 from llmux.engines.base import SpeakOptions, Voice
@@ -62,6 +66,26 @@ async def until(events: AsyncIterator[Any], kind: str, seen: list[Any], timeout:
             if event.type == kind:
                 return event
         raise AssertionError(f"the connection closed before {kind}")
+
+    try:
+        return await asyncio.wait_for(scan(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"no {kind} within {timeout} s; last events: {[e.type for e in seen[-12:]]}") from None
+
+
+GA_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
+
+
+async def ga_until(conn: Any, kind: str, seen: list[Any], timeout: float = 240) -> Any:
+    """Like ``until``, for a GA connection: each event is validated against the SDK's GA types
+    (iterating the connection would only construct them, unchecked), so a wrong shape fails."""
+
+    async def scan() -> Any:
+        while True:
+            event = GA_EVENT.validate_json(await conn.recv_bytes())
+            seen.append(event)
+            if event.type == kind:
+                return event
 
     try:
         return await asyncio.wait_for(scan(), timeout)
@@ -179,6 +203,119 @@ async def test_keys_header_or_browser_subprotocol(url: str) -> None:
     async with websockets.connect(ws_url, subprotocols=offered) as ws:  # type: ignore[arg-type]
         assert ws.subprotocol == "realtime"  # a browser closes a socket that picks none it offered
         assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+# ---- GA (no OpenAI-Beta header) ------------------------------------------------------------
+
+BETA_NAMES = (
+    "conversation.item.created",
+    "response.audio.delta",
+    "response.audio_transcript.delta",
+    "response.text.delta",
+)
+
+
+async def test_ga_spoken_question_gets_transcript_text_and_audio(url: str) -> None:
+    pcm = SILENCE + speech(url, QUESTION) + 2 * SILENCE
+    seen: list[Any] = []
+    async with sdk(url).realtime.connect(model="smollm2") as conn:
+        created = await ga_until(conn, "session.created", seen)
+        assert created.session.type == "realtime" and created.session.model == "smollm2"
+        audio_in = {
+            "format": {"type": "audio/pcm", "rate": 24_000},
+            "transcription": {"model": "whisper-1"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        }
+        session = {
+            "type": "realtime",
+            "instructions": "Answer in one short sentence.",
+            "max_output_tokens": 40,
+            "output_modalities": ["audio"],
+            "audio": {"input": audio_in, "output": {"format": {"type": "audio/pcm"}, "voice": "alloy"}},
+        }
+        await conn.session.update(session=session)  # type: ignore[arg-type]
+        updated = (await ga_until(conn, "session.updated", seen)).session
+        assert updated.max_output_tokens == 40 and updated.audio.input.turn_detection.type == "server_vad"
+        for piece in chunks(pcm):
+            await conn.input_audio_buffer.append(audio=piece)
+        done = await ga_until(conn, "response.done", seen)
+        assert leases(url) == 0
+    types = [e.type for e in seen]
+    for kind in (
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.input_audio_transcription.completed",
+        "response.created",
+        "response.output_item.added",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.delta",
+        "response.output_audio.done",
+        "response.output_item.done",
+    ):
+        assert kind in types, kind
+    assert not set(BETA_NAMES) & set(types)
+    heard = next(e for e in seen if e.type == "conversation.item.input_audio_transcription.completed")
+    assert words(heard.transcript) == words(QUESTION) and heard.usage.seconds > 0.5
+    said = "".join(e.delta for e in seen if e.type == "response.output_audio_transcript.delta")
+    assert said.strip()
+    assert next(e for e in seen if e.type == "response.output_audio_transcript.done").transcript == said
+    audio = b"".join(base64.b64decode(e.delta) for e in seen if e.type == "response.output_audio.delta")
+    assert 0.3 < len(audio) / 2 / 24_000 < 60 and np.abs(np.frombuffer(audio, "<i2")).max() > 1000
+    assert done.response.status == "completed" and done.response.output_modalities == ["audio"]
+    (answer,) = done.response.output
+    assert answer.role == "assistant" and answer.content[0].type == "output_audio"
+    assert answer.content[0].transcript == said and done.response.usage.output_tokens > 0
+
+
+async def test_ga_text_turn_through_conversation_items(url: str) -> None:
+    seen: list[Any] = []
+    async with sdk(url).realtime.connect(model="smollm2") as conn:
+        await ga_until(conn, "session.created", seen)
+        session = {"type": "realtime", "output_modalities": ["text"], "audio": {"input": {"turn_detection": None}}}
+        await conn.session.update(session=session)  # type: ignore[arg-type]
+        assert (await ga_until(conn, "session.updated", seen)).session.output_modalities == ["text"]
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+        await conn.conversation.item.create(item=item)  # type: ignore[arg-type]
+        added = (await ga_until(conn, "conversation.item.added", seen)).item
+        assert added.content[0].text == "Say hello."
+        await conn.response.create(response={"output_modalities": ["text"], "max_output_tokens": 20})
+        done = await ga_until(conn, "response.done", seen)
+    text = "".join(e.delta for e in seen if e.type == "response.output_text.delta")
+    assert text and next(e for e in seen if e.type == "response.output_text.done").text == text
+    assert not any(e.type.startswith("response.output_audio") for e in seen)
+    assert not set(BETA_NAMES) & {e.type for e in seen}
+    assert done.response.status in ("completed", "incomplete") and done.response.output_modalities == ["text"]
+    assert done.response.output[0].content[0].type == "output_text" and done.response.output[0].content[0].text == text
+
+
+async def test_the_header_chooses_beta_and_ga_refuses_what_it_cannot_honour(url: str) -> None:
+    ws_url = url.replace("http://", "ws://") + "/v1/realtime?model=smollm2"
+    beta = {**AUTH, "OpenAI-Beta": "realtime=v1"}
+    async with websockets.connect(ws_url, additional_headers=beta) as ws:
+        session = json.loads(await ws.recv())["session"]
+        assert "modalities" in session and "output_modalities" not in session
+    async with websockets.connect(ws_url, additional_headers=AUTH) as ws:
+        session = GA_EVENT.validate_json(await ws.recv()).session
+        assert session.type == "realtime" and session.output_modalities == ["audio"]
+        refused = {
+            "session.audio.input.format.type": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+            "session.audio.input.turn_detection.type": {
+                "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}
+            },
+            "session.tools[0].type": {"tools": [{"type": "mcp", "server_label": "x"}]},
+            "session.modalities": {"modalities": ["text"]},
+            "session.type": {"type": "transcription"},
+        }
+        for param, body in refused.items():
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", **body}}))
+            error = GA_EVENT.validate_json(await ws.recv())
+            assert error.type == "error" and error.error.param == param, (param, error)
+        update = {"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}}
+        await ws.send(json.dumps(update))  # and the session goes on
+        assert GA_EVENT.validate_json(await ws.recv()).session.instructions == "Be brief."
 
 
 # ---- barge-in ------------------------------------------------------------------------------
@@ -312,4 +449,60 @@ async def test_a_tool_call_arrives_as_function_call_events(barge_url: str) -> No
         await conn.session.update(session={"tools": []})
         await conn.response.create()
         answer = await until(events, "response.done", seen)
+    assert answer.response.output[0].content[0].text == "echo: Sunny."
+
+
+async def test_ga_barge_in_cancels_the_answer(barge_url: str) -> None:
+    url = barge_url
+    first = SILENCE + speech(url, QUESTION) + 2 * SILENCE
+    second = speech(url, SECOND) + 2 * SILENCE
+    seen: list[Any] = []
+    async with sdk(url).realtime.connect(model="smollm2") as conn:
+        await ga_until(conn, "session.created", seen)
+        session = {"type": "realtime", "speech_model": "endless", "max_output_tokens": 30}
+        await conn.session.update(session=session)  # type: ignore[arg-type]
+        await ga_until(conn, "session.updated", seen)
+        for piece in chunks(first):
+            await conn.input_audio_buffer.append(audio=piece)
+        delta = await ga_until(conn, "response.output_audio.delta", seen)  # speaking, and never done
+        for piece in chunks(second):
+            await conn.input_audio_buffer.append(audio=piece)
+        await ga_until(conn, "input_audio_buffer.speech_started", seen)
+        after_barge_in = len(seen)
+        done = await ga_until(conn, "response.done", seen)
+        assert done.response.id == delta.response_id and done.response.status == "cancelled"
+        assert done.response.status_details.reason == "turn_detected"
+        assert not [e for e in seen[after_barge_in:-1] if getattr(e, "response_id", None) == delta.response_id]
+        unfinished = next(e for e in seen[after_barge_in:] if e.type == "conversation.item.done")
+        assert unfinished.item.id == delta.item_id and unfinished.item.status == "incomplete"
+        await ga_until(conn, "response.created", seen)  # the new turn is answered
+    wait_for(lambda: leases(url) == 0, 60, "every lease to be given back after the socket closed")
+
+
+async def test_ga_tool_call_arrives_as_function_call_events(barge_url: str) -> None:
+    seen: list[Any] = []
+    async with sdk(barge_url).realtime.connect(model="caller") as conn:
+        await ga_until(conn, "session.created", seen)
+        session = {
+            "type": "realtime",
+            "output_modalities": ["text"],
+            "tools": [WEATHER],
+            "tool_choice": "auto",
+            "audio": {"input": {"turn_detection": None}},
+        }
+        await conn.session.update(session=session)  # type: ignore[arg-type]
+        assert (await ga_until(conn, "session.updated", seen)).session.tools[0].name == "weather"
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}
+        await conn.conversation.item.create(item=item)  # type: ignore[arg-type]
+        await conn.response.create()
+        done = await ga_until(conn, "response.done", seen)
+        (call,) = done.response.output
+        assert call.type == "function_call" and call.name == "weather"
+        finished = next(e for e in seen if e.type == "response.function_call_arguments.done")
+        assert json.loads(finished.arguments) == {"echo": "Weather in Paris?"} and finished.call_id == call.call_id
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}
+        await conn.conversation.item.create(item=output)  # type: ignore[arg-type]
+        await conn.response.create(response={"tools": []})
+        answer = await ga_until(conn, "response.done", seen)
+    assert answer.response.output[0].content[0].type == "output_text"
     assert answer.response.output[0].content[0].text == "echo: Sunny."
