@@ -63,7 +63,10 @@ class PeakFootprint:
         residents = self._residents()
         if self._swap is not None or planner.used_gb(residents) <= self.budget_gb + 1e-9:
             return False
-        keep = self._grown if self._grown is not None else max(residents, key=lambda r: r.footprint_gb).id
+        # The model that grew keeps its place, unless it has left since (an admin unload, a swap):
+        # then the largest resident does. Never a model that is no longer resident.
+        grown = next((r.id for r in residents if r.id == self._grown), None)
+        keep = grown if grown is not None else max(residents, key=lambda r: r.footprint_gb).id
         victims = planner.overflow(residents, self.budget_gb, keep=keep)
         if isinstance(victims, planner.Infeasible):
             log.warning("model.peak_over_budget", model=keep, budget_gb=self.budget_gb)

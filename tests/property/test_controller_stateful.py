@@ -189,6 +189,7 @@ class ControllerMachine(RuleBasedStateMachine):
         self.feed = self.controller.events.subscribe()  # what a dashboard would be told
         self.mirror: dict[str, dict[str, Any]] = {}
         self.last_seq = 0
+        self.repinned: dict[str, int] = {}  # model -> the swap that was running when its pin changed
         self.steps = -1  # the invariants also run once before the first step
         structlog.configure(
             processors=[self._check_eviction, structlog.processors.KeyValueRenderer()], cache_logger_on_first_use=False
@@ -252,9 +253,14 @@ class ControllerMachine(RuleBasedStateMachine):
         if event.get("event") in ("model.evicted", "model.parked") and event.get("reason") == "make_room":
             victim = ORDER.index(MODELS[event["model"]][0])
             for view in self.controller.status():
-                if view.state not in ("unloaded", "parked") and not view.pinned and view.id != event["model"]:
-                    # Nothing of lower priority than the victim was left resident.
-                    assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
+                if view.state in ("unloaded", "parked") or view.pinned or view.id == event["model"]:
+                    continue
+                # The victims were chosen when this swap began: a model unpinned since then was
+                # pinned (so not a candidate) when they were.
+                if self.repinned.get(view.id) == self.controller.swaps:
+                    continue
+                # Nothing of lower priority than the victim was left resident.
+                assert ORDER.index(MODELS[view.id][0]) >= victim, (event, view)
         raise structlog.DropEvent
 
     def settle(self) -> None:
@@ -391,6 +397,8 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule(model=st.sampled_from(["asr-4", "asr-2", "tts-2a"]), pinned=st.booleans())
     def pin(self, model: str, pinned: bool) -> None:
+        if self.controller._swap is not None and self.controller._slots[model].pinned and not pinned:
+            self.repinned[model] = self.controller.swaps
         self.controller.pin(model, pinned)
 
     @rule(model=MODEL_IDS)
