@@ -18,6 +18,7 @@ import numpy as np
 import structlog
 
 from llmux.engines.embedding import check_lengths, normalised
+from llmux.engines.host_memory import release_host_memory
 from llmux.protocol.errors import ModelLoadFailed
 from llmux.registry import PhysicalModel, Registry
 from llmux.registry.options import LlamaCppOptions
@@ -95,6 +96,7 @@ class LlamaCppEmbedder:
         if self.llm is not None:
             self.llm.close()
         self.llm = None
+        release_host_memory()
 
     def embed(self, texts: list[str], cancel: threading.Event) -> tuple[Any, int]:
         with self._lock:

@@ -27,6 +27,7 @@ import structlog
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmux.engines.base import ChatTemplate, LoggedPiece, Prompted, SamplingParams, TextJob, TokenLogprob
+from llmux.engines.host_memory import release_host_memory
 from llmux.engines.llamacpp_batch import BatchDecoder
 from llmux.engines.logprobs import token_logprob
 from llmux.engines.text import Generation, Item, SerialTextEngine, completion_budget
@@ -182,6 +183,7 @@ class LlamaCppLLM(SerialTextEngine):
             self.llm.close()
             self.llm = None
         self._pieces_cache = {}
+        release_host_memory()  # every swap: the freed context and heap go back to the OS
 
     # ---- prompt -------------------------------------------------------------------------------
 

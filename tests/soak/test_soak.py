@@ -1,12 +1,22 @@
-"""The soak (issue 10): mixed traffic from many clients against the real app over real HTTP,
-with test engines (tests/support/slow_engines.py) and one flaky model whose loads fail or hang.
+"""The soak (issue 10): mixed traffic from many clients against the real app over real HTTP and
+the demo's real small models (config/demo: SmolLM2-135M on llama.cpp, Whisper tiny.en on
+faster-whisper, hibari), plus one flaky test-backend model whose loads fail or hang.
 
-``LLMUX_SOAK_REQUESTS`` (default 1,200 for the suite; RSS is compared from a third of the way; ``make soak`` runs 5,000) requests from
-``LLMUX_SOAK_CLIENTS`` (default 16) clients: chat (streamed and not), speech (streamed and not),
-transcription, model lists and health. One request in five is abandoned at a random point
-(hung up on, or a stream never read again); one in twenty goes to the flaky model. At the end:
-every request that was not abandoned got its answer or a clear OpenAI error, no lease and no
-waiter is left once idle, RSS grew less than 5 % after warm-up, and /health answers 200.
+The soak's models.yaml is the demo's, read with yaml, plus a second LLM on the same GGUF
+(``smollm2-b``, another physical model: chats alternate between the two and every switch is a
+real swap, since at most one LLM is resident) and the flaky model (``load_timeout_s``,
+``load_backoff_s``; a test engine, tests/support/slow_engines.py). Everything else is built by
+``create_engine``, as ``llmux serve`` builds it.
+
+``LLMUX_SOAK_REQUESTS`` (default 1,200 for the suite; ``make soak`` runs 5,000) requests from
+``LLMUX_SOAK_CLIENTS`` (default 16) clients: chat (streamed and not, a few tokens each), speech
+(streamed and not), transcription (real speech and silence), model lists and health. One
+request in five is abandoned at a random point (hung up on, or a stream never read again); one
+in twenty goes to the flaky model. RSS is measured twice in the same state, once the first third
+of the requests is done and at the end: all clients idle, then one chat to ``smollm2``, one speech
+and one transcription, so that the same models are resident both times. At the end: every
+request that was not abandoned got its answer or a clear OpenAI error, no lease and no waiter is
+left once idle, RSS grew less than 5 % after warm-up, and /health answers 200.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +38,20 @@ import httpx
 import numpy as np
 import pytest
 import structlog
+import yaml
 
 from llmux.app import create_app
-from llmux.registry import PhysicalModel, Registry
+from llmux.engines.factory import create_engine
+from llmux.registry import PhysicalModel, Registry, load_models
 from tests.support import slow_engines as slow
 from tests.support.audio import encode
+from tests.support.http import DEMO
 from tests.support.server import serve, wait_for
 
 REQUESTS = int(os.environ.get("LLMUX_SOAK_REQUESTS", "1200"))
 CLIENTS = int(os.environ.get("LLMUX_SOAK_CLIENTS", "16"))
-FLAKY = """
-  flaky: {type: llm, backend: transformers, family: chatml, weights: flaky, vram_gb: 6, load_timeout_s: 0.3,
-          load_backoff_s: 0.5}
-"""
 HEADERS = {"Authorization": f"Bearer {slow.KEY}"}
+LLMS = ["smollm2", "smollm2-b"]
 
 pytestmark = pytest.mark.slow
 
@@ -61,40 +71,72 @@ class Flaky(slow.SlowChat):
 
 
 def factory(spec: PhysicalModel, registry: Registry) -> Any:
-    return Flaky(spec, registry) if spec.id == "flaky" else slow.factory(spec, registry)
+    """The demo's real engines, but for the flaky model."""
+    return Flaky(spec, registry) if spec.id == "flaky" else create_engine(spec, registry)
 
 
 def soak_registry(tmp: Path) -> Registry:
-    text = slow.MODELS.replace("virtual:\n", FLAKY.lstrip("\n") + "virtual:\n  flaky: {physical: flaky}\n")
-    (tmp / "models.yaml").write_text(text + "limits: {stall_timeout_s: 1.0}\n")
-    from llmux.registry import load_models
-
+    config = yaml.safe_load((DEMO / "models.yaml").read_text())
+    config["models_dir"] = str(DEMO)
+    config["data_dir"] = str(tmp / "data")
+    config.setdefault("limits", {})["stall_timeout_s"] = 1.0
+    physical, virtual = config["physical"], config["virtual"]
+    physical["smollm2-b"] = dict(physical["smollm2-135m"])  # same weights, another physical model
+    virtual["smollm2-b"] = {"physical": "smollm2-b"}
+    physical["flaky"] = {
+        "type": "llm",
+        "backend": "transformers",
+        "family": "chatml",
+        "weights": "flaky",
+        "vram_gb": 0.3,
+        "load_timeout_s": 0.3,
+        "load_backoff_s": 0.5,
+    }
+    virtual["flaky"] = {"physical": "flaky"}
+    (tmp / "models.yaml").write_text(yaml.safe_dump(config))
     return load_models(tmp / "models.yaml")
 
 
-WAV = encode(np.zeros(800, dtype=np.float32), 16_000, "wav", "pcm_s16le")  # 50 ms
+SILENCE = encode(np.zeros(800, dtype=np.float32), 16_000, "wav", "pcm_s16le")  # 50 ms
 
 
 def chat(model: str, stream: bool, rng: random.Random) -> dict[str, Any]:
-    return {"model": model, "stream": stream, "max_tokens": rng.randint(1, 20),
-            "messages": [{"role": "user", "content": "hi"}]}
+    return {
+        "model": model,
+        "stream": stream,
+        "max_tokens": rng.randint(1, 8),
+        "messages": [{"role": "user", "content": rng.choice(["hi", "Name a colour.", "What is 2+2?"])}],
+    }
 
 
-def request(url: str, rng: random.Random) -> tuple[str, httpx.Request]:
+def request(url: str, rng: random.Random, speech: bytes) -> tuple[str, httpx.Request]:
     kind = rng.choices(
         ["chat", "chat_stream", "speech", "speech_stream", "transcribe", "models", "health", "flaky"],
         weights=[25, 25, 10, 8, 12, 7, 8, 5],
     )[0]
-    build = httpx.Client(base_url=url, headers=HEADERS).build_request
-    model = rng.choice(["talk", "talk", "talk", "other"])
+
+    def build(method: str, path: str, **content: Any) -> httpx.Request:
+        # A bare Request: the client that sends it sets the timeout (one built by a Client
+        # carries that Client's timeout, and an impatient client's own would be ignored).
+        return httpx.Request(method, url + path, headers=HEADERS, **content)
+
     if kind in ("chat", "chat_stream", "flaky"):
-        body = chat("flaky" if kind == "flaky" else model, kind == "chat_stream" or rng.random() < 0.5 and kind == "flaky", rng)
+        model = "flaky" if kind == "flaky" else rng.choice(LLMS)
+        body = chat(model, kind == "chat_stream" or (rng.random() < 0.5 and kind == "flaky"), rng)
         return kind, build("POST", "/v1/chat/completions", json=body)
     if kind.startswith("speech"):
-        body = {"model": "mouth", "input": "hello there", "response_format": "wav", "stream": kind == "speech_stream"}
+        body = {
+            "model": "hibari",
+            "input": rng.choice(["Hello there.", "Yes.", "Good morning to you."]),
+            "response_format": rng.choice(["wav", "pcm"]),
+            "stream": kind == "speech_stream",
+        }
         return kind, build("POST", "/v1/audio/speech", json=body)
     if kind == "transcribe":
-        return kind, build("POST", "/v1/audio/transcriptions", data={"model": "ears"}, files={"file": ("a.wav", WAV)})
+        audio = rng.choice([SILENCE, speech])
+        return kind, build(
+            "POST", "/v1/audio/transcriptions", data={"model": "whisper-tiny-en"}, files={"file": ("a.wav", audio)}
+        )
     return kind, build("GET", "/v1/models" if kind == "models" else "/health")
 
 
@@ -113,20 +155,41 @@ def clear(response: httpx.Response) -> bool:
 
 
 def in_band_errors(body: bytes) -> list[str]:
-    return [json.loads(line[6:])["error"]["code"] for line in body.split(b"\n")
-            if line.startswith(b'data: {"error"')]
+    return [json.loads(line[6:])["error"]["code"] for line in body.split(b"\n") if line.startswith(b'data: {"error"')]
 
 
 def never_read(url: str, rng: random.Random) -> None:
-    """A streamed chat whose client reads the status line and then nothing, for a while."""
+    """A streamed chat or speech whose client reads the status line and then nothing, for a while."""
     host, port = url.removeprefix("http://").split(":")
-    body = json.dumps({"model": "talk", "stream": True, "max_tokens": 100_000,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    if rng.random() < 0.5:
+        path, body = (
+            "/v1/chat/completions",
+            {
+                "model": rng.choice(LLMS),
+                "stream": True,
+                "max_tokens": 300,
+                "messages": [{"role": "user", "content": "Count from one to a hundred in words."}],
+            },
+        )
+    else:
+        path, body = (
+            "/v1/audio/speech",
+            {
+                "model": "hibari",
+                "stream": True,
+                "response_format": "pcm",
+                "input": "This is a long answer that nobody will listen to. " * 4,
+            },
+        )
+    data = json.dumps(body).encode()
     with socket.create_connection((host, int(port))) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {slow.KEY}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-        sock.settimeout(5)
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {slow.KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        sock.settimeout(30)
         with contextlib.suppress(OSError):
             sock.recv(64)
             time.sleep(rng.uniform(0.1, 1.5))  # the client is stuck; the server must not be
@@ -137,50 +200,60 @@ class Tally:
         self.lock = threading.Lock()
         self.outcomes: Counter[str] = Counter()
         self.unclear: list[str] = []
+        self.by_kind: dict[str, Counter[str]] = {}
 
-    def add(self, outcome: str, problem: str | None = None) -> None:
+    def add(self, kind: str, outcome: str, problem: str | None = None) -> None:
         with self.lock:
             self.outcomes[outcome] += 1
+            self.by_kind.setdefault(kind, Counter())[outcome] += 1
             if problem:
                 self.unclear.append(problem)
 
 
-def client(url: str, seed: int, count: int, tally: Tally, progress: Callable[[], None]) -> None:
+def one(url: str, http: httpx.Client, rng: random.Random, speech: bytes, tally: Tally) -> None:
+    roll = rng.random()
+    if roll < 0.03:
+        never_read(url, rng)
+        tally.add("never_read", "never_read")
+        return
+    kind, req = request(url, rng, speech)
+    if roll < 0.20:  # gives up at a random point
+        with contextlib.suppress(httpx.HTTPError):
+            with httpx.Client(timeout=rng.uniform(0.001, 0.3)) as impatient:
+                impatient.send(req)
+        tally.add(kind, "abandoned")
+        return
+    try:
+        response = http.send(req)
+    except httpx.HTTPError as exc:
+        tally.add(kind, "transport_error", f"{kind}: {exc!r}")
+        return
+    if not clear(response):
+        tally.add(kind, "unclear", f"{kind}: {response.status_code} {response.text[:200]}")
+    elif response.status_code == 200 and in_band_errors(response.content):
+        tally.add(kind, f"in_band_{in_band_errors(response.content)[0]}")
+    else:
+        code = "ok" if response.status_code == 200 else f"{response.status_code}_{response.json()['error']['code']}"
+        tally.add(kind, code)
+
+
+def client(url: str, seed: int, count: int, speech: bytes, tally: Tally, warm: threading.Barrier) -> None:
+    """``count`` requests; after the first third, waits with the others at ``warm``."""
     rng = random.Random(seed)
-    with httpx.Client(timeout=60) as http:
-        for _ in range(count):
-            progress()
-            roll = rng.random()
-            if roll < 0.03:
-                never_read(url, rng)
-                tally.add("never_read")
-                continue
-            kind, req = request(url, rng)
-            if roll < 0.20:  # gives up at a random point
-                with contextlib.suppress(httpx.HTTPError):
-                    with httpx.Client(timeout=rng.uniform(0.001, 0.05)) as impatient:
-                        impatient.send(req)
-                tally.add("abandoned")
-                continue
-            try:
-                response = http.send(req)
-            except httpx.HTTPError as exc:
-                tally.add("transport_error", f"{kind}: {exc!r}")
-                continue
-            if not clear(response):
-                tally.add("unclear", f"{kind}: {response.status_code} {response.text[:200]}")
-            elif response.status_code == 200 and in_band_errors(response.content):
-                tally.add(f"in_band_{in_band_errors(response.content)[0]}")
-            else:
-                code = "ok" if response.status_code == 200 else f"{response.status_code}_{response.json()['error']['code']}"
-                tally.add(code)
+    with httpx.Client(timeout=120) as http:
+        for done in range(count):
+            if done == count // 3:
+                warm.wait()
+            one(url, http, rng, speech, tally)
 
 
 @pytest.fixture
 def soak_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     # Thousands of requests' log lines are not what is measured here (and pytest keeps them).
-    structlog.configure(processors=[structlog.processors.KeyValueRenderer()],
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    structlog.configure(
+        processors=[structlog.processors.KeyValueRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+    )
     app = create_app(soak_registry(tmp_path), slow.KEYS, factory=factory, keepalive_s=0.2)
     try:
         with serve(app, timeout_s=30) as url:
@@ -192,37 +265,64 @@ def soak_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
 def test_soak(soak_server: tuple[str, Any]) -> None:
     url, app = soak_server
     controller = app.state.services.controller
-    done = [0]
-    lock = threading.Lock()
-    marks: dict[str, int] = {}
-
-    def progress() -> None:
-        with lock:
-            done[0] += 1
-            if done[0] == REQUESTS // 3:
-                marks["warm_rss"] = rss()
-
-    tally = Tally()
-    per_client = -(-REQUESTS // CLIENTS)  # at least REQUESTS in all
-    threads = [threading.Thread(target=client, args=(url, seed, per_client, tally, progress)) for seed in range(CLIENTS)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    elapsed = time.monotonic() - started
+    speak = {"model": "hibari", "input": "Hello, how are you today?", "response_format": "wav"}
+    speech = httpx.post(f"{url}/v1/audio/speech", json=speak, headers=HEADERS, timeout=120).content  # real speech
 
     def idle() -> bool:
         return controller.queue_depth == 0 and all(m.leases == 0 for m in controller.status())
 
-    wait_for(idle, 30, "no lease and no waiter once idle")
-    end_rss = rss()
+    def settled_rss() -> int:
+        """RSS with the same models resident every time: a chat on ``smollm2`` (the other LLM is
+        swapped out), a speech and a transcription, once nothing runs. Which LLM happens to be
+        resident (its KV cache and mapped weights are hundreds of MB) is not growth."""
+        wait_for(idle, 60, "no lease and no waiter once idle")
+        with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as http:
+            assert http.post("/v1/chat/completions", json=chat("smollm2", False, random.Random(0))).status_code == 200
+            assert http.post("/v1/audio/speech", json=speak).status_code == 200
+            files = {"file": ("a.wav", speech)}
+            assert (
+                http.post("/v1/audio/transcriptions", data={"model": "whisper-tiny-en"}, files=files).status_code == 200
+            )
+        wait_for(idle, 60, "no lease and no waiter once idle")
+        return rss()
+
+    marks: dict[str, int] = {}
+    warm = threading.Barrier(CLIENTS, action=lambda: marks.setdefault("warm_rss", settled_rss()), timeout=1800)
+    tally = Tally()
+    failures: list[BaseException] = []
+    per_client = -(-REQUESTS // CLIENTS)  # at least REQUESTS in all
+
+    def run(seed: int) -> None:
+        try:
+            client(url, seed, per_client, speech, tally, warm)
+        except BaseException as exc:  # a client that dies is a failure, not a shorter soak
+            failures.append(exc)
+            warm.abort()
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(CLIENTS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, started + 3600 - time.monotonic()))
+    elapsed = time.monotonic() - started
+    assert not failures, failures[:3]
+
+    wait_for(idle, 60, "no lease and no waiter once idle")
+    leases_after, queue_after = sum(m.leases for m in controller.status()), controller.queue_depth
+    end_rss = settled_rss()
     health = httpx.get(f"{url}/health", timeout=10)
     report = {
-        "requests": sum(tally.outcomes.values()), "clients": CLIENTS, "seconds": round(elapsed, 1),
-        "outcomes": dict(tally.outcomes.most_common()), "swaps": controller.swaps,
-        "leases_after": sum(m.leases for m in controller.status()), "queue_after": controller.queue_depth,
-        "rss_warm_mb": round(marks["warm_rss"] / 2**20, 1), "rss_end_mb": round(end_rss / 2**20, 1),
+        "requests": sum(tally.outcomes.values()),
+        "clients": CLIENTS,
+        "seconds": round(elapsed, 1),
+        "outcomes": dict(tally.outcomes.most_common()),
+        "by_kind": {kind: dict(counts.most_common()) for kind, counts in sorted(tally.by_kind.items())},
+        "swaps": controller.swaps,
+        "leases_after": leases_after,
+        "queue_after": queue_after,
+        "rss_warm_mb": round(marks["warm_rss"] / 2**20, 1),
+        "rss_end_mb": round(end_rss / 2**20, 1),
         "health": health.json()["status"],
     }
     print("SOAK", json.dumps(report))
