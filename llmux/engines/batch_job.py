@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Protocol
 
 from llmux.engines.admission import Admission
@@ -68,6 +68,30 @@ class DecodeThread:
 
     def _start(self) -> None:
         self._thread.start()
+
+    def _serially(self, job: QueuedJob, serial: Callable[[TextJob, threading.Event], Iterator[Item]]) -> None:
+        """``job`` through the engine's serial path (on the decode thread, the model to itself):
+        its pieces handed on until it ends or its consumer leaves; the generator is closed
+        either way, so its own cleanup runs."""
+        items = None
+        try:
+            items = serial(job.job, job.channel.cancel)
+            for item in items:
+                if job.channel.cancel.is_set():
+                    break
+                job.channel.put(item)
+            job.channel.end()
+        except Exception as exc:
+            job.channel.fail(exc)
+        finally:
+            if items is not None:
+                items.close()  # type: ignore[attr-defined]  # a generator
+
+    def _end(self, job: QueuedJob, slot: int) -> None:
+        """``job`` is done with its slot: the slot is free for the next, the consumer told."""
+        with self._lock:
+            self._admission.finish(slot)
+        job.channel.finish()
 
     def runs_alone(self, job: TextJob) -> bool:
         """Whether ``job`` takes the serial path with the model to itself: an image prompt here;

@@ -177,19 +177,9 @@ class BatchDecoder(DecodeThread):
     def _alone(self, job: QueuedJob, slot: int) -> None:
         """A job on the serial path (``runs_alone``), with the context to itself."""
         self._forget()
-        items = None
         try:
-            items = self._serial(job.job, job.channel.cancel)
-            for item in items:
-                if job.channel.cancel.is_set():
-                    break
-                job.channel.put(item)
-            job.channel.end()
-        except Exception as exc:
-            job.channel.fail(exc)
+            self._serially(job, self._serial)  # the generator's own cleanup resets the context
         finally:
-            if items is not None:
-                items.close()  # type: ignore[attr-defined]  # a generator: its finally resets the context
             self._forget()
             self._end(job, slot)
 
@@ -261,11 +251,6 @@ class BatchDecoder(DecodeThread):
         del self._active[seq.slot]
         seq.sampler.close()
         self._end(seq.job, seq.slot)
-
-    def _end(self, job: QueuedJob, slot: int) -> None:
-        with self._lock:
-            self._admission.finish(slot)
-        job.channel.finish()
 
     def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
         for seq in list(self._active.values()):

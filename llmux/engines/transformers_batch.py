@@ -137,20 +137,10 @@ class TransformersBatch(DecodeThread):
         log.debug("sequence.started", model=self._name, slot=slot, prompt=len(start.ids), cached=cached)
 
     def _alone(self, job: QueuedJob, slot: int) -> None:
-        """An image job on the serial path, with the model to itself (admission saw to that)."""
-        items = None
+        """A job on the serial path (``runs_alone``), with the model to itself (admission saw to that)."""
         try:
-            items = self._serial(job.job, job.channel.cancel)
-            for item in items:
-                if job.channel.cancel.is_set():
-                    break
-                job.channel.put(item)
-            job.channel.end()
-        except Exception as exc:
-            job.channel.fail(exc)
+            self._serially(job, self._serial)
         finally:
-            if items is not None:
-                items.close()  # type: ignore[attr-defined]  # a generator: its finally stops its thread
             self._end(job, slot)
 
     def _prefill(self) -> None:
@@ -217,11 +207,6 @@ class TransformersBatch(DecodeThread):
             channel.end()
         self._end(seq.job, seq.slot)
         return False
-
-    def _end(self, job: QueuedJob, slot: int) -> None:
-        with self._lock:
-            self._admission.finish(slot)
-        job.channel.finish()
 
     def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
         for seq in self._filling + self._rows:

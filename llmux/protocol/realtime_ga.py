@@ -4,7 +4,8 @@ Only what differs from beta (``protocol.realtime``): the session (``type: "realt
 settings under ``audio.input`` / ``audio.output``, ``output_modalities``, ``max_output_tokens``),
 message content types (``output_text``, ``output_audio``) and ``response.create`` options. The
 events that did not change (``input_audio_buffer.*``, ``conversation.item.delete`` /
-``truncate``, ``response.cancel``) are beta's own Structs. Shapes follow ``openai.types.realtime``.
+``truncate``, ``response.cancel``) are beta's own Structs, and so is a function tool (``SessionTool``: ``mcp`` tools are refused
+by its ``type``). Shapes follow ``openai.types.realtime``.
 
 What llmux cannot honour is refused by its type (a ``Literal``, or ``None`` only), so the
 ``error`` event names the param; unknown fields are ignored, as everywhere. The fields only beta
@@ -29,6 +30,7 @@ from llmux.protocol.realtime import (
     MaxTokens,
     Modality,
     ResponseCancel,
+    SessionTool,
 )
 
 # ---- client side: what a GA client sends ---------------------------------------------------
@@ -72,15 +74,6 @@ class AudioIn(msgspec.Struct, kw_only=True):
     output: AudioOutputIn | UnsetType = UNSET
 
 
-class FunctionTool(msgspec.Struct, kw_only=True):
-    """A function tool (``mcp`` tools are refused by ``type``)."""
-
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    type: Literal["function"] = "function"
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
 class FunctionChoice(msgspec.Struct, kw_only=True):
     type: Literal["function"]
     name: str
@@ -110,7 +103,7 @@ class SessionUpdateIn(msgspec.Struct, kw_only=True):
     instructions: str | UnsetType = UNSET
     output_modalities: list[Modality] | UnsetType = UNSET
     audio: AudioIn | UnsetType = UNSET
-    tools: list[FunctionTool] | UnsetType = UNSET
+    tools: list[SessionTool] | UnsetType = UNSET
     tool_choice: ToolChoice | UnsetType = UNSET
     max_output_tokens: MaxTokens | UnsetType = UNSET
     speech_model: str | UnsetType = UNSET
@@ -176,7 +169,7 @@ class ResponseOptionsIn(msgspec.Struct, kw_only=True):
     instructions: str | None = None
     audio: ResponseAudioIn | None = None
     max_output_tokens: MaxTokens | None = None
-    tools: list[FunctionTool] | None = None
+    tools: list[SessionTool] | None = None
     tool_choice: ToolChoice | None = None
     conversation: Literal["auto", "none"] = "auto"
     metadata: dict[str, str] | None = None

@@ -26,7 +26,6 @@ from llmux.protocol.realtime import (
     ResponseCreate,
     ResponseOptions,
     Session,
-    SessionTool,
     SessionUpdate,
     SessionUpdateEvent,
     TurnDetection,
@@ -162,10 +161,6 @@ def _tool_choice(choice: ga.ToolChoice) -> Any:
     return choice
 
 
-def _tools(tools: list[ga.FunctionTool]) -> list[SessionTool]:
-    return [SessionTool(name=t.name, description=t.description, parameters=t.parameters) for t in tools]
-
-
 def session_update(update: ga.SessionUpdateIn) -> SessionUpdate:
     for beta, where in ga.BETA_ONLY.items():
         if getattr(update, beta) is not UNSET:
@@ -183,7 +178,7 @@ def session_update(update: ga.SessionUpdateIn) -> SessionUpdate:
     if update.max_output_tokens is not UNSET:
         changes["max_response_output_tokens"] = update.max_output_tokens
     if update.tools is not UNSET:
-        changes["tools"] = _tools(update.tools)
+        changes["tools"] = update.tools
     if update.tool_choice is not UNSET:
         changes["tool_choice"] = _tool_choice(update.tool_choice)
     audio = update.audio
@@ -226,7 +221,7 @@ def response_options(options: ga.ResponseOptionsIn) -> ResponseOptions:
         voice=output.voice if output is not None else None,
         temperature=options.temperature,
         max_response_output_tokens=options.max_output_tokens,
-        tools=None if options.tools is None else _tools(options.tools),
+        tools=options.tools,
         tool_choice=None if options.tool_choice is None else _tool_choice(options.tool_choice),
         conversation=options.conversation,
     )

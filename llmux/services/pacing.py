@@ -16,6 +16,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
+import anyio
+
 from llmux.protocol.errors import ServiceUnavailable
 
 T = TypeVar("T")
@@ -43,28 +45,25 @@ async def paced(
 ) -> AsyncGenerator[T | None, None]:
     """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
     due). Each step runs as a task so the wait can time out without cancelling the step; at the
-    cutoff the step is cancelled (its cleanup stops the engine) and a 503 raised."""
+    cutoff a 503 is raised. However the generator ends (the cutoff, or the client leaving
+    mid-step), a pending step is cancelled *and waited for*, shielded (Litestar cancels through
+    anyio, where every later await is cancelled again): its cleanup stops the engine, or leaves an
+    upstream connection idle enough to be closed rather than left generating for nobody."""
+    step: asyncio.Future[T] | None = None
     ending = asyncio.ensure_future(cutoff.wait()) if cutoff is not None else None
     try:
         while True:
             step = asyncio.ensure_future(anext(events))
-            try:
-                while not step.done():
-                    waiting = {step} if ending is None else {step, ending}
-                    await asyncio.wait(waiting, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                    if ending is not None and ending.done() and not step.done():
-                        raise ServiceUnavailable(
-                            "llmux is shutting down: this answer was ended at the end of the shutdown grace.",
-                            code="shutting_down",
-                        )
-                    if not step.done():
-                        yield None
-            except (
-                BaseException
-            ):  # the client left mid-step, or the cutoff: stop the step, whose cleanup closes the run
-                step.cancel()
-                await asyncio.gather(step, return_exceptions=True)
-                raise
+            while not step.done():
+                waiting = {step} if ending is None else {step, ending}
+                await asyncio.wait(waiting, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                if ending is not None and ending.done() and not step.done():
+                    raise ServiceUnavailable(
+                        "llmux is shutting down: this answer was ended at the end of the shutdown grace.",
+                        code="shutting_down",
+                    )
+                if not step.done():
+                    yield None
             try:
                 item = step.result()
             except StopAsyncIteration:
@@ -73,3 +72,7 @@ async def paced(
     finally:
         if ending is not None:
             ending.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({step})

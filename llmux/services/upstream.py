@@ -37,7 +37,7 @@ from llmux.protocol.sse import DONE, KEEPALIVE
 from llmux.registry import ModelType, Registry, VirtualModel
 from llmux.services import upstream_stream as wire
 from llmux.services.access import admit
-from llmux.services.pacing import Cutoff
+from llmux.services.pacing import Cutoff, paced
 from llmux.services.record import note
 from llmux.services.upstream_stream import Kind, Relay, Relayed
 
@@ -267,7 +267,7 @@ class UpstreamService:
         stream = wire.StreamState(relay.model)
         error: LlmuxError | None = None
         try:
-            async with aclosing(wire.paced(wire.server_events(response), self.keepalive_s, self.cutoff)) as events:
+            async with aclosing(paced(wire.server_events(response), self.keepalive_s, self.cutoff)) as events:
                 async for event in events:
                     if event is None:
                         yield KEEPALIVE

@@ -57,46 +57,6 @@ async def server_events(response: httpx.Response) -> AsyncIterator[httpx_sse.Ser
         yield event
 
 
-async def paced(
-    events: AsyncIterator[T], interval: float, cutoff: Cutoff | None = None
-) -> AsyncGenerator[T | None, None]:
-    """``events``, with a None whenever ``interval`` seconds pass without one (a keep-alive is
-    due), and a 503 ``shutting_down`` at the shutdown grace's cutoff (``services.pacing``: the
-    stream then ends on llmux's terms, not cut by uvicorn). Each step runs as a task, so the wait
-    can time out without cancelling the read; when the client leaves, the pending read is
-    cancelled *and waited for* (shielded: Litestar cancels through anyio, where every later await
-    is cancelled again) — only then is the upstream connection idle enough to be closed rather
-    than left open, generating for nobody."""
-    step: asyncio.Future[T] | None = None
-    ending = asyncio.ensure_future(cutoff.wait()) if cutoff is not None else None
-    try:
-        while True:
-            step = asyncio.ensure_future(anext(events))
-            while not step.done():
-                await asyncio.wait(
-                    {step} if ending is None else {step, ending}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
-                )
-                if ending is not None and ending.done() and not step.done():
-                    raise ServiceUnavailable(
-                        "llmux is shutting down: this answer was ended at the end of the shutdown grace.",
-                        code="shutting_down",
-                    )
-                if not step.done():
-                    yield None
-            try:
-                item = step.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        if ending is not None:
-            ending.cancel()
-        if step is not None and not step.done():
-            step.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait({step})
-
-
 async def before_cutoff(work: Coroutine[Any, Any, T], cutoff: Cutoff | None) -> T:
     """``work``, or a 503 ``shutting_down`` if the shutdown grace's cutoff comes first (a plain
     request then gets its status from llmux, not a connection uvicorn cuts)."""
