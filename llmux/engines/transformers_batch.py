@@ -9,10 +9,15 @@ linear_attention``: its paged cache has no place for Gated DeltaNet states), and
 46 s for three 16-token greedy requests that ``generate`` answers in well under a second.
 Qwen3.5 is the model this runtime serves, so the loop is ours:
 
-- A joining sequence is prefilled **alone** (batch 1, its own ``DynamicCache``), in chunks of at
-  most ``chunk`` prompt tokens per turn between the running sequences' decode steps, so a long
-  prompt does not stall the others. Its first token is sampled from the prefill's logits; then
-  its cache joins the batch (``transformers_batch_cache``: full-attention KV left-padded with a
+- Joining sequences are prefilled in chunks of at most ``chunk`` prompt tokens per turn (all of
+  them together), between the running sequences' decode steps, so a long prompt does not stall
+  the others. Those that start from nothing (no cached prefix) go through **one forward pass
+  together**, left-padded with a mask (Qwen3.5's linear-attention layers zero the padding's
+  inputs, so their states are exactly those of the prompt alone), and their cache is split into
+  one per sequence (``transformers_batch_cache.split``): four prompts arriving at once cost
+  about one prefill instead of four. A sequence continuing from a cached prefix is prefilled
+  alone from its copy. Each one's first token is sampled from the prefill's logits; then its
+  cache joins the batch (``transformers_batch_cache``: full-attention KV left-padded with a
   mask, linear-attention states concatenated on the batch dimension).
 - Each decode step feeds every running sequence's last token (its own position, the shared
   padding mask) through the model once; each sequence then samples from its own row with its own
@@ -42,7 +47,7 @@ import torch
 from llmux.engines.base import Prompted, TextJob
 from llmux.engines.batch_job import DecodeThread, QueuedJob
 from llmux.engines.text import Item
-from llmux.engines.transformers_batch_cache import BatchCache
+from llmux.engines.transformers_batch_cache import BatchCache, split
 from llmux.engines.transformers_prefix import PrefixCache
 from llmux.engines.transformers_sampling import Start
 
@@ -61,6 +66,18 @@ class _Sequence:
     pos: int  # prompt tokens in its cache
     next: int | None = None  # the last sampled token, fed in the next decode step
     produced: int = 0
+
+
+def _padded_pass(chunks: list[tuple[_Sequence, int]]) -> list[tuple[_Sequence, int]]:
+    """The fresh prompt chunks worth one left-padded pass: the longest, and each shorter one
+    while the padding stays at most as many tokens as the pass holds (padding is computed too)."""
+    ordered = sorted(chunks, key=lambda chunk: -chunk[1])
+    chosen: list[tuple[_Sequence, int]] = []
+    for chunk in ordered:
+        tokens = sum(stop for _, stop in chosen) + chunk[1]
+        if ordered[0][1] * (len(chosen) + 1) <= 2 * tokens:
+            chosen.append(chunk)
+    return chosen
 
 
 class TransformersBatch(DecodeThread):
@@ -144,18 +161,28 @@ class TransformersBatch(DecodeThread):
             self._end(job, slot)
 
     def _prefill(self) -> None:
-        """Up to ``chunk`` prompt tokens of the sequences still prefilling, oldest first."""
+        """Up to ``chunk`` prompt tokens of the sequences still prefilling, shared out oldest
+        first; the ones starting from nothing in one forward pass together."""
+        for seq in [s for s in self._filling if s.job.channel.cancel.is_set()]:
+            self._filling.remove(seq)
+            self._end(seq.job, seq.slot)
         room = self._chunk
-        for seq in list(self._filling):
+        fresh: list[tuple[_Sequence, int]] = []
+        alone: list[tuple[_Sequence, int]] = []
+        for seq in self._filling:
             if room <= 0:
                 break
-            if seq.job.channel.cancel.is_set():
-                self._filling.remove(seq)
-                self._end(seq.job, seq.slot)
-                continue
+            stop = self._stop(seq, room)
+            room -= stop - seq.pos
+            (fresh if seq.pos == 0 else alone).append((seq, stop))
+        together = _padded_pass(fresh)
+        if len(together) > 1:
+            self._together(together)
+            alone += [chunk for chunk in fresh if chunk not in together]
+        else:
+            alone += fresh
+        for seq, stop in alone:
             ids = seq.start.ids
-            boundary = self._prefix.boundary(len(ids))
-            stop = min(len(ids), seq.pos + room, boundary if seq.pos < boundary else len(ids))
             out = self._model(
                 input_ids=torch.tensor([ids[seq.pos : stop]], device=self._model.device),
                 position_ids=torch.arange(seq.pos, stop, device=self._model.device)[None],
@@ -163,15 +190,52 @@ class TransformersBatch(DecodeThread):
                 use_cache=True,
                 logits_to_keep=1,
             )
-            room -= stop - seq.pos
-            seq.pos = stop
-            if stop == boundary:
-                self._prefix.store(ids[:boundary], seq.cache)  # a copy: this one goes on
-            if stop == len(ids):
-                self._filling.remove(seq)
-                if self._emit(seq, seq.start.sampler.choose(out.logits[0, -1])):
-                    self._batch.join(seq.cache, len(ids))
-                    self._rows.append(seq)
+            self._prefilled(seq, stop, out.logits[0, -1])
+
+    def _stop(self, seq: _Sequence, room: int) -> int:
+        """Where this turn's chunk of ``seq``'s prompt ends: ``room`` tokens on, at most, and
+        never past the prefix snapshot's boundary (the cache is copied there)."""
+        ids = seq.start.ids
+        boundary = self._prefix.boundary(len(ids))
+        return min(len(ids), seq.pos + room, boundary if seq.pos < boundary else len(ids))
+
+    def _together(self, chunks: list[tuple[_Sequence, int]]) -> None:
+        """The first ``stop`` prompt tokens of each of these fresh sequences in one forward pass,
+        left-padded to the longest (padding: the row's own first token, masked out); each
+        sequence then gets its own row of the cache."""
+        width = max(stop for _, stop in chunks)
+        device = self._model.device
+        rows = [[seq.start.ids[0]] * (width - stop) + seq.start.ids[:stop] for seq, stop in chunks]
+        mask = torch.tensor([[0] * (width - stop) + [1] * stop for _, stop in chunks], device=device)
+        cache = self._new_cache()
+        out = self._model(
+            input_ids=torch.tensor(rows, device=device),
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        log.debug("prefill.together", model=self._name, sequences=len(chunks), tokens=int(mask.sum()))
+        for r, ((seq, stop), own) in enumerate(
+            zip(chunks, split(cache, [width - stop for _, stop in chunks]), strict=True)
+        ):
+            seq.cache = own
+            self._prefilled(seq, stop, out.logits[r, -1])
+
+    def _prefilled(self, seq: _Sequence, stop: int, logits: torch.Tensor) -> None:
+        """``seq``'s cache now holds its first ``stop`` prompt tokens (``logits``: the last one's):
+        snapshot it at the prefix boundary; at the prompt's end, sample its first token and join
+        the batch."""
+        ids = seq.start.ids
+        seq.pos = stop
+        if stop == self._prefix.boundary(len(ids)):
+            self._prefix.store(ids[:stop], seq.cache)  # a copy: this one goes on
+        if stop == len(ids):
+            self._filling.remove(seq)
+            if self._emit(seq, seq.start.sampler.choose(logits)):
+                self._batch.join(seq.cache, len(ids))
+                self._rows.append(seq)
 
     def _decode(self) -> None:
         """One token for every running sequence, in one forward pass."""

@@ -9,6 +9,8 @@ state per sequence, with no length at all: those are concatenated along the batc
 
 - ``join(cache, length)``: a sequence prefilled alone (batch 1) becomes the last row; whichever
   side is shorter is padded on the left.
+- ``split(cache, pads)``: the rows of a batch prefilled together (left-padded, ``pads`` columns
+  each) as batch-1 caches of their own, the padding cut, ready to continue or ``join``.
 - ``leave(rows)``: the rows kept are selected (``index_select`` on the batch dimension), and
   columns that are padding in every remaining row are cut, so a long prompt that has left does
   not keep the others' attention wide.
@@ -20,6 +22,7 @@ layers (gpt-oss) keep only their window, offset per sequence, and are not batche
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -48,6 +51,39 @@ def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
+def split(cache: Any, pads: list[int]) -> list[Any]:
+    """Row ``r`` of ``cache`` (a batch prefilled together, its row left-padded by ``pads[r]``
+    columns) as a cache of its own: the same layer objects' structure, this row's tensors, the
+    padding columns cut. Linear-attention states need no cut: padding left them untouched."""
+    shared = {id(t): t for layer in cache.layers for t in _tensors(layer)}
+    rows = []
+    for r, pad in enumerate(pads):
+        own = copy.deepcopy(cache, memo=dict(shared))  # new containers around the same tensors
+        index = torch.tensor([r], dtype=torch.long, device=_device(cache))
+        layer: Any
+        for layer in own.layers:
+            if isinstance(layer, LinearAttentionLayer):
+                for states in _states(layer):
+                    for i, state in states.items():
+                        if state is not None:
+                            states[i] = state.index_select(0, index)
+            else:
+                layer.keys = layer.keys.index_select(0, index)[:, :, pad:]
+                layer.values = layer.values.index_select(0, index)[:, :, pad:]
+        rows.append(own)
+    return rows
+
+
+def _tensors(layer: Any) -> list[torch.Tensor]:
+    if isinstance(layer, LinearAttentionLayer):
+        return [state for states in _states(layer) for state in states.values() if state is not None]
+    return [t for t in (layer.keys, layer.values) if t is not None]
+
+
+def _device(cache: Any) -> Any:
+    return next((t.device for layer in cache.layers for t in _tensors(layer)), "cpu")
+
+
 class BatchCache:
     """The running sequences' shared cache, its padding mask and each row's next position."""
 
@@ -68,7 +104,7 @@ class BatchCache:
 
     def join(self, cache: Any, length: int) -> int:
         """Append a sequence prefilled alone (its cache holds ``length`` tokens); its row index."""
-        device = cache.layers[0].device if getattr(cache.layers[0], "device", None) is not None else "cpu"
+        device = _device(cache)
         own = torch.ones((1, length), dtype=torch.long, device=device)
         if self.cache is None or self.mask is None:
             self.cache, self.mask, self.positions = cache, own, [length]

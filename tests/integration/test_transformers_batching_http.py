@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 import yaml
 
 from llmux.app import create_app
 from llmux.registry import ApiKey, ApiKeysFile, load_models
 from tests.fixtures.tiny_models import build_gpt_oss, build_llama, build_qwen35
+from tests.integration.test_chat_backends import png_data_url
 from tests.support.server import serve, wait_for
 
 pytestmark = pytest.mark.slow
@@ -109,14 +111,19 @@ def test_batched_answers_match_the_serial_engine(server: str) -> None:
 class Stream:
     """A streamed request read in a thread; ``first`` is set at its first chunk with a delta."""
 
-    def __init__(self, url: str, model: str, topic: str, max_tokens: int) -> None:
+    def __init__(self, url: str, model: str, topic: str, max_tokens: int, *, image: bool = False) -> None:
         self.first, self.done, self.leave = threading.Event(), threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(url, model, topic, max_tokens), daemon=True)
+        request = body(model, topic, max_tokens)
+        if image:
+            text = request["messages"][0]["content"]
+            request["messages"][0]["content"] = [{"type": "text", "text": text},
+                                                 {"type": "image_url", "image_url": {"url": png_data_url()}}]
+        self.thread = threading.Thread(target=self._run, args=(url, request), daemon=True)
         self.thread.start()
 
-    def _run(self, url: str, model: str, topic: str, max_tokens: int) -> None:
+    def _run(self, url: str, request: dict[str, Any]) -> None:
         try:
-            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body(model, topic, max_tokens),
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=request,
                               headers={"Authorization": f"Bearer {KEY}"}, timeout=300) as response:
                 for line in response.iter_lines():
                     if line.startswith("data: {") and '"delta":{}' not in line and '"role"' not in line:
@@ -141,6 +148,38 @@ def test_a_cancelled_sequence_frees_its_slot_for_a_waiting_one(server: str) -> N
     assert not long_b.done.is_set(), "the waiting request ran only after every long one ended"
     long_b.leave.set()
     wait_for(lambda: sequences(server, "qwen-2") == (0, 0), timeout_s=60, what="every slot free again")
+
+
+def test_prompts_admitted_together_are_prefilled_in_one_pass_and_answer_as_alone(server: str) -> None:
+    """Four requests that wait while an image prompt has the model to itself are admitted in one
+    turn: their prompts (of quite different lengths) go through one left-padded forward pass,
+    and each still gets the tokens and log probabilities it gets alone."""
+    topics = ["cats", "the sea " * 12, "Paris and the long winding river beyond its old town", "bread " * 30]
+
+    def ask(topic: str) -> Any:
+        request = {**body("qwen-4-instruct", topic, 8), "stream": False, "logprobs": True, "top_logprobs": 3}
+        reply = httpx.post(f"{server}/v1/chat/completions", json=request,
+                           headers={"Authorization": f"Bearer {KEY}"}, timeout=300)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["choices"][0]
+
+    alone = [ask(t) for t in topics]
+    out: dict[int, Any] = {}
+    with structlog.testing.capture_logs() as logs:
+        blocker = Stream(server, "qwen-4", "a picture", LONG, image=True)
+        assert blocker.first.wait(120)
+        threads = [threading.Thread(target=lambda i=i, t=t: out.__setitem__(i, ask(t))) for i, t in enumerate(topics)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: sequences(server, "qwen-4") == (1, 4), timeout_s=60, what="the image alone, four waiting")
+        blocker.leave.set()
+        for thread in threads:
+            thread.join(300)
+    together = [out.get(i) for i in range(4)]
+    assert [without_floats(c) for c in together] == [without_floats(c) for c in alone]
+    assert floats(together) == pytest.approx(floats(alone), abs=1e-4)
+    assert [e["sequences"] for e in logs if e.get("event") == "prefill.together"] == [4]
+    wait_for(lambda: sequences(server, "qwen-4") == (0, 0), timeout_s=60, what="every slot free again")
 
 
 def test_max_parallel_1_runs_one_sequence_at_a_time(server: str) -> None:
