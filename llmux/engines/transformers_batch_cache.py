@@ -59,19 +59,24 @@ def split(cache: Any, pads: list[int]) -> list[Any]:
     rows = []
     for r, pad in enumerate(pads):
         own = copy.deepcopy(cache, memo=dict(shared))  # new containers around the same tensors
-        index = torch.tensor([r], dtype=torch.long, device=_device(cache))
-        layer: Any
-        for layer in own.layers:
-            if isinstance(layer, LinearAttentionLayer):
-                for states in _states(layer):
-                    for i, state in states.items():
-                        if state is not None:
-                            states[i] = state.index_select(0, index)
-            else:
-                layer.keys = layer.keys.index_select(0, index)[:, :, pad:]
-                layer.values = layer.values.index_select(0, index)[:, :, pad:]
+        _select(own, torch.tensor([r], dtype=torch.long, device=_device(cache)), pad)
         rows.append(own)
     return rows
+
+
+def _select(cache: Any, rows: torch.Tensor, first: int) -> None:
+    """Keep only ``rows`` of ``cache`` (new tensors: whoever shares the old ones keeps them), and
+    of the full-attention keys and values only the columns from ``first`` on."""
+    layer: Any
+    for layer in cache.layers:
+        if isinstance(layer, LinearAttentionLayer):
+            for states in _states(layer):
+                for i, state in states.items():
+                    if state is not None:
+                        states[i] = state.index_select(0, rows)
+        else:
+            layer.keys = layer.keys.index_select(0, rows)[:, :, first:]
+            layer.values = layer.values.index_select(0, rows)[:, :, first:]
 
 
 def _tensors(layer: Any) -> list[torch.Tensor]:
@@ -136,16 +141,7 @@ class BatchCache:
         mask = self.mask.index_select(0, index)
         used = mask.any(dim=0).nonzero()
         first = int(used[0]) if used.numel() else mask.shape[1]
-        layer: Any
-        for layer in self.cache.layers:
-            if isinstance(layer, LinearAttentionLayer):
-                for states in _states(layer):
-                    for i, state in states.items():
-                        if state is not None:
-                            states[i] = state.index_select(0, index)
-            else:
-                layer.keys = layer.keys.index_select(0, index)[:, :, first:]
-                layer.values = layer.values.index_select(0, index)[:, :, first:]
+        _select(self.cache, index, first)
         self.mask = mask[:, first:]
         self.positions = [self.positions[r] for r in keep]
 
