@@ -9,13 +9,49 @@
 3. Any family: a fixed ``system_prompt`` (an OCR model's instruction) opens the system message;
    a client's own system message is kept after it, in the same message (templates take one
    system message, first).
+4. A request's reasoning effort (chat's ``reasoning_effort``, Responses' ``reasoning.effort``)
+   overrides the virtual model's, for that request (``with_effort``): gpt-oss takes it as its
+   level (OpenAI's six folded onto its three); Qwen3.5 thinks unless it is ``none`` (as Ollama's
+   OpenAI endpoint does) — exactly the request the matching virtual model would make, template
+   and parser alike; a family without reasoning accepts only ``none`` and refuses any level.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
+
+from llmux.protocol.chat import ReasoningEffort
+from llmux.protocol.errors import InvalidRequest
 from llmux.registry.config import Behaviour
+
+GptOssLevel = Literal["low", "medium", "high"]
+GPT_OSS_LEVELS: dict[ReasoningEffort, GptOssLevel] = {
+    "none": "low",  # gpt-oss always reasons: its lowest level
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
+
+
+def with_effort(family: str | None, behaviour: Behaviour, effort: ReasoningEffort | None, model: str) -> Behaviour:
+    """4: the behaviour for a request with this ``effort``, or a 400 naming ``reasoning_effort``."""
+    if effort is None:
+        return behaviour
+    if family == "gpt-oss":
+        return msgspec.structs.replace(behaviour, reasoning_effort=GPT_OSS_LEVELS[effort])
+    if family == "qwen3.5":
+        return msgspec.structs.replace(behaviour, thinking=effort != "none")
+    if effort == "none":
+        return behaviour  # it never reasons
+    raise InvalidRequest(
+        f"The model {model!r} has no reasoning levels: leave `reasoning_effort` out (or send `none`).",
+        param="reasoning_effort",
+        code="unsupported_parameter",
+    )
 
 
 def template_kwargs(family: str | None, behaviour: Behaviour, template_source: str) -> dict[str, Any]:

@@ -46,15 +46,6 @@ from llmux.protocol.responses import (
 )
 
 INCLUDABLE = frozenset({"reasoning.encrypted_content", "message.output_text.logprobs"})
-Effort = Literal["low", "medium", "high"]
-_EFFORT: dict[str, Effort] = {
-    "none": "low",
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-}
 
 
 def refuse_unsupported(request: ResponsesRequest) -> None:
@@ -93,7 +84,6 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
     if not messages:
         raise InvalidRequest("`input` holds no messages.", param="input")
     tools = [_tool(i, t) for i, t in enumerate(request.tools or ()) if t.get("type") == "function"]
-    effort = request.reasoning.effort if request.reasoning else None
     logprobs = "message.output_text.logprobs" in (request.include or ()) or request.top_logprobs is not None
     return ChatCompletionRequest(
         model=request.model,
@@ -104,7 +94,7 @@ def chat_request(request: ResponsesRequest) -> ChatCompletionRequest:
         max_completion_tokens=request.max_output_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
-        reasoning_effort=_EFFORT[effort] if effort else None,
+        reasoning_effort=request.reasoning.effort if request.reasoning else None,  # per family: chat.behaviour
         response_format=_format(request),
         logprobs=logprobs or None,
         top_logprobs=request.top_logprobs if logprobs else None,

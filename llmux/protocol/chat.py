@@ -13,6 +13,9 @@ import msgspec
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 TopP = Annotated[float, msgspec.Meta(ge=0, le=1)]
 MaxTokens = Annotated[int, msgspec.Meta(ge=1)]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+"""OpenAI's reasoning levels (chat's ``reasoning_effort``, Responses' ``reasoning.effort``); what
+each means for a model family is ``chat.behaviour.with_effort``'s."""
 
 
 # ---- request ------------------------------------------------------------------------------
@@ -99,7 +102,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
     user: str | None = None
     response_format: ResponseFormat | None = None
     top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None

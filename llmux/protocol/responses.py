@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from llmux.protocol.chat import MaxTokens, Temperature, TopP
+from llmux.protocol.chat import MaxTokens, ReasoningEffort, Temperature, TopP
 
 # ---- input items --------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningI
 
 
 class ReasoningConfig(msgspec.Struct, omit_defaults=True):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    effort: ReasoningEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 import msgspec
 import structlog
 
+from llmux.chat.behaviour import with_effort
 from llmux.chat.events import ChatEvent, ChatJob
 from llmux.chat.fetch import networks
 from llmux.chat.images import ImagePolicy, check_url, image_bytes
@@ -93,6 +94,7 @@ class ChatService:
         virtual, physical = self.registry.resolve(request.model, expect=ModelType.LLM)
         note(model=request.model, physical=physical.id, stream=request.stream)
         check_chat(request, self.registry.limits)
+        behaviour = with_effort(physical.family, virtual.behaviour, request.reasoning_effort, request.model)
         self.controller.admit(physical.id)  # a 429 is decided before a stream's headers
         images = image_parts(request.messages)
         if len(images) > self.registry.limits.max_images:
@@ -115,9 +117,6 @@ class ChatService:
             if images
             else ()
         )
-        behaviour = virtual.behaviour
-        if request.reasoning_effort is not None and physical.family == "gpt-oss":
-            behaviour = msgspec.structs.replace(behaviour, reasoning_effort=request.reasoning_effort)
         params = sampling_params(request, behaviour, physical.family)
         job = ChatJob(
             messages=request.messages,

@@ -93,6 +93,7 @@ _PARAMS = {
     "max_completion_tokens": "max_output_tokens",
     "response_format": "text.format",
     "logprobs": "include",
+    "reasoning_effort": "reasoning.effort",
 }
 
 
