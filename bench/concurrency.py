@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="waves of simultaneous clients per row")
+    parser.add_argument("--rounds", type=int, default=4, help="waves of simultaneous clients per row")
     parser.add_argument("--clients", default="1,4,8")
     parser.add_argument("--prefix-tokens", type=int, default=4000)
     parser.add_argument("--prefix-runs", type=int, default=1, help="cold/cached pairs per server (median)")
