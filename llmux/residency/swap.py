@@ -193,7 +193,9 @@ class SwapExecutor:
         log.info("model.loading", model=slot.id, backend=slot.spec.backend, estimate_gb=slot.footprint_gb, warm=warm)
         engine: Loadable | None = None
         try:
-            engine = slot.engine or self._factory(slot.spec, self.registry)
+            # In the worker thread: the first engine of a runtime imports it (torch and
+            # transformers take seconds), which on the event loop would stall every request.
+            engine = slot.engine or await self._offload(self._factory, slot.spec, self.registry)
             reported, probed = await self._bounded_load(slot, engine, warm)
         except Exception as exc:
             timed_out = isinstance(exc, TimeoutError)

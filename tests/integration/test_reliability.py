@@ -252,3 +252,34 @@ def test_a_request_past_its_deadline_is_a_504_and_releases_its_lease(tmp_path: P
         assert r.status_code == 504 and r.json()["error"]["code"] == "request_timeout", r.text
         assert time.monotonic() - started < 5
         wait_for(lambda: leases(app) == 0, 10, "the lease back")
+
+
+def test_a_runtime_that_takes_long_to_set_up_does_not_stall_other_requests(
+    reference: Registry, keys: ApiKeysFile
+) -> None:
+    """The first engine of a runtime imports it (torch and transformers take seconds): that
+    happens off the event loop, so ``/health`` and the rest of the API keep answering meanwhile."""
+    building, release = threading.Event(), threading.Event()
+
+    def slow_factory(spec: PhysicalModel, registry: Registry) -> Any:
+        if spec.id == "qwen3.5-9b-fp8":
+            building.set()
+            release.wait(60)  # on the event loop this would freeze the server until then
+        return InstantChat(spec, registry)
+
+    app = create_app(reference, keys, factory=slow_factory)
+    with serve(app) as url:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        answer: dict[str, Any] = {}
+        ask = threading.Thread(target=lambda: answer.update(httpx.post(
+            f"{url}/v1/chat/completions", json=chat_body("Qwen3.5-9B-FP8-Instruct"), headers=headers, timeout=120).json()))
+        ask.start()
+        try:
+            assert building.wait(30)
+            assert httpx.get(f"{url}/health", timeout=5).status_code in (200, 503)
+            listed = httpx.get(f"{url}/v1/models", headers=headers, timeout=5)
+            assert listed.status_code == 200 and listed.json()["data"]
+        finally:
+            release.set()
+            ask.join(60)
+        assert answer["choices"][0]["message"]["content"]

@@ -233,6 +233,8 @@ class ControllerMachine(RuleBasedStateMachine):
         return self.timer
 
     async def _offload(self, fn: Any, *args: Any) -> Any:
+        if fn == self._factory:
+            return fn(*args)
         if fn is measure:
             self.loading = args[0].__self__
             gate = self.gate = self.loop.create_future()

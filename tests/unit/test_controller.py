@@ -40,6 +40,8 @@ class Harness:
         return Backend(spec, **self.args.get(spec.id, {}))
 
     async def offload(self, fn: Any, *args: Any) -> Any:
+        if fn == self.factory:
+            return fn(*args)
         if fn is measure:
             model = args[0].__self__.spec.id
             self.order.append(f"load {model}")
