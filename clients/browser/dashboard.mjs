@@ -1,9 +1,12 @@
 // llmux's dashboard (/ui) as an operator uses it, in headless Debian Chromium (playwright-core):
 // sign in with a wrong key (refused), then the admin key; read the VRAM bar; press Load on a model
-// and wait for it to become resident on the bar; pin it. Prints one JSON object on stdout.
+// and wait for it to become resident on the bar; pin it. With "upstreams" ([{id, state, inFlight}]),
+// first wait for each remote upstream's row to show that state (and relays in flight) and read the
+// section. Prints one JSON object on stdout.
 //
 //   node dashboard.mjs '{"url": "http://127.0.0.1:8081", "key": "sk-...", "load": "smollm2-135m",
-//                        "out": "/tmp/shots", "timeoutMs": 60000}'
+//                        "out": "/tmp/shots", "timeoutMs": 60000,
+//                        "upstreams": [{"id": "far", "state": "down"}]}'
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -52,6 +55,18 @@ try {
   await page.locator("#usage [data-testid=usage-table], #usage [data-testid=usage-unavailable]").first().waitFor();
   result.usage = await page.locator("#usage").innerText();
   result.keyInStorage = await page.evaluate(() => sessionStorage.getItem("llmux.adminKey") !== null);
+  for (const u of args.upstreams ?? []) {
+    const row = page.locator(`#upstreams tr[data-upstream="${u.id}"][data-state="${u.state}"]`);
+    await row.waitFor();
+    if (u.inFlight !== undefined) await row.locator("[data-testid=in-flight]", { hasText: new RegExp(`^${u.inFlight}$`) }).waitFor();
+  }
+  result.upstreamsHidden = await page.locator("#upstreams-panel").isHidden();
+  result.upstreams = await page.$$eval("#upstreams tbody tr", (rows) => rows.map((r) => ({
+    id: r.dataset.upstream, state: r.querySelector("[data-testid=state]").innerText,
+    inFlight: r.querySelector("[data-testid=in-flight]").innerText,
+    lastError: r.querySelector("[data-testid=last-error]").innerText, cells: [...r.cells].map((c) => c.innerText) })));
+  result.pageText = await page.locator("body").innerText();
+  if (args.upstreams) result.steps.push("upstreams shown");
   await shot("dashboard");
 
   await page.click(`button[data-action=load][data-model="${args.load}"]`);

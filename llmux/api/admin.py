@@ -7,6 +7,7 @@
     POST /v1/admin/models/{model}/unpin
     POST /v1/admin/models/{model}/reset      forget a broken model's failed loads (retry now)
     POST /v1/admin/speedtest                 GPU versus CPU on the same inference (TST-020/021)
+    GET  /v1/admin/upstreams                 remote upstreams: state, last error, requests in flight
     GET  /v1/admin/usage                     every key's usage (start, end, client, group_by)
     POST /v1/admin/keys/reload               read api_keys.yaml again (as SIGHUP does)
 
@@ -21,13 +22,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from llmux.protocol.admin import SpeedTestReport, SpeedTestRequest
 from llmux.protocol.errors import LlmuxError
-from llmux.protocol.residency import ModelStatus, Residency
+from llmux.protocol.residency import ModelStatus, Residency, Upstreams
 from llmux.protocol.usage import KeysReloaded, UsageReport
 from llmux.registry import Registry
 from llmux.residency.controller import ResidencyController
 from llmux.services.keys import KeyStore
 from llmux.services.pins import PinFile
 from llmux.services.speedtest import SpeedTest
+from llmux.services.upstream import UpstreamService
 from llmux.services.usage import UsageService
 
 
@@ -63,6 +65,11 @@ class AdminController(Controller):
             models=controller.status(),
             host_ram=controller.host_ram(),
         )
+
+    @get("/upstreams", sync_to_thread=False)
+    def upstreams(self, upstream: NamedDependency[UpstreamService]) -> Upstreams:
+        """What ``/health`` tells of them too, plus the relays in flight (the dashboard polls it)."""
+        return Upstreams(upstreams=upstream.status())
 
     @post("/models/{model:str}/load", status_code=200)
     async def load(

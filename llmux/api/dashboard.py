@@ -19,6 +19,10 @@ How the key travels, and why (``static/dashboard.js`` says the same):
 - ``EventSource`` cannot send headers, and a key in a URL ends up in logs and the history: the
   script reads the event stream with ``fetch()`` and parses the SSE frames itself.
 
+Remote upstreams (``backend: openai``) are not residency: their state comes from health polls
+and relays, so the page polls ``GET /v1/admin/upstreams`` every few seconds rather than reading
+them from this feed.
+
 A strict Content-Security-Policy (same-origin script and style only, no inline code) keeps an
 injected model name or error text from ever running as script; the script writes text, never HTML.
 """

@@ -49,8 +49,11 @@ class Upstream:
         self.model = options.model or spec.id
         """The upstream's name for the model (written into every forwarded request)."""
         self.base_url = options.base_url.rstrip("/")
-        self.shown_url = str(httpx.URL(self.base_url).copy_with(username=None, password=None))
-        """``base_url`` without credentials in it, for logs and ``/health``."""
+        self.shown_url = str(
+            httpx.URL(self.base_url).copy_with(username=None, password=None, query=None, fragment=None)
+        )
+        """``base_url`` without credentials (nor a query, where a key could hide), for logs, ``/health``
+        and the dashboard."""
         headers = {"Authorization": f"Bearer {key}"} if (key := _api_key(spec.id, options)) else {}
         self.client = httpx.AsyncClient(
             base_url=self.base_url + "/",
@@ -67,6 +70,8 @@ class Upstream:
         self._poller: asyncio.Task[None] | None = None
         self._open: set[httpx.Response] = set()
         """Responses being relayed now (closed ones are dropped at the next poll)."""
+        self._sending = 0
+        """Requests sent and waiting for their answer's headers."""
 
     # ---- health -------------------------------------------------------------------------------
 
@@ -124,6 +129,11 @@ class Upstream:
                 retry_after=self.options.health_interval_s,
             )
 
+    @property
+    def in_flight(self) -> int:
+        """Requests relayed now: waiting for the upstream's headers, or their answer still being read."""
+        return self._sending + sum(1 for r in self._open if not r.is_closed)
+
     # ---- requests ---------------------------------------------------------------------------
 
     async def send(
@@ -140,10 +150,13 @@ class Upstream:
         # No X-Request-ID of llmux's own: llama-cpp-python's server refuses one that is not a UUID (400).
         headers = {"Content-Type": "application/json"} if json is not None else None
         request = self.client.build_request("POST", path, content=json, files=files, data=data, headers=headers)
+        self._sending += 1
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self.transport_error(exc) from exc
+        finally:
+            self._sending -= 1
         if response.status_code < 400:
             self._open.add(response)
             return response

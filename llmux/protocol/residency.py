@@ -68,6 +68,14 @@ class UpstreamStatus(msgspec.Struct, kw_only=True):
     checked_at: float | None
     """Unix time of the last poll."""
     virtual: list[str]
+    in_flight: int = 0
+    """Requests being relayed to it now (waiting for its answer, or reading it)."""
+
+
+class Upstreams(msgspec.Struct, kw_only=True):
+    """``GET /v1/admin/upstreams``: every remote upstream, as its health poll and relays see it now."""
+
+    upstreams: list[UpstreamStatus]
 
 
 class HostRamInfo(msgspec.Struct, kw_only=True):

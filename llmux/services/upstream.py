@@ -94,7 +94,7 @@ class UpstreamService:
         for upstream in self.upstreams.values():
             await upstream.close()
 
-    # ---- what /health and /v1/models show ------------------------------------------------------
+    # ---- what /health, /v1/models and the dashboard show -------------------------------------
 
     def status(self) -> list[UpstreamStatus]:
         return [
@@ -107,6 +107,7 @@ class UpstreamService:
                 last_error=u.last_error,
                 checked_at=u.checked_at,
                 virtual=self.registry.virtual_of(u.id),
+                in_flight=u.in_flight,
             )
             for u in self.upstreams.values()
         ]

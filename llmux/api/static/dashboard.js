@@ -7,6 +7,9 @@
 // bearer header on every request. EventSource cannot send headers and a key in a URL lands in
 // logs and the history, so the stream is read with fetch() and its SSE frames are parsed here.
 // Everything from the server is written with textContent, never as HTML.
+//
+// Remote upstreams (backend: openai) are not in the residency stream: their state comes from a
+// health poll and their relays, so the script polls GET /v1/admin/upstreams every few seconds.
 "use strict";
 
 const KEY = "llmux.adminKey";
@@ -14,6 +17,9 @@ const state = { snapshot: null, models: new Map(), loading: new Map(), draining:
 const IN_VRAM = new Set(["loading", "ready", "serving", "evicting", "unparking"]);  // parked: host RAM only
 let stream = null;
 let retryMs = 500;
+const UPSTREAMS_EVERY_MS = 3000;
+let upstreamsTimer = null;
+let upstreamsRound = 0;  // a sign-out or a new sign-in makes an older poll's answer stale
 
 const $ = (id) => document.getElementById(id);
 
@@ -57,6 +63,7 @@ function signOut(message = "") {
   sessionStorage.removeItem(KEY);
   if (stream) stream.abort();
   stream = null;
+  stopUpstreams();
   $("dashboard").hidden = true;
   $("logout").hidden = true;
   $("login-panel").hidden = false;
@@ -70,6 +77,8 @@ function start() {
   $("logout").hidden = false;
   connect();
   refreshUsage();
+  stopUpstreams();
+  refreshUpstreams(upstreamsRound);
 }
 
 function connection(text, kind) {
@@ -258,6 +267,46 @@ async function act(b, model, action) {
     if (key()) $("action-error").textContent = `${action} ${model}: ${error.message}`;
   }
   render();
+}
+
+// ---- remote upstreams (GET /v1/admin/upstreams, polled) -------------------------------------
+
+function stopUpstreams() {
+  clearTimeout(upstreamsTimer);
+  upstreamsTimer = null;
+  upstreamsRound += 1;
+}
+
+async function refreshUpstreams(round) {
+  try {
+    const response = await api("/v1/admin/upstreams");
+    if (round !== upstreamsRound) return;
+    if (response.status === 404) { $("upstreams-panel").hidden = true; return; }  // a server without the endpoint
+    if (!response.ok) throw new Error(await errorText(response));
+    const body = await response.json();
+    if (round !== upstreamsRound) return;
+    drawUpstreams(body.upstreams);
+    $("upstreams-error").textContent = "";
+  } catch (error) {
+    if (round !== upstreamsRound || !key()) return;
+    $("upstreams-error").textContent = `upstreams: ${error.message}`;  // the rows keep their last state
+  }
+  if (round === upstreamsRound && key()) upstreamsTimer = setTimeout(() => refreshUpstreams(round), UPSTREAMS_EVERY_MS);
+}
+
+function drawUpstreams(upstreams) {
+  $("upstreams-panel").hidden = upstreams.length === 0;  // no remote model configured
+  const down = upstreams.filter((u) => u.state === "down").length;
+  $("upstreams-text").textContent = `${upstreams.length - down} of ${upstreams.length} up` +
+    (upstreams.some((u) => u.state === "unknown") ? " (some not polled yet)" : "");
+  $("upstreams").tBodies[0].replaceChildren(...upstreams.map((u) => el("tr", { "data-upstream": u.id, "data-state": u.state },
+    el("td", {}, u.id), el("td", {}, u.type),
+    el("td", {}, el("span", { class: `state ${u.state}`, "data-testid": "state" }, u.state)),
+    el("td", { class: "num", "data-testid": "in-flight" }, u.in_flight),
+    el("td", {}, u.url), el("td", { class: "muted" }, u.model),
+    el("td", { "data-testid": "last-error" }, u.last_error ? el("span", { class: "error" }, u.last_error) : ""),
+    el("td", {}, u.checked_at ? new Date(u.checked_at * 1000).toLocaleTimeString() : "not yet"),
+    el("td", { class: "muted" }, u.virtual.join(", ")))));
 }
 
 // ---- per-key usage (GET /v1/admin/usage, where the server has a usage store) ---------------
