@@ -152,6 +152,12 @@ class ItemDelete(ClientEvent, tag="conversation.item.delete"):
     item_id: str
 
 
+class ItemRetrieve(ClientEvent, tag="conversation.item.retrieve"):
+    """Answered with ``conversation.item.retrieved``: the item as the server holds it."""
+
+    item_id: str
+
+
 class ItemTruncate(ClientEvent, tag="conversation.item.truncate"):
     """Sent after a barge-in: how much of an answer's audio the user heard."""
 
@@ -179,6 +185,11 @@ class ResponseCancel(ClientEvent, tag="response.cancel"):
     response_id: str | None = None
 
 
+class OutputAudioClear(ClientEvent, tag="output_audio_buffer.clear"):
+    """WebRTC/SIP only (the server plays the audio there): refused on a WebSocket, whose client
+    plays the audio itself and cuts it off with ``response.cancel``."""
+
+
 AnyClientEvent = (
     SessionUpdateEvent
     | AudioAppend
@@ -186,7 +197,9 @@ AnyClientEvent = (
     | AudioClear
     | ItemCreate
     | ItemDelete
+    | ItemRetrieve
     | ItemTruncate
     | ResponseCreate
     | ResponseCancel
+    | OutputAudioClear
 )

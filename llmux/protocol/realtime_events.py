@@ -69,6 +69,10 @@ class ItemCreated(ServerEvent, tag="conversation.item.created"):
     previous_item_id: str | None = None
 
 
+class ItemRetrieved(ServerEvent, tag="conversation.item.retrieved"):
+    item: Item
+
+
 class ItemDeleted(ServerEvent, tag="conversation.item.deleted"):
     item_id: str
 

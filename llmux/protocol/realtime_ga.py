@@ -4,7 +4,7 @@ Only what differs from beta (``protocol.realtime``): the session (``type: "realt
 settings under ``audio.input`` / ``audio.output``, ``output_modalities``, ``max_output_tokens``),
 message content types (``output_text``, ``output_audio``) and ``response.create`` options. The
 events that did not change (``input_audio_buffer.*``, ``conversation.item.delete`` /
-``truncate``, ``response.cancel``) are beta's own Structs, and so is a function tool (``SessionTool``: ``mcp`` tools are refused
+``retrieve`` / ``truncate``, ``response.cancel``) are beta's own Structs, and so is a function tool (``SessionTool``: ``mcp`` tools are refused
 by its ``type``). Shapes follow ``openai.types.realtime``.
 
 What llmux cannot honour is refused by its type (a ``Literal``, or ``None`` only), so the
@@ -26,9 +26,11 @@ from llmux.protocol.realtime import (
     ClientEvent,
     InputTranscription,
     ItemDelete,
+    ItemRetrieve,
     ItemTruncate,
     MaxTokens,
     Modality,
+    OutputAudioClear,
     ResponseCancel,
     SessionTool,
 )
@@ -192,7 +194,9 @@ AnyClientEventIn = (
     | AudioClear
     | ItemCreateIn
     | ItemDelete
+    | ItemRetrieve
     | ItemTruncate
     | ResponseCreateIn
     | ResponseCancel
+    | OutputAudioClear
 )

@@ -104,6 +104,10 @@ class ItemDoneOut(ServerEvent, tag="conversation.item.done"):
     previous_item_id: str | None = None
 
 
+class ItemRetrievedOut(ServerEvent, tag="conversation.item.retrieved"):
+    item: ItemOut
+
+
 class OutputItemAddedOut(ServerEvent, tag="response.output_item.added"):
     response_id: str
     output_index: int

@@ -33,6 +33,7 @@ from llmux.protocol.realtime import (
 )
 from llmux.protocol.realtime_events import (
     ItemCreated,
+    ItemRetrieved,
     OutputItemAdded,
     OutputItemDone,
     Response,
@@ -112,6 +113,8 @@ class GAWire:
             out = [gae.ItemAddedOut(event_id=event.event_id, item=item, previous_item_id=event.previous_item_id)]
             if event.item.id not in self._output_items:  # the client's, or committed audio: complete now
                 out.append(gae.ItemDoneOut(item=item, previous_item_id=event.previous_item_id))
+        elif isinstance(event, ItemRetrieved):
+            out = [gae.ItemRetrievedOut(event_id=event.event_id, item=item_out(event.item))]
         elif isinstance(event, OutputItemAdded):
             self._output_items.add(event.item.id)
             out = [
@@ -156,8 +159,9 @@ def _modalities(output: Sequence[str]) -> list[Any]:
 
 
 def _tool_choice(choice: ga.ToolChoice) -> Any:
+    """A forced function as the session keeps it (beta's shape); the chat request names it its own way."""
     if isinstance(choice, ga.FunctionChoice):
-        return {"type": "function", "function": {"name": choice.name}}
+        return {"type": "function", "name": choice.name}
     return choice
 
 
@@ -231,9 +235,6 @@ def response_options(options: ga.ResponseOptionsIn) -> ResponseOptions:
 
 
 def session_out(session: Session) -> gae.SessionOut:
-    choice = session.tool_choice
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        choice = {"type": "function", "name": choice["function"].get("name")}
     audio = gae.AudioOut(
         input=gae.AudioInputOut(
             format=gae.PcmFormatOut(),
@@ -249,7 +250,7 @@ def session_out(session: Session) -> gae.SessionOut:
         instructions=session.instructions,
         audio=audio,
         tools=session.tools,
-        tool_choice=choice,
+        tool_choice=session.tool_choice,
         max_output_tokens=session.max_response_output_tokens,
         speech_model=session.speech_model,
         temperature=session.temperature,

@@ -38,7 +38,9 @@ from llmux.protocol.realtime import (
     Item,
     ItemCreate,
     ItemDelete,
+    ItemRetrieve,
     ItemTruncate,
+    OutputAudioClear,
     ResponseCancel,
     ResponseCreate,
     Session,
@@ -133,6 +135,8 @@ class RealtimeSession:
             self.conversation.add(event.item, event.previous_item_id)
         elif isinstance(event, ItemDelete):
             self.conversation.delete(event.item_id)
+        elif isinstance(event, ItemRetrieve):
+            self.conversation.retrieve(event.item_id)
         elif isinstance(event, ItemTruncate):
             self.conversation.truncate(event)
         elif isinstance(event, ResponseCreate):
@@ -141,6 +145,13 @@ class RealtimeSession:
             if self._response_task is None or self._response_task.done():
                 raise InvalidRequest("There is no response to cancel.", code="response_cancel_not_active")
             self._cancel_response("client_cancelled")
+        elif isinstance(event, OutputAudioClear):
+            raise InvalidRequest(
+                "output_audio_buffer.clear is WebRTC/SIP only: over a WebSocket the client plays the audio, so it"
+                " stops playing it itself (and sends response.cancel, then conversation.item.truncate).",
+                param="type",
+                code="unsupported_event",
+            )
 
     def _error(self, exc: LlmuxError, event_id: str | None) -> None:
         self.send(

@@ -17,7 +17,7 @@ from msgspec import UNSET
 from llmux.engines.base import ASR_SAMPLE_RATE, TranscribeOptions
 from llmux.protocol.chat import ChatCompletionRequest
 from llmux.protocol.errors import InvalidRequest, ModelNotFound
-from llmux.protocol.realtime import Item, ResponseOptions, Session, SessionUpdate, new_id
+from llmux.protocol.realtime import Item, ResponseOptions, Session, SessionTool, SessionUpdate, new_id
 from llmux.registry import ModelType, Registry
 from llmux.registry.registry import unknown_model
 from llmux.residency.controller import ResidencyController
@@ -94,9 +94,28 @@ def merge_session(service: RealtimeService, session: Session, update: SessionUpd
     if transcription is not None and transcription.model is not None:
         service.resolve(transcription.model, ModelType.ASR, "session.input_audio_transcription.model")
     merged = msgspec.structs.replace(session, **changes)
+    if "tool_choice" in changes or "tools" in changes:
+        merged.tool_choice = tool_choice(merged.tool_choice, merged.tools, "session.tool_choice")
     if "audio" in merged.modalities:
         service.speech(merged, ResponseOptions())  # the voice exists (an OpenAI name means the default)
     return merged
+
+
+def tool_choice(choice: str | dict[str, Any], tools: list[SessionTool], param: str) -> str | dict[str, Any]:
+    """``choice`` as the session keeps it: a forced function as the Realtime API writes it,
+    ``{"type": "function", "name": ...}`` (the chat completions shape, ``{"type": "function",
+    "function": {"name": ...}}``, is read too), and one of ``tools`` (else an error naming ``param``)."""
+    if not isinstance(choice, dict):
+        return choice
+    function = choice.get("function")
+    name = choice.get("name") if function is None else function.get("name") if isinstance(function, dict) else None
+    if choice.get("type") != "function" or not isinstance(name, str) or not name:
+        raise InvalidRequest(
+            'A tool choice is "auto", "none", "required" or {"type": "function", "name": ...}.', param=param
+        )
+    if name not in {t.name for t in tools}:
+        raise InvalidRequest(f"{param} names the function {name!r}, which is not one of the tools.", param=param)
+    return {"type": "function", "name": name}
 
 
 def chat_request(session: Session, items: list[Item], options: ResponseOptions) -> ChatCompletionRequest:
@@ -121,7 +140,14 @@ def chat_request(session: Session, items: list[Item], options: ResponseOptions) 
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in tools
         ]
-        body["tool_choice"] = options.tool_choice if options.tool_choice is not None else session.tool_choice
+        choice = (
+            tool_choice(options.tool_choice, tools, "response.tool_choice")
+            if options.tool_choice is not None
+            else tool_choice(session.tool_choice, tools, "session.tool_choice")
+        )
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice["name"]}} if isinstance(choice, dict) else choice
+        )
     try:
         return msgspec.convert(body, ChatCompletionRequest)
     except msgspec.ValidationError as exc:

@@ -18,6 +18,7 @@ from llmux.protocol.realtime_events import (
     AudioTranscriptDelta,
     ItemCreated,
     ItemDeleted,
+    ItemRetrieved,
     ItemTruncated,
     ServerEvent,
     TextDelta,
@@ -107,6 +108,11 @@ class Conversation:
     def delete(self, item_id: str) -> None:
         del self.items[self._index(item_id, "item_id")]
         self._send(ItemDeleted(item_id=item_id))
+
+    def retrieve(self, item_id: str) -> None:
+        """``conversation.item.retrieve``: the item as it is now (an input audio item holds
+        its transcript, not its audio: llmux keeps no audio once it is transcribed)."""
+        self._send(ItemRetrieved(item=self.items[self._index(item_id, "item_id")]))
 
     def truncate(self, event: ItemTruncate) -> None:
         """The user heard an answer only up to ``audio_end_ms``: its text is kept (llmux does

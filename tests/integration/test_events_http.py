@@ -24,22 +24,43 @@ pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "sk-llmux-demo-admin-not-a-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+READERS: list[Reader] = []
+"""Every reader of the current test: its server stops only once they have all stopped reading."""
 
 
 class Reader:
-    """Reads one event stream in a thread; ``events`` grows as they arrive."""
+    """Reads one event stream in a thread; ``events`` grows as they arrive.
+
+    The thread owns its client: ``close`` asks it to stop and waits until it has closed the
+    stream itself (it sees the flag at the next line, and the feed sends a keep-alive comment
+    every ``keepalive_s``), so no socket is closed under a blocked read and no thread is left
+    reading when the server stops. What went wrong in the thread is raised by ``close``."""
 
     def __init__(self, url: str) -> None:
         self.events: list[dict[str, Any]] = []
         self.names: list[str] = []
         self.comments = 0
         self._stop = threading.Event()
-        self._client = httpx.Client(timeout=httpx.Timeout(60, read=None))
-        self._thread = threading.Thread(target=self._read, args=(url,), daemon=True)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
         self._thread.start()
+        READERS.append(self)
 
-    def _read(self, url: str) -> None:
-        with self._client.stream("GET", f"{url}/v1/admin/events", headers=ADMIN) as response:
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, url: str) -> None:
+        try:
+            with httpx.Client(timeout=httpx.Timeout(60, read=None)) as client:
+                self._read(client, url)
+        except BaseException as exc:  # raised by close(), in the test's own thread
+            self._error = exc
+
+    def _read(self, client: httpx.Client, url: str) -> None:
+        with client.stream("GET", f"{url}/v1/admin/events", headers=ADMIN) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             name = None
@@ -57,9 +78,17 @@ class Reader:
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 
+    @property
+    def stopped(self) -> bool:
+        """Asked to stop, and its thread has closed the stream and ended."""
+        return self._stop.is_set() and not self._thread.is_alive()
+
     def close(self) -> None:
         self._stop.set()
-        self._client.close()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "the reader thread did not stop"
+        if self._error is not None:
+            raise self._error
 
 
 @pytest.fixture
@@ -69,6 +98,13 @@ def server() -> Iterator[tuple[str, Any]]:
     app = create_app(registry, load_keys(DEMO / "api_keys.yaml"), keepalive_s=0.2)
     with serve(app) as url:
         yield url, app.state.services.controller
+        closed = [r for r in READERS if r._stop.is_set()]
+        reading = [r for r in closed if not r.stopped]
+        for r in READERS:  # a failed test's readers too, before the server goes
+            r._stop.set()
+            r._thread.join(60)
+        READERS.clear()
+        assert not reading, f"{len(reading)} of {len(closed)} closed readers still reading as the server stops"
 
 
 def admin(url: str, action: str, model: str) -> dict[str, Any]:
@@ -131,12 +167,11 @@ def test_a_swap_is_told_in_order(server: tuple[str, Any]) -> None:
         waiting = [(e["model"], e["waiting"]) for e in second if e["type"] == "waiting"]
         assert waiting[-1] == ("whisper-tiny-en", 0)
         # A reconnecting script sees the same state in its snapshot, with the recent swaps.
-        late = Reader(url)
-        wait_for(lambda: late.events, 30, "a second snapshot")
-        snap = late.events[0]
-        assert {m["id"]: m["state"] for m in snap["models"]}["whisper-tiny-en"] == "ready"
-        assert [s["target"] for s in snap["recent_swaps"]] == ["smollm2-135m", "whisper-tiny-en"]
-        late.close()
+        with Reader(url) as late:
+            wait_for(lambda: late.events, 30, "a second snapshot")
+            snap = late.events[0]
+            assert {m["id"]: m["state"] for m in snap["models"]}["whisper-tiny-en"] == "ready"
+            assert [s["target"] for s in snap["recent_swaps"]] == ["smollm2-135m", "whisper-tiny-en"]
         # A model that loaded before: its next load tells how long that took (the progress estimate).
         admin(url, "load", "smollm2")
         wait_for(lambda: len(reader.of("swap_finished")) == 3, 60, "a third swap")

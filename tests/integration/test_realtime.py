@@ -26,6 +26,7 @@ import pydantic
 import pytest
 import websockets
 import yaml
+from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent
 
 from llmux.app import create_app
@@ -74,15 +75,26 @@ async def until(events: AsyncIterator[Any], kind: str, seen: list[Any], timeout:
 
 
 GA_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
+BETA_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(BetaServerEvent)
+BETA_UNCHECKED = ("session.created", "session.updated")
+"""The beta SDK types a session's model as one of OpenAI's own names (and its tool_choice as a
+string only, though beta's docs let it name a function): these are read unchecked."""
 
 
-async def ga_until(conn: Any, kind: str, seen: list[Any], timeout: float = 240) -> Any:
+async def ga_until(conn: Any, kind: str, seen: list[Any], timeout: float = 240, *, beta: bool = False) -> Any:
     """Like ``until``, for a GA connection: each event is validated against the SDK's GA types
-    (iterating the connection would only construct them, unchecked), so a wrong shape fails."""
+    (iterating the connection would only construct them, unchecked), so a wrong shape fails;
+    ``beta``: a beta connection, validated against the SDK's beta types."""
 
     async def scan() -> Any:
         while True:
-            event = GA_EVENT.validate_json(await conn.recv_bytes())
+            raw = await conn.recv_bytes()
+            if not beta:
+                event = GA_EVENT.validate_json(raw)
+            elif json.loads(raw)["type"] in BETA_UNCHECKED:
+                event = conn.parse_event(raw)
+            else:
+                event = BETA_EVENT.validate_json(raw)
             seen.append(event)
             if event.type == kind:
                 return event
@@ -102,6 +114,67 @@ def url() -> Iterator[str]:
 def sdk(url: str) -> openai.AsyncOpenAI:
     ws = url.replace("http://", "ws://") + "/v1"
     return openai.AsyncOpenAI(base_url=f"{url}/v1", websocket_base_url=ws, api_key=DEMO_KEY, max_retries=0)
+
+
+async def beta_until(conn: Any, kind: str, seen: list[Any], timeout: float = 240) -> Any:
+    """``ga_until`` for a beta connection."""
+    return await ga_until(conn, kind, seen, timeout, beta=True)
+
+
+def connect(url: str, protocol: str, model: str) -> Any:
+    """The SDK's beta (``client.beta.realtime``) or GA (``client.realtime``) connection."""
+    client = sdk(url)
+    return (client.beta.realtime if protocol == "beta" else client.realtime).connect(model=model)
+
+
+def text_session(protocol: str, **fields: Any) -> dict[str, Any]:
+    """A text-only session without turn detection, written the protocol's way."""
+    if protocol == "beta":
+        return {"modalities": ["text"], "turn_detection": None, **fields}
+    return {"type": "realtime", "output_modalities": ["text"], "audio": {"input": {"turn_detection": None}}, **fields}
+
+
+@pytest.mark.parametrize("protocol", ["beta", "ga"])
+async def test_an_item_is_retrieved_and_an_unknown_one_is_an_error(url: str, protocol: str) -> None:
+    recv = beta_until if protocol == "beta" else ga_until
+    seen: list[Any] = []
+    async with connect(url, protocol, "smollm2") as conn:
+        await recv(conn, "session.created", seen)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]}
+        await conn.conversation.item.create(item=item)
+        created = await recv(
+            conn, "conversation.item.created" if protocol == "beta" else "conversation.item.added", seen
+        )
+        await conn.conversation.item.retrieve(item_id=created.item.id)
+        retrieved = (await recv(conn, "conversation.item.retrieved", seen)).item
+        assert retrieved.id == created.item.id and retrieved.role == "user"
+        assert [(c.type, c.text) for c in retrieved.content] == [("input_text", "Say hello.")]
+        await conn.conversation.item.delete(item_id=created.item.id)
+        await recv(conn, "conversation.item.deleted", seen)
+        for missing in (created.item.id, "item_nope"):
+            await conn.conversation.item.retrieve(item_id=missing, event_id=f"r-{missing}")
+            error = (await recv(conn, "error", seen)).error
+            assert (error.type, error.code, error.param) == ("invalid_request_error", "item_not_found", "item_id")
+            assert error.event_id == f"r-{missing}" and missing in error.message
+
+
+@pytest.mark.parametrize("protocol", ["beta", "ga"])
+async def test_output_audio_buffer_clear_is_refused_as_webrtc_only(url: str, protocol: str) -> None:
+    recv = beta_until if protocol == "beta" else ga_until
+    seen: list[Any] = []
+    async with connect(url, protocol, "smollm2") as conn:
+        await recv(conn, "session.created", seen)
+        await conn.output_audio_buffer.clear(event_id="o1")
+        error = (await recv(conn, "error", seen)).error
+        assert (error.type, error.code, error.param, error.event_id) == (
+            "invalid_request_error",
+            "unsupported_event",
+            "type",
+            "o1",
+        )
+        assert "output_audio_buffer.clear" in error.message and "WebRTC/SIP" in error.message
+        await conn.input_audio_buffer.clear()  # and the session goes on
+        await recv(conn, "input_audio_buffer.cleared", seen)
 
 
 async def test_spoken_question_gets_transcript_text_and_audio(url: str) -> None:
@@ -450,6 +523,38 @@ async def test_a_tool_call_arrives_as_function_call_events(barge_url: str) -> No
         await conn.response.create()
         answer = await until(events, "response.done", seen)
     assert answer.response.output[0].content[0].text == "echo: Sunny."
+
+
+CLOCK = {"type": "function", "name": "clock", "description": "The time in a city.", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize("protocol", ["beta", "ga"])
+async def test_a_session_tool_choice_forces_that_function(barge_url: str, protocol: str) -> None:
+    # The scripted model calls the first tool it is offered unless a call was forced: clock is the second.
+    seen: list[Any] = []
+    forced = {"type": "function", "name": "clock"}
+    async with connect(barge_url, protocol, "caller") as conn:
+        recv = beta_until if protocol == "beta" else ga_until
+        await conn.session.update(session=text_session(protocol, tools=[WEATHER, CLOCK], tool_choice=forced))
+        choice = (await recv(conn, "session.updated", seen)).session.tool_choice
+        assert (choice if protocol == "beta" else choice.model_dump()) == forced
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Time in Paris?"}]}
+        await conn.conversation.item.create(item=item)
+        await conn.response.create()
+        done = await recv(conn, "response.done", seen)
+        (call,) = done.response.output
+        assert call.type == "function_call" and call.name == "clock"
+        finished = next(e for e in seen if e.type == "response.function_call_arguments.done")
+        assert finished.name == "clock" and json.loads(finished.arguments) == {"echo": "Time in Paris?"}
+        # A function that is not one of the tools: an error naming the param, the session unchanged.
+        await conn.session.update(session=text_session(protocol, tool_choice={"type": "function", "name": "nope"}))
+        error = (await recv(conn, "error", seen)).error
+        assert (
+            error.type == "invalid_request_error" and error.param == "session.tool_choice" and "nope" in error.message
+        )
+        await conn.response.create(response={"tool_choice": {"type": "function", "name": "nope"}})
+        error = (await recv(conn, "error", seen)).error
+        assert error.param == "response.tool_choice"
 
 
 async def test_ga_barge_in_cancels_the_answer(barge_url: str) -> None:

@@ -66,6 +66,12 @@ class InstantChat(SerialTextEngine):
             note = f"effort={effort} thinking={thinking}"
             yield f"<|channel|>analysis<|message|>{note}<|end|><|start|>assistant" if harmony else f"{note}</think>"
         tools = re.findall(r"<tools>(\S+)", prompt)
+        forced = re.search(r"<tool_call>\n<function=(?:(\w+)>\n)?$", prompt)
+        if forced and not harmony:  # a forced tool_choice pre-filled the call's opening: go on from there
+            rest = "" if forced.group(1) else f"{tools[0]}>\n"
+            yield f"{rest}<parameter=echo>\n{text}\n</parameter>\n</function>\n</tool_call>"
+            yield None
+            return
         if tools:
             if harmony:
                 yield f"<|channel|>commentary to=functions.{tools[0]} <|constrain|>json<|message|>"
