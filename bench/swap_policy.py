@@ -187,9 +187,9 @@ def registry(host_ram_gb: float = 0.0) -> Registry:
 
 async def _offload(fn: Callable[..., Any], *args: Any) -> Any:
     call = args[0] if fn is measure else fn  # a bound load / unpark (measured), unload / park
-    gb = call.__self__.spec.vram_gb
-    cost = {"load": load_s, "unload": unload_s, "park": copy_s, "unpark": copy_s}[call.__name__]
-    await asyncio.sleep(cost(gb))
+    cost = {"load": load_s, "unload": unload_s, "park": copy_s, "unpark": copy_s}.get(getattr(call, "__name__", ""))
+    if cost is not None:  # else building the engine: free here
+        await asyncio.sleep(cost(call.__self__.spec.vram_gb))
     return fn(*args)
 
 

@@ -66,8 +66,9 @@ class Occupied(Protocol):
 
 EngineFactory = Callable[[PhysicalModel, Registry], Loadable]
 Offload = Callable[..., Awaitable[Any]]
-"""Runs a blocking call off the event loop: ``asyncio.to_thread`` in production; tests pass
-one that waits on a gate they control, so load times are decided by the test, not a clock."""
+"""Runs a blocking call off the event loop (building an engine, which may import its runtime;
+its measured load or un-park; unload; park): a daemon thread in production; tests pass one that
+waits on a gate they control, so load times are decided by the test, not a clock."""
 
 
 @dataclass(eq=False)
