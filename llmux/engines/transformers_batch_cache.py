@@ -7,7 +7,7 @@ full-attention keys and values are *left-padded* to a common length and a 2-D at
 Linear-attention layers (Qwen3.5's Gated DeltaNet) keep a fixed-size convolution and recurrent
 state per sequence, with no length at all: those are concatenated along the batch dimension.
 
-- ``join(cache, length)``: a sequence prefilled alone (batch 1) becomes the last row; whichever
+- ``join(cache, length)``: a sequence with a cache of its own (batch 1) becomes the last row; whichever
   side is shorter is padded on the left.
 - ``split(cache, pads)``: the rows of a batch prefilled together (left-padded, ``pads`` columns
   each) as batch-1 caches of their own, the padding cut, ready to continue or ``join``.
@@ -108,7 +108,7 @@ class BatchCache:
         return 0 if self.mask is None else int(self.mask.shape[1])
 
     def join(self, cache: Any, length: int) -> int:
-        """Append a sequence prefilled alone (its cache holds ``length`` tokens); its row index."""
+        """Append a sequence with a cache of its own (holding ``length`` tokens); its row index."""
         device = _device(cache)
         own = torch.ones((1, length), dtype=torch.long, device=device)
         if self.cache is None or self.mask is None:
