@@ -140,11 +140,13 @@ def chat_request(session: Session, items: list[Item], options: ResponseOptions) 
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in tools
         ]
-        choice = (
-            tool_choice(options.tool_choice, tools, "response.tool_choice")
+        # Checked again here: the response's own tools may not hold the session's forced function.
+        given, param = (
+            (options.tool_choice, "response.tool_choice")
             if options.tool_choice is not None
-            else tool_choice(session.tool_choice, tools, "session.tool_choice")
+            else (session.tool_choice, "session.tool_choice")
         )
+        choice = tool_choice(given, tools, param)
         body["tool_choice"] = (
             {"type": "function", "function": {"name": choice["name"]}} if isinstance(choice, dict) else choice
         )
